@@ -1,0 +1,67 @@
+using Gpud.Api.Errors;
+using Gpud.Api.Files;
+using Gpud.Api.Health;
+using Gpud.Api.Observability;
+using Gpud.Api.System;
+using Microsoft.Extensions.Options;
+using Prometheus;
+
+namespace Gpud.Hosting;
+
+/// <summary>The HTTP pipeline and the route table.</summary>
+internal static class GpudApplication
+{
+    public static WebApplication UseGpud(this WebApplication app)
+    {
+        app.UseMiddleware<RequestIdMiddleware>();
+        // ApiExceptionHandler answers every exception; this delegate is only the fallback the middleware insists on.
+        app.UseExceptionHandler(new ExceptionHandlerOptions
+        {
+            ExceptionHandler = context => ApiErrors.WriteAsync(context, StatusCodes.Status500InternalServerError,
+                "The server had an error while processing your request."),
+        });
+        app.UseStatusCodePages(StatusCodeErrors.WriteAsync);
+        app.UseRouting();
+        app.UseHttpMetrics();
+        app.UseAuthentication();
+        app.UseAuthorization();
+
+        app.UseSwagger();
+        app.UseSwaggerUI(o => o.DocumentTitle = "gpud API");
+
+        app.MapHealth();
+        app.MapMetrics("/metrics");
+
+        var v1 = app.MapGroup("/v1").RequireAuthorization();
+        v1.MapFiles();
+        v1.MapSystem();
+        return app;
+    }
+
+    /// <summary>Runs the daemon; a configuration it must refuse ends it with a one-paragraph reason and exit code 78.</summary>
+    public static async Task<int> RunGpudAsync(this WebApplication app)
+    {
+        try
+        {
+            await app.RunAsync();
+            return 0;
+        }
+        catch (OptionsValidationException e)
+        {
+            await Console.Error.WriteLineAsync($"gpud: invalid configuration:{Environment.NewLine}  {string.Join(Environment.NewLine + "  ", e.Failures)}");
+            return ExitCodes.Configuration;
+        }
+        catch (StartupRefusedException e)
+        {
+            await Console.Error.WriteLineAsync($"gpud: {e.Message}");
+            return ExitCodes.Configuration;
+        }
+    }
+}
+
+/// <summary>Process exit codes systemd can act on (<c>RestartPreventExitStatus=78</c>).</summary>
+public static class ExitCodes
+{
+    /// <summary>EX_CONFIG from sysexits.h: restarting will not help until the configuration changes.</summary>
+    public const int Configuration = 78;
+}

@@ -1,0 +1,91 @@
+using System.Text.Json;
+using Gpud.Api.Auth;
+using Gpud.Api.Errors;
+using Gpud.Api.Health;
+using Gpud.Engine.Compute;
+using Gpud.Services.Files;
+using Gpud.Storage.Blobs;
+using Gpud.Storage.Files;
+using Gpud.Storage.Sqlite;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.DataProtection;
+using Microsoft.Extensions.Options;
+using Microsoft.OpenApi;
+
+namespace Gpud.Hosting;
+
+/// <summary>The composition root: every service gpud runs with, wired once.</summary>
+internal static class GpudServices
+{
+    public static IServiceCollection AddGpud(this IServiceCollection services, IConfiguration configuration)
+    {
+        services.AddOptions<GpudOptions>()
+            .Bind(configuration.GetSection(GpudOptions.Section))
+            .ValidateOnStart();
+        services.AddSingleton<IValidateOptions<GpudOptions>, GpudOptionsValidator>();
+        services.AddOptions<ApiKeyOptions>()
+            .Configure(o => ApiKeyOptions.Bind(o, configuration))
+            .ValidateOnStart();
+        services.AddSingleton<IValidateOptions<ApiKeyOptions>, ApiKeyOptionsValidator>();
+
+        // State, then the services over it. Lower layers take plain values, not IOptions, so they stay host-agnostic.
+        services.AddSingleton(TimeProvider.System);
+        services.AddSingleton(sp => new GpudDatabase(sp.GetRequiredService<IOptions<GpudOptions>>().Value.DatabasePath));
+        services.AddSingleton(sp => new BlobStore(sp.GetRequiredService<IOptions<GpudOptions>>().Value.DataDir));
+        services.AddSingleton<FileRepository>();
+        services.AddSingleton(sp => new FilesLimits(sp.GetRequiredService<IOptions<GpudOptions>>().Value.MaxUploadBytes));
+        services.AddSingleton<FilesService>();
+        services.AddSingleton<ComputeBackend>();
+
+        // Start-up order matters: refuse an unsafe listen address, then repair state, then load libtorch.
+        services.AddHostedService<ListenAddressGuard>();
+        services.AddHostedService<StateInitializer>();
+        services.AddHostedService<ComputeBackendLoader>();
+        services.AddSystemd();
+
+        // Authentication pulls in Data Protection; gpud issues no cookies or tokens, so keep its keys in memory
+        // rather than writing a key ring to the service user's home (read-only under systemd).
+        services.AddDataProtection().UseEphemeralDataProtectionProvider();
+        services.AddSingleton<ApiKeyRing>();
+        services.AddAuthentication(ApiKeyAuthenticationHandler.SchemeName)
+            .AddScheme<AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiKeyAuthenticationHandler.SchemeName, null);
+        services.AddAuthorizationBuilder()
+            .SetDefaultPolicy(new Microsoft.AspNetCore.Authorization.AuthorizationPolicyBuilder(ApiKeyAuthenticationHandler.SchemeName)
+                .RequireAuthenticatedUser().Build());
+
+        services.AddExceptionHandler<ApiExceptionHandler>();
+        services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true); // so bad JSON reaches the handler
+        services.ConfigureHttpJsonOptions(o =>
+        {
+            o.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower;
+            o.SerializerOptions.DictionaryKeyPolicy = null;
+        });
+        services.Configure<Microsoft.AspNetCore.Server.Kestrel.Core.KestrelServerOptions>(o => o.AddServerHeader = false);
+
+        services.AddGpudHealthChecks();
+        services.AddEndpointsApiExplorer();
+        services.AddSwaggerGen(o =>
+        {
+            o.SwaggerDoc("v1", new OpenApiInfo
+            {
+                Title = "gpud",
+                Version = "v1",
+                Description = "OpenAI-compatible fine-tuning and inference on your own GPUs. Paths and objects follow " +
+                              "OpenAI's API; fields marked as gpud extensions are additions.",
+            });
+            o.AddSecurityDefinition("bearer", new OpenApiSecurityScheme
+            {
+                Type = SecuritySchemeType.Http,
+                Scheme = "bearer",
+                Description = "An API key from Gpud:ApiKeys.",
+            });
+            o.AddSecurityRequirement(document => new OpenApiSecurityRequirement
+            {
+                [new OpenApiSecuritySchemeReference("bearer", document)] = [],
+            });
+            var xml = Path.Combine(AppContext.BaseDirectory, "gpud.xml");
+            if (File.Exists(xml)) o.IncludeXmlComments(xml);
+        });
+        return services;
+    }
+}

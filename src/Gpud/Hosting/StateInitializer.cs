@@ -1,0 +1,28 @@
+using Gpud.Services.Files;
+using Gpud.Storage.Sqlite;
+
+namespace Gpud.Hosting;
+
+/// <summary>
+/// Brings the data dir to a consistent state before any request is served: applies schema migrations, then removes
+/// what an unclean stop (kill -9, power loss) may have left half-done.
+/// </summary>
+internal sealed partial class StateInitializer(GpudDatabase database, FilesService files, ILogger<StateInitializer> logger) : IHostedService
+{
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        var applied = database.Migrate();
+        if (applied.Count > 0) LogMigrated(logger, database.Path, string.Join(", ", applied));
+        files.Recover();
+        LogReady(logger, database.Path, database.SchemaVersion());
+        return Task.CompletedTask;
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Database {Path}: applied schema migrations {Versions}")]
+    private static partial void LogMigrated(ILogger logger, string path, string versions);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Database {Path} at schema version {Version}")]
+    private static partial void LogReady(ILogger logger, string path, int version);
+}
