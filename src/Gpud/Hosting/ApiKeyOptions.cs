@@ -17,9 +17,10 @@ public sealed class ApiKeyOptions
         ArgumentNullException.ThrowIfNull(options);
         foreach (var entry in configuration.GetSection($"{GpudOptions.Section}:ApiKeys").GetChildren())
         {
-            options.Keys.Add(entry.Value is not null
-                ? new ApiKeyEntry(entry.Path, entry.Value, Project.Default)
-                : new ApiKeyEntry(entry.Path, entry["Key"] ?? "", entry["Project"] ?? Project.Default));
+            // Some providers give an object entry an empty value of its own, so its children decide the shape.
+            options.Keys.Add(entry.GetChildren().Any()
+                ? new ApiKeyEntry(entry.Path, entry["Key"] ?? "", entry["Project"] ?? Project.Default)
+                : new ApiKeyEntry(entry.Path, entry.Value ?? "", Project.Default));
         }
     }
 }

@@ -32,7 +32,11 @@ internal static class GpudApplication
         app.MapHealth();
         app.MapMetrics("/metrics");
 
-        var v1 = app.MapGroup("/v1").RequireAuthorization();
+        var v1 = app.MapGroup("/v1").RequireAuthorization()
+            .WithMetadata(new ProducesResponseTypeMetadata(StatusCodes.Status400BadRequest, typeof(ErrorResponse), ["application/json"]))
+            .WithMetadata(new ProducesResponseTypeMetadata(StatusCodes.Status401Unauthorized, typeof(ErrorResponse), ["application/json"]))
+            .WithMetadata(new ProducesResponseTypeMetadata(StatusCodes.Status404NotFound, typeof(ErrorResponse), ["application/json"]))
+            .WithMetadata(new ProducesResponseTypeMetadata(StatusCodes.Status500InternalServerError, typeof(ErrorResponse), ["application/json"]));
         v1.MapFiles();
         v1.MapSystem();
         return app;

@@ -83,6 +83,8 @@ internal static class GpudServices
             {
                 [new OpenApiSecuritySchemeReference("bearer", document)] = [],
             });
+            o.SupportNonNullableReferenceTypes();
+            o.NonNullableReferenceTypesAsRequired();
             var xml = Path.Combine(AppContext.BaseDirectory, "gpud.xml");
             if (File.Exists(xml)) o.IncludeXmlComments(xml);
         });

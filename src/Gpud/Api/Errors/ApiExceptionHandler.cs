@@ -24,8 +24,8 @@ internal sealed partial class ApiExceptionHandler(ILogger<ApiExceptionHandler> l
                 await ApiErrors.WriteAsync(httpContext, StatusCodes.Status415UnsupportedMediaType, e.Message, null, "unsupported_media_type");
                 return true;
             case BadHttpRequestException e:
-                await ApiErrors.WriteAsync(httpContext, e.StatusCode, DescribeBadRequest(e), null,
-                    e.StatusCode == StatusCodes.Status413PayloadTooLarge ? "request_too_large" : null);
+                var (message, code) = DescribeBadRequest(e);
+                await ApiErrors.WriteAsync(httpContext, e.StatusCode, message, null, code);
                 return true;
             case JsonException e:
                 await ApiErrors.WriteAsync(httpContext, StatusCodes.Status400BadRequest,
@@ -39,13 +39,13 @@ internal sealed partial class ApiExceptionHandler(ILogger<ApiExceptionHandler> l
         }
     }
 
-    private static string DescribeBadRequest(BadHttpRequestException exception) => exception.StatusCode switch
+    private static (string Message, string? Code) DescribeBadRequest(BadHttpRequestException exception) => exception.StatusCode switch
     {
-        StatusCodes.Status413PayloadTooLarge => "The request body is too large.",
-        StatusCodes.Status415UnsupportedMediaType => "Unsupported Content-Type: send 'application/json'.",
+        StatusCodes.Status413PayloadTooLarge => ("The request body is too large.", "request_too_large"),
+        StatusCodes.Status415UnsupportedMediaType => ("Unsupported Content-Type: send 'application/json'.", "unsupported_media_type"),
         _ when exception.InnerException is JsonException json =>
-            $"We could not parse the JSON body of your request. ({json.Message})",
-        _ => exception.Message,
+            ($"We could not parse the JSON body of your request. ({json.Message})", null),
+        _ => (exception.Message, null),
     };
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Unhandled exception for {Method} {Path}")]

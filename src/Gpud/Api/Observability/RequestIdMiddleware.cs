@@ -14,7 +14,13 @@ internal sealed class RequestIdMiddleware(RequestDelegate next, ILogger<RequestI
     {
         var id = "req_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));
         context.TraceIdentifier = id;
-        context.Response.Headers[Header] = id;
+        // Set when the response starts, not now: the exception handler clears headers before writing an error.
+        context.Response.OnStarting(static state =>
+        {
+            var http = (HttpContext)state;
+            http.Response.Headers[Header] = http.TraceIdentifier;
+            return Task.CompletedTask;
+        }, context);
         using var scope = logger.BeginScope(new Dictionary<string, object> { ["RequestId"] = id });
         await next(context);
     }

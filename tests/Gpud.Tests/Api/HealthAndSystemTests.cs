@@ -1,0 +1,57 @@
+using System.Net;
+using Gpud.Tests.Infrastructure;
+
+namespace Gpud.Tests.Api;
+
+public sealed class HealthAndSystemTests
+{
+    [Fact]
+    public async Task Readyz_turns_ready_once_libtorch_is_loaded_and_system_describes_it()
+    {
+        using var gpud = new GpudFactory();
+        var client = gpud.Client();
+        Assert.Equal("ok", (await (await client.GetAsync("/healthz")).Json()).GetProperty("status").GetString());
+
+        HttpResponseMessage ready = null!;
+        for (var i = 0; i < 300; i++)
+        {
+            ready = await client.GetAsync("/readyz");
+            if (ready.StatusCode == HttpStatusCode.OK) break;
+            await Task.Delay(100);
+        }
+        Assert.Equal(HttpStatusCode.OK, ready.StatusCode);
+        var checks = (await ready.Json()).GetProperty("checks");
+        Assert.Equal(["compute", "database", "disk"], checks.EnumerateObject().Select(c => c.Name).Order());
+
+        var system = await (await client.GetAsync("/v1/system")).Json();
+        Assert.Equal("ready", system.GetProperty("compute_status").GetString());
+        Assert.StartsWith("2.10", system.GetProperty("libtorch_version").GetString());
+        Assert.False(system.GetProperty("cuda_available").GetBoolean());
+        Assert.Contains(system.GetProperty("devices").EnumerateArray(), d => d.GetProperty("id").GetString() == "cpu" && d.GetProperty("total_memory_bytes").GetInt64() > 0);
+        Assert.True(system.GetProperty("data_dir_free_bytes").GetInt64() > 0);
+    }
+
+    [Fact]
+    public async Task Readyz_fails_when_the_data_dir_is_short_of_space()
+    {
+        using var gpud = new GpudFactory(new Dictionary<string, string?> { ["Gpud:MinFreeDiskBytes"] = (1L << 60).ToString(System.Globalization.CultureInfo.InvariantCulture) });
+        var response = await gpud.CreateClient().GetAsync("/readyz");
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
+        Assert.Equal("failing", (await response.Json()).GetProperty("checks").GetProperty("disk").GetProperty("status").GetString());
+    }
+
+    [Fact]
+    public async Task Metrics_expose_http_request_counters_in_prometheus_format()
+    {
+        using var gpud = new GpudFactory();
+        var client = gpud.Client();
+        await client.GetAsync("/v1/files");
+
+        var response = await client.GetAsync("/metrics");
+        var text = await response.Content.ReadAsStringAsync();
+
+        Assert.StartsWith("text/plain", response.Content.Headers.ContentType?.MediaType);
+        Assert.Contains("http_requests_received_total{", text);
+        Assert.Contains("endpoint=\"/v1/files/\"", text);
+    }
+}

@@ -1,0 +1,85 @@
+using System.Text;
+using Gpud.Engine.Data;
+using Gpud.Tests.Infrastructure;
+
+namespace Gpud.Tests.Engine;
+
+public sealed class TrainingDataInspectorTests
+{
+    private const string Good = """{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"hello"}]}""";
+
+    [Fact]
+    public void Chat_examples_with_tools_weights_and_text_parts_are_accepted()
+    {
+        var file = string.Join('\n',
+            Good,
+            """{"messages":[{"role":"system","content":"s"},{"role":"user","content":[{"type":"text","text":"hi"}]},{"role":"assistant","content":"x","weight":0},{"role":"user","content":"again"},{"role":"assistant","content":"y","weight":1}]}""",
+            """{"messages":[{"role":"user","content":"weather?"},{"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"w","arguments":"{}"}}]},{"role":"tool","tool_call_id":"c1","content":"sunny"},{"role":"assistant","content":"Sunny."}],"tools":[]}""",
+            "") + "\r\n";
+
+        var result = TrainingDataInspector.Inspect(Encoding.UTF8.GetBytes("\uFEFF" + file));
+
+        Assert.True(result.IsValid, result.Error?.ToString());
+        Assert.Equal((TrainingDataFormat.Chat, 3), (result.Format!.Value, result.ExampleCount));
+    }
+
+    [Fact]
+    public void Prompt_completion_examples_are_accepted()
+    {
+        var result = TrainingDataInspector.Inspect("""
+            {"prompt":"2+2=","completion":" 4"}
+            {"prompt":"3+3=","completion":" 6"}
+            """u8);
+        Assert.True(result.IsValid);
+        Assert.Equal((TrainingDataFormat.PromptCompletion, 2), (result.Format!.Value, result.ExampleCount));
+    }
+
+    [Theory]
+    [InlineData("""not json""", "invalid_json")]
+    [InlineData("""[1,2]""", "data_type")]
+    [InlineData("""{"text":"x"}""", "missing_messages_list")]
+    [InlineData("""{"messages":[]}""", "missing_messages_list")]
+    [InlineData("""{"messages":[{"content":"x"},{"role":"assistant","content":"y"}]}""", "message_missing_key")]
+    [InlineData("""{"messages":[{"role":"user"},{"role":"assistant","content":"y"}]}""", "message_missing_key")]
+    [InlineData("""{"messages":[{"role":"user","content":"x","mood":"happy"},{"role":"assistant","content":"y"}]}""", "message_unrecognized_key")]
+    [InlineData("""{"messages":[{"role":"narrator","content":"x"},{"role":"assistant","content":"y"}]}""", "unrecognized_role")]
+    [InlineData("""{"messages":[{"role":"user","content":""},{"role":"assistant","content":"y"}]}""", "missing_content")]
+    [InlineData("""{"messages":[{"role":"user","content":7},{"role":"assistant","content":"y"}]}""", "missing_content")]
+    [InlineData("""{"messages":[{"role":"user","content":"x"}]}""", "example_missing_assistant_message")]
+    [InlineData("""{"messages":[{"role":"user","content":"x"},{"role":"assistant","content":"y","weight":2}]}""", "invalid_weight")]
+    [InlineData("""{"prompt":"x","completion":""}""", "invalid_completion")]
+    [InlineData("""{"prompt":"x","completion":"y"}""", "inconsistent_format")]
+    public void The_first_bad_line_is_named_with_its_cookbook_error_class(string badLine, string code)
+    {
+        var file = $"{Good}\n\n{Good}\n{badLine}\n{Good}\nalso bad\n";
+
+        var error = TrainingDataInspector.Inspect(Encoding.UTF8.GetBytes(file)).Error;
+
+        Assert.NotNull(error);
+        Assert.Equal(4, error.Line); // 1-based, blank lines counted as a text editor shows them
+        Assert.Equal(code, error.Code);
+        Assert.StartsWith($"Line 4: {code}: ", error.ToString());
+    }
+
+    [Fact]
+    public void An_empty_file_is_an_error()
+    {
+        Assert.Equal("empty_file", TrainingDataInspector.Inspect("\n  \n"u8).Error?.Code);
+    }
+
+    [Fact]
+    public void Chunk_boundaries_do_not_change_the_result()
+    {
+        var bytes = Encoding.UTF8.GetBytes(Requests.ChatJsonl(30) + """{"messages":[{"role":"user","content":"é"}]}""" + "\n" + Good);
+        var whole = TrainingDataInspector.Inspect(bytes);
+
+        foreach (var size in new[] { 1, 2, 3, 7, 64 })
+        {
+            var inspector = new TrainingDataInspector();
+            for (var i = 0; i < bytes.Length; i += size)
+                inspector.Append(bytes.AsSpan(i, Math.Min(size, bytes.Length - i)));
+            Assert.Equal(whole, inspector.Complete());
+        }
+        Assert.Equal((31, "example_missing_assistant_message"), (whole.Error!.Line, whole.Error.Code));
+    }
+}

@@ -1,0 +1,84 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Sockets;
+
+namespace Gpud.Tests.Infrastructure;
+
+/// <summary>
+/// The real gpud executable on a real loopback port, for what an in-process server cannot show: a socket that
+/// drops mid-request, or the daemon killed with SIGKILL.
+/// </summary>
+public sealed class DaemonProcess : IDisposable
+{
+    private readonly Process _process;
+
+    private DaemonProcess(Process process, int port)
+    {
+        _process = process;
+        Port = port;
+        BaseAddress = new Uri($"http://127.0.0.1:{port}");
+    }
+
+    public int Port { get; }
+
+    public Uri BaseAddress { get; }
+
+    public static async Task<DaemonProcess> StartAsync(string dataDir, params string[] arguments)
+    {
+        var port = FreePort();
+        var start = new ProcessStartInfo("dotnet", [Repo.GpudDll, $"--urls=http://127.0.0.1:{port}", $"--Gpud:DataDir={dataDir}", .. arguments])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        var process = Process.Start(start)!;
+        process.OutputDataReceived += (_, _) => { };
+        process.ErrorDataReceived += (_, _) => { };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        var daemon = new DaemonProcess(process, port);
+        using var client = daemon.Client();
+        for (var i = 0; i < 200; i++)
+        {
+            if (process.HasExited) throw new InvalidOperationException($"gpud exited with {process.ExitCode} during start-up");
+            try
+            {
+                if ((await client.GetAsync("/healthz")).StatusCode == HttpStatusCode.OK) return daemon;
+            }
+            catch (HttpRequestException)
+            {
+            }
+            await Task.Delay(50);
+        }
+        daemon.Dispose();
+        throw new TimeoutException("gpud did not answer /healthz within 10 s");
+    }
+
+    public HttpClient Client(string key = "sk-anything")
+    {
+        var client = new HttpClient { BaseAddress = BaseAddress, Timeout = TimeSpan.FromSeconds(60) };
+        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
+        return client;
+    }
+
+    /// <summary>SIGKILL: no shutdown code runs, exactly like <c>kill -9</c> or the OOM killer.</summary>
+    public void Kill()
+    {
+        _process.Kill(entireProcessTree: true);
+        _process.WaitForExit();
+    }
+
+    public void Dispose()
+    {
+        if (!_process.HasExited) Kill();
+        _process.Dispose();
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}
