@@ -1,0 +1,159 @@
+using Gpud.Engine.Models.Layers;
+using Gpud.Engine.Weights;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Gpud.Engine.Models;
+
+/// <summary>
+/// A Llama-family causal LM (Llama 2/3, Mistral, Qwen2) built straight from a Hugging Face checkpoint. Submodules carry
+/// the Hugging Face names, so <c>state_dict()</c> keys are <c>model.layers.0.self_attn.q_proj.weight</c> and PEFT
+/// adapters map onto it by name. Every base parameter is frozen.
+/// </summary>
+public sealed class CausalLanguageModel : nn.Module
+{
+    private readonly RotaryEmbedding _rotary;
+    private readonly LmHead? _lmHead; // null when tied to the embeddings
+
+    private CausalLanguageModel(ModelConfig config, WeightLoader weights) : base("CausalLanguageModel")
+    {
+        Config = config;
+        Device = weights.Device;
+        DType = weights.DType;
+        Body = new DecoderStack(config, weights);
+        register_module("model", Body);
+        if (config.TieWordEmbeddings || !weights.Has("lm_head.weight"))
+        {
+            if (!config.TieWordEmbeddings)
+                throw new ModelLoadException("The checkpoint has no 'lm_head.weight' and the config does not tie word embeddings.");
+        }
+        else
+        {
+            _lmHead = new LmHead(weights.Parameter("lm_head.weight", config.VocabSize, config.HiddenSize));
+            register_module("lm_head", _lmHead);
+        }
+        _rotary = new RotaryEmbedding(config, Device);
+    }
+
+    public ModelConfig Config { get; }
+
+    public Device Device { get; }
+
+    public ScalarType DType { get; }
+
+    public DecoderStack Body { get; }
+
+    /// <summary>Loads a model directory (config.json + safetensors) onto <paramref name="device"/> in <paramref name="dtype"/>.</summary>
+    public static CausalLanguageModel Load(string directory, Device device, ScalarType dtype)
+    {
+        var config = ModelConfig.Load(directory);
+        using var checkpoint = Checkpoint.Open(directory);
+        return Load(config, checkpoint, device, dtype);
+    }
+
+    public static CausalLanguageModel Load(ModelConfig config, IWeightSource weights, Device device, ScalarType dtype)
+    {
+        using var _ = no_grad();
+        return new CausalLanguageModel(config, new WeightLoader(weights, device, dtype));
+    }
+
+    /// <summary>Final hidden states [batch, seq, hidden].</summary>
+    /// <param name="inputIds">[batch, seq] int64 token ids.</param>
+    /// <param name="positionIds">[batch, seq] int64 positions (restarting per packed example, offset by the cache).</param>
+    /// <param name="mask">null for plain causal attention, else a boolean [batch, 1, seq, keys] mask.</param>
+    /// <param name="cache">One <see cref="LayerKvCache"/> per layer, or null.</param>
+    public Tensor Hidden(Tensor inputIds, Tensor positionIds, Tensor? mask = null, IReadOnlyList<LayerKvCache>? cache = null)
+    {
+        ArgumentNullException.ThrowIfNull(inputIds);
+        using var scope = NewDisposeScope();
+        var hidden = Body.Embed(inputIds);
+        var (cos, sin) = _rotary.Angles(positionIds, hidden.dtype);
+        var seq = inputIds.shape[1];
+        var past = cache is { Count: > 0 } ? cache[0].Length : 0;
+        if (mask is null && past > 0 && seq > 1)
+        {
+            // A chunk appended to a cache: SDPA's is_causal would align the triangle top-left, so spell it out.
+            mask = ones([seq, past + seq], ScalarType.Bool, Device).tril(past).view(1, 1, seq, past + seq);
+        }
+        for (var i = 0; i < Body.Layers.Count; i++)
+            hidden = Body.Layers[i].Forward(hidden, cos, sin, mask, cache?[i]);
+        return Body.Norm.forward(hidden).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Logits in float32 for the given hidden states [.., hidden] → [.., vocab].</summary>
+    public Tensor Logits(Tensor hidden)
+    {
+        using var scope = NewDisposeScope();
+        var weight = _lmHead?.Weight ?? Body.EmbedTokens;
+        return nn.functional.linear(hidden, weight).to_type(ScalarType.Float32).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>A KV cache for <paramref name="batch"/> sequences of up to <paramref name="capacity"/> tokens.</summary>
+    public IReadOnlyList<LayerKvCache> NewCache(long batch, long capacity) =>
+        Enumerable.Range(0, Config.NumLayers)
+            .Select(_ => new LayerKvCache(batch, Config.NumKeyValueHeads, capacity, Config.HeadDim, DType, Device))
+            .ToList();
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) _rotary.Dispose();
+        base.Dispose(disposing);
+    }
+
+    /// <summary>The untied output projection, registered so its weight appears as <c>lm_head.weight</c>.</summary>
+    private sealed class LmHead : nn.Module
+    {
+        public LmHead(Parameter weight) : base("lm_head")
+        {
+            Weight = weight;
+            register_parameter("weight", weight);
+        }
+
+        public Parameter Weight { get; }
+    }
+}
+
+/// <summary><c>model</c>: embeddings, decoder layers and the final norm.</summary>
+public sealed class DecoderStack : nn.Module
+{
+    public DecoderStack(ModelConfig config, WeightLoader weights) : base("model")
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(weights);
+        Embedding = new EmbeddingTable(weights.Parameter("model.embed_tokens.weight", config.VocabSize, config.HiddenSize));
+        Layers = new ModuleList<DecoderLayer>(
+            Enumerable.Range(0, config.NumLayers).Select(i => new DecoderLayer(config, weights, $"model.layers.{i}")).ToArray());
+        Norm = new RmsNorm(weights, "model.norm", config.HiddenSize, config.RmsNormEps);
+        register_module("embed_tokens", Embedding);
+        register_module("layers", Layers);
+        register_module("norm", Norm);
+    }
+
+    // Modules may hold only what they register themselves: TorchSharp also collects Parameter-typed fields.
+    private EmbeddingTable Embedding { get; }
+
+    public Parameter EmbedTokens => Embedding.Weight;
+
+    public ModuleList<DecoderLayer> Layers { get; }
+
+    public RmsNorm Norm { get; }
+
+    public Tensor Embed(Tensor inputIds)
+    {
+        ArgumentNullException.ThrowIfNull(inputIds);
+        using var flat = inputIds.reshape(-1);
+        using var rows = EmbedTokens.index_select(0, flat);
+        return rows.view([.. inputIds.shape, EmbedTokens.shape[1]]);
+    }
+
+    private sealed class EmbeddingTable : nn.Module
+    {
+        public EmbeddingTable(Parameter weight) : base("embed_tokens")
+        {
+            Weight = weight;
+            register_parameter("weight", weight);
+        }
+
+        public Parameter Weight { get; }
+    }
+}

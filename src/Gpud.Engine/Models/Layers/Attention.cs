@@ -1,0 +1,65 @@
+using static TorchSharp.torch;
+
+namespace Gpud.Engine.Models.Layers;
+
+/// <summary>
+/// Grouped-query self-attention (<c>self_attn</c>: q/k/v/o projections). libtorch's SDPA has no GQA flag in
+/// TorchSharp, so key/value heads are expanded to the query heads first, as transformers' <c>repeat_kv</c> does.
+/// </summary>
+public sealed class Attention : nn.Module
+{
+    private readonly int _heads;
+    private readonly int _kvHeads;
+    private readonly int _headDim;
+
+    public Attention(ModelConfig config, WeightLoader weights, string prefix) : base(prefix)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        _heads = config.NumHeads;
+        _kvHeads = config.NumKeyValueHeads;
+        _headDim = config.HeadDim;
+        QProj = new BaseLinear(weights, $"{prefix}.q_proj", config.HiddenSize, (long)_heads * _headDim, config.QkvBias);
+        KProj = new BaseLinear(weights, $"{prefix}.k_proj", config.HiddenSize, (long)_kvHeads * _headDim, config.QkvBias);
+        VProj = new BaseLinear(weights, $"{prefix}.v_proj", config.HiddenSize, (long)_kvHeads * _headDim, config.QkvBias);
+        OProj = new BaseLinear(weights, $"{prefix}.o_proj", (long)_heads * _headDim, config.HiddenSize, config.OutputBias);
+        register_module("q_proj", QProj);
+        register_module("k_proj", KProj);
+        register_module("v_proj", VProj);
+        register_module("o_proj", OProj);
+    }
+
+    public BaseLinear QProj { get; }
+    public BaseLinear KProj { get; }
+    public BaseLinear VProj { get; }
+    public BaseLinear OProj { get; }
+
+    /// <param name="hidden">[batch, seq, hidden]</param>
+    /// <param name="mask">null for plain causal attention over <paramref name="hidden"/>; otherwise a boolean
+    /// [batch, 1, seq, keys] mask (true = may attend), for padding, packing or a KV cache.</param>
+    /// <param name="cache">This layer's key/value cache, or null.</param>
+    public Tensor Forward(Tensor hidden, Tensor cos, Tensor sin, Tensor? mask, LayerKvCache? cache)
+    {
+        using var scope = NewDisposeScope();
+        var batch = hidden.shape[0];
+        var seq = hidden.shape[1];
+        var q = QProj.forward(hidden).view(batch, seq, _heads, _headDim).transpose(1, 2);
+        var k = KProj.forward(hidden).view(batch, seq, _kvHeads, _headDim).transpose(1, 2);
+        var v = VProj.forward(hidden).view(batch, seq, _kvHeads, _headDim).transpose(1, 2);
+        q = RotaryEmbedding.Apply(q, cos, sin);
+        k = RotaryEmbedding.Apply(k, cos, sin);
+        if (cache is not null) (k, v) = cache.Append(k, v);
+
+        k = RepeatKv(k);
+        v = RepeatKv(v);
+        var attended = nn.functional.scaled_dot_product_attention(q, k, v, mask, 0.0, mask is null && seq > 1);
+        var merged = attended.transpose(1, 2).reshape(batch, seq, (long)_heads * _headDim);
+        return OProj.forward(merged).MoveToOuterDisposeScope();
+    }
+
+    private Tensor RepeatKv(Tensor x)
+    {
+        if (_heads == _kvHeads) return x;
+        var (batch, keys) = (x.shape[0], x.shape[2]);
+        return x.unsqueeze(2).expand(batch, _kvHeads, _heads / _kvHeads, keys, _headDim).reshape(batch, _heads, keys, _headDim);
+    }
+}
