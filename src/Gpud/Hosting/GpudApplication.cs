@@ -1,5 +1,6 @@
 using Gpud.Api.Errors;
 using Gpud.Api.Files;
+using Gpud.Api.Models;
 using Gpud.Api.Health;
 using Gpud.Api.Observability;
 using Gpud.Api.System;
@@ -38,6 +39,7 @@ internal static class GpudApplication
             .WithMetadata(new ProducesResponseTypeMetadata(StatusCodes.Status404NotFound, typeof(ErrorResponse), ["application/json"]))
             .WithMetadata(new ProducesResponseTypeMetadata(StatusCodes.Status500InternalServerError, typeof(ErrorResponse), ["application/json"]));
         v1.MapFiles();
+        v1.MapModels();
         v1.MapSystem();
         return app;
     }

@@ -3,6 +3,8 @@ using Gpud.Api.Auth;
 using Gpud.Api.Errors;
 using Gpud.Api.Health;
 using Gpud.Engine.Compute;
+using Gpud.Engine.Demo;
+using Gpud.Services.Models;
 using Gpud.Services.Files;
 using Gpud.Storage.Blobs;
 using Gpud.Storage.Files;
@@ -27,6 +29,10 @@ internal static class GpudServices
             .Configure(o => ApiKeyOptions.Bind(o, configuration))
             .ValidateOnStart();
         services.AddSingleton<IValidateOptions<ApiKeyOptions>, ApiKeyOptionsValidator>();
+        services.AddOptions<ModelOptions>()
+            .Bind(configuration.GetSection(GpudOptions.Section))
+            .ValidateOnStart();
+        services.AddSingleton<IValidateOptions<ModelOptions>, ModelOptionsValidator>();
 
         // State, then the services over it. Lower layers take plain values, not IOptions, so they stay host-agnostic.
         services.AddSingleton(TimeProvider.System);
@@ -36,11 +42,20 @@ internal static class GpudServices
         services.AddSingleton(sp => new FilesLimits(sp.GetRequiredService<IOptions<GpudOptions>>().Value.MaxUploadBytes));
         services.AddSingleton<FilesService>();
         services.AddSingleton<ComputeBackend>();
+        services.AddSingleton(sp =>
+        {
+            var gpud = sp.GetRequiredService<IOptions<GpudOptions>>().Value;
+            var models = sp.GetRequiredService<IOptions<ModelOptions>>().Value.Models
+                .Select(m => new BaseModelDefinition(m.Key, m.Value.Path, m.Value.Dtype, m.Value.Devices))
+                .ToList();
+            return new ModelCatalog(models, Path.Combine(gpud.DataDir, "models", DemoModel.Name), sp.GetRequiredService<ILogger<ModelCatalog>>());
+        });
 
         // Start-up order matters: refuse an unsafe listen address, then repair state, then load libtorch.
         services.AddHostedService<ListenAddressGuard>();
         services.AddHostedService<StateInitializer>();
         services.AddHostedService<ComputeBackendLoader>();
+        services.AddHostedService<ModelCatalogLoader>();
         services.AddSystemd();
 
         // Authentication pulls in Data Protection; gpud issues no cookies or tokens, so keep its keys in memory

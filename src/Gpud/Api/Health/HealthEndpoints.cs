@@ -20,7 +20,8 @@ internal static class HealthEndpoints
         services.AddHealthChecks()
             .AddCheck<DatabaseWritableCheck>("database", tags: [ReadyTag])
             .AddCheck<DiskSpaceCheck>("disk", tags: [ReadyTag])
-            .AddCheck<ComputeBackendCheck>("compute", tags: [ReadyTag]);
+            .AddCheck<ComputeBackendCheck>("compute", tags: [ReadyTag])
+            .AddCheck<ModelCatalogCheck>("models", tags: [ReadyTag]);
 
     public static IEndpointRouteBuilder MapHealth(this IEndpointRouteBuilder app)
     {
@@ -76,4 +77,16 @@ internal sealed class ComputeBackendCheck(ComputeBackend backend) : IHealthCheck
             : backend.Failure is { } failure
                 ? HealthCheckResult.Unhealthy($"failed to load: {failure.GetBaseException().Message}")
                 : HealthCheckResult.Unhealthy("loading"));
+}
+
+internal sealed class ModelCatalogCheck(Gpud.Services.Models.ModelCatalog catalog) : IHealthCheck
+{
+    // Ready once every model directory was checked. A broken one is logged and left out, not a reason to take the
+    // node out of rotation: the others still serve.
+    public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default) =>
+        Task.FromResult(!catalog.Loaded
+            ? HealthCheckResult.Unhealthy("checking model directories")
+            : HealthCheckResult.Healthy(catalog.Failures.Count == 0
+                ? $"{catalog.List().Count} models"
+                : $"{catalog.List().Count} models; not served: {string.Join("; ", catalog.Failures.Select(f => $"{f.Key}: {f.Value}"))}"));
 }
