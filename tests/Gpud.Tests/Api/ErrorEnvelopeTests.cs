@@ -58,7 +58,8 @@ public sealed class ErrorEnvelopeTests : IDisposable
         await (await client.PostAsync("/v1/files", chunked)).AssertError(HttpStatusCode.RequestEntityTooLarge, "file", "file_too_large");
 
         Assert.Empty((await (await client.GetAsync("/v1/files")).Json()).GetProperty("data").EnumerateArray());
-        Assert.DoesNotContain(Directory.EnumerateFiles(_gpud.DataDir, "*", SearchOption.AllDirectories), f => !Path.GetFileName(f).StartsWith("gpud.db", StringComparison.Ordinal));
+        Assert.Empty(Directory.EnumerateFiles(Path.Combine(_gpud.DataDir, "blobs"), "*", SearchOption.AllDirectories));
+        Assert.Empty(Directory.EnumerateFiles(Path.Combine(_gpud.DataDir, "tmp")));
     }
 
     [Fact]

@@ -21,7 +21,7 @@ public sealed class HealthAndSystemTests
         }
         Assert.Equal(HttpStatusCode.OK, ready.StatusCode);
         var checks = (await ready.Json()).GetProperty("checks");
-        Assert.Equal(["compute", "database", "disk"], checks.EnumerateObject().Select(c => c.Name).Order());
+        Assert.Equal(["compute", "database", "disk", "models"], checks.EnumerateObject().Select(c => c.Name).Order());
 
         var system = await (await client.GetAsync("/v1/system")).Json();
         Assert.Equal("ready", system.GetProperty("compute_status").GetString());
