@@ -1,0 +1,88 @@
+using System.Diagnostics;
+using System.Globalization;
+using Gpud.Engine.Demo;
+using Gpud.Engine.Generation;
+using Gpud.Engine.Models;
+using TorchSharp;
+using static TorchSharp.torch;
+
+// gpud-bench generate --model DIR|gpud-tiny [--batch 1] [--prompt-tokens 128] [--new-tokens 64] [--device cpu|cuda:0]
+//                     [--dtype float32|bfloat16|float16] [--repeat 3]
+// Prints prefill and decode tokens/s as key=value lines (the scripts parse them).
+var arguments = Arguments.Parse(args);
+if (arguments.Command != "generate")
+{
+    Console.Error.WriteLine("usage: gpud-bench generate --model DIR|gpud-tiny [--batch N] [--prompt-tokens N] [--new-tokens N] [--device cpu|cuda:0] [--dtype float32|bfloat16|float16] [--repeat N]");
+    return 2;
+}
+
+var modelPath = arguments.Get("model", DemoModel.Name);
+string? temporary = null;
+if (modelPath == DemoModel.Name)
+{
+    var watch = Stopwatch.StartNew();
+    modelPath = temporary = DemoModel.EnsureCreated(Path.Combine(Path.GetTempPath(), "gpud-bench", $"{DemoModel.Name}-{Guid.NewGuid():N}"));
+    Console.WriteLine(FormattableString.Invariant($"demo_create_seconds={watch.Elapsed.TotalSeconds:F3}"));
+    AppDomain.CurrentDomain.ProcessExit += (_, _) => Directory.Delete(temporary, recursive: true);
+}
+var device = new Device(arguments.Get("device", cuda.is_available() ? "cuda:0" : "cpu"));
+var dtype = arguments.Get("dtype", device.type == DeviceType.CUDA ? "bfloat16" : "float32") switch
+{
+    "bfloat16" => ScalarType.BFloat16,
+    "float16" => ScalarType.Float16,
+    _ => ScalarType.Float32,
+};
+var batch = arguments.Int("batch", 1);
+var promptTokens = arguments.Int("prompt-tokens", 128);
+var newTokens = arguments.Int("new-tokens", 64);
+var repeat = arguments.Int("repeat", 3);
+
+var load = Stopwatch.StartNew();
+using var model = CausalLanguageModel.Load(modelPath, device, dtype);
+Console.WriteLine(FormattableString.Invariant($"model={modelPath} device={device} dtype={dtype} parameters={model.Config.ParameterCount} load_seconds={load.Elapsed.TotalSeconds:F3}"));
+
+var random = new Random(1234);
+var prompts = Enumerable.Range(0, batch)
+    .Select(_ => (IReadOnlyList<int>)Enumerable.Range(0, promptTokens).Select(_ => random.Next(model.Config.VocabSize)).ToArray())
+    .ToList();
+var generator = new TokenGenerator(model);
+var greedy = Enumerable.Repeat(SamplingParameters.Greedy(newTokens), batch).ToList();
+var prefillOnly = Enumerable.Repeat(SamplingParameters.Greedy(1), batch).ToList();
+
+generator.Generate(prompts, prefillOnly); // warm-up: kernels, allocator
+var prefill = Best(repeat, () => generator.Generate(prompts, prefillOnly));
+var full = Best(repeat, () => generator.Generate(prompts, greedy));
+var decodeSeconds = Math.Max(full - prefill, 1e-9);
+Console.WriteLine(FormattableString.Invariant($"batch={batch} prompt_tokens={promptTokens} new_tokens={newTokens}"));
+Console.WriteLine(FormattableString.Invariant($"prefill_tokens_per_second={batch * promptTokens / prefill:F1}"));
+Console.WriteLine(FormattableString.Invariant($"decode_tokens_per_second={batch * (newTokens - 1) / decodeSeconds:F1}"));
+Console.WriteLine(FormattableString.Invariant($"generate_seconds={full:F3}"));
+return 0;
+
+double Best(int times, Action action)
+{
+    var best = double.MaxValue;
+    for (var i = 0; i < times; i++)
+    {
+        if (device.type == DeviceType.CUDA) cuda.synchronize();
+        var watch = Stopwatch.StartNew();
+        action();
+        if (device.type == DeviceType.CUDA) cuda.synchronize();
+        best = Math.Min(best, watch.Elapsed.TotalSeconds);
+    }
+    return best;
+}
+
+internal sealed record Arguments(string Command, Dictionary<string, string> Options)
+{
+    public static Arguments Parse(string[] args)
+    {
+        var options = new Dictionary<string, string>(StringComparer.Ordinal);
+        for (var i = 1; i + 1 < args.Length; i += 2) options[args[i].TrimStart('-')] = args[i + 1];
+        return new Arguments(args.Length > 0 ? args[0] : "", options);
+    }
+
+    public string Get(string name, string fallback) => Options.TryGetValue(name, out var value) ? value : fallback;
+
+    public int Int(string name, int fallback) => Options.TryGetValue(name, out var value) ? int.Parse(value, CultureInfo.InvariantCulture) : fallback;
+}
