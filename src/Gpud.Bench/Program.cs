@@ -40,7 +40,7 @@ var repeat = arguments.Int("repeat", 3);
 
 var load = Stopwatch.StartNew();
 using var model = CausalLanguageModel.Load(modelPath, device, dtype);
-Console.WriteLine(FormattableString.Invariant($"model={modelPath} device={device} dtype={dtype} parameters={model.Config.ParameterCount} load_seconds={load.Elapsed.TotalSeconds:F3}"));
+Console.WriteLine(FormattableString.Invariant($"model={modelPath} device={device} dtype={dtype} parameters={model.Config.ParameterCount} load_seconds={load.Elapsed.TotalSeconds:F3} peak_rss_mib_after_load={PeakRssMib():F0}"));
 
 var random = new Random(1234);
 var prompts = Enumerable.Range(0, batch)
@@ -59,6 +59,13 @@ Console.WriteLine(FormattableString.Invariant($"prefill_tokens_per_second={batch
 Console.WriteLine(FormattableString.Invariant($"decode_tokens_per_second={batch * (newTokens - 1) / decodeSeconds:F1}"));
 Console.WriteLine(FormattableString.Invariant($"generate_seconds={full:F3}"));
 return 0;
+
+// VmHWM: the process's peak resident set so far (Linux).
+static double PeakRssMib() =>
+    File.Exists("/proc/self/status")
+        ? double.Parse(File.ReadLines("/proc/self/status").First(l => l.StartsWith("VmHWM:", StringComparison.Ordinal))
+            .Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) / 1024
+        : double.NaN;
 
 double Best(int times, Action action)
 {

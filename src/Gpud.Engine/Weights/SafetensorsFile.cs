@@ -1,5 +1,5 @@
-using System.IO.MemoryMappedFiles;
 using System.Text.Json;
+using Microsoft.Win32.SafeHandles;
 using Gpud.Engine.Models;
 using TorchSharp;
 
@@ -7,16 +7,16 @@ namespace Gpud.Engine.Weights;
 
 /// <summary>
 /// One <c>.safetensors</c> file: an 8-byte little-endian header length, a JSON header naming each tensor's dtype,
-/// shape and byte range, then the raw data. The file is memory-mapped and each tensor copied straight from the map into
-/// its own tensor, so loading never holds a second copy of the whole file. Every header field is checked before use:
-/// a malformed or truncated file is a <see cref="ModelLoadException"/>, never a crash or an out-of-range read.
+/// shape and byte range, then the raw data. Each tensor is read with positional reads straight into its own tensor's
+/// memory: no second copy of the file exists at any point (a memory map would count the whole file again in the
+/// process's resident set). Every header field is checked before use: a malformed or truncated file is a
+/// <see cref="ModelLoadException"/>, never a crash or an out-of-range read.
 /// </summary>
 public sealed class SafetensorsFile : IWeightSource
 {
     private const long MaxHeaderBytes = 100L * 1024 * 1024;
 
-    private readonly MemoryMappedFile? _map;
-    private readonly MemoryMappedViewAccessor? _view;
+    private readonly SafeFileHandle _handle;
     private readonly Dictionary<string, Entry> _entries = new(StringComparer.Ordinal);
     private readonly long _dataStart;
 
@@ -49,11 +49,7 @@ public sealed class SafetensorsFile : IWeightSource
             ParseHeader(header, length - _dataStart);
         }
 
-        if (length > _dataStart)
-        {
-            _map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
-            _view = _map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
-        }
+        _handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.RandomAccess);
     }
 
     public string Path { get; }
@@ -73,31 +69,29 @@ public sealed class SafetensorsFile : IWeightSource
     {
         var entry = Get(name);
         var tensor = torch.empty(entry.Shape, entry.DType);
-        var byteCount = entry.End - entry.Begin;
-        if (byteCount > 0)
+        try
         {
-            byte* pointer = null;
-            _view!.SafeMemoryMappedViewHandle.AcquirePointer(ref pointer);
-            try
+            var byteCount = entry.End - entry.Begin;
+            if (byteCount > 0)
             {
-                var source = pointer + _view.PointerOffset + _dataStart + entry.Begin;
-                var target = tensor.bytes;
-                // Span lengths are int: copy in chunks so tensors over 2 GB (large embeddings) work too.
-                long copied = 0;
-                fixed (byte* destination = target)
+                fixed (byte* destination = tensor.bytes)
                 {
-                    while (copied < byteCount)
+                    // Span lengths are int: read in chunks so tensors over 2 GB (large embeddings) work too.
+                    long done = 0;
+                    while (done < byteCount)
                     {
-                        var chunk = (int)Math.Min(int.MaxValue, byteCount - copied);
-                        new ReadOnlySpan<byte>(source + copied, chunk).CopyTo(new Span<byte>(destination + copied, chunk));
-                        copied += chunk;
+                        var chunk = (int)Math.Min(1 << 30, byteCount - done);
+                        var read = RandomAccess.Read(_handle, new Span<byte>(destination + done, chunk), _dataStart + entry.Begin + done);
+                        if (read <= 0) throw new ModelLoadException($"{Path}: tensor '{name}' ends beyond the end of the file.");
+                        done += read;
                     }
                 }
             }
-            finally
-            {
-                _view.SafeMemoryMappedViewHandle.ReleasePointer();
-            }
+        }
+        catch
+        {
+            tensor.Dispose();
+            throw;
         }
         if (entry.DType == dtype) return tensor;
         using (tensor)
@@ -106,11 +100,7 @@ public sealed class SafetensorsFile : IWeightSource
         }
     }
 
-    public void Dispose()
-    {
-        _view?.Dispose();
-        _map?.Dispose();
-    }
+    public void Dispose() => _handle.Dispose();
 
     private Entry Get(string name) =>
         _entries.TryGetValue(name, out var entry) ? entry : throw new ModelLoadException($"{Path}: no tensor named '{name}'.");
