@@ -26,6 +26,17 @@ public sealed class DemoModelTests
     }
 
     [Fact]
+    public void A_fresh_gpud_tiny_equals_the_committed_copy_the_reference_logits_were_computed_from()
+    {
+        using var dir = new TempDir();
+        var fresh = DemoModel.EnsureCreated(dir["gpud-tiny"]);
+        var committed = Repo.File("tests/fixtures/models/gpud-tiny");
+        foreach (var file in Directory.EnumerateFiles(committed))
+            Assert.True(Hash(file) == Hash(Path.Combine(fresh, Path.GetFileName(file))),
+                $"{Path.GetFileName(file)} differs: regenerate tests/fixtures/models/gpud-tiny and its logits (scripts/fixtures)");
+    }
+
+    [Fact]
     public void Gpud_tiny_loads_tokenizes_and_generates_reproducibly()
     {
         using var dir = new TempDir();
