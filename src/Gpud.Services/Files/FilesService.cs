@@ -136,6 +136,15 @@ public sealed partial class FilesService(
         LogDeleted(logger, id, project);
     }
 
+    /// <summary>Removes files whose <c>expires_after</c> has passed (they are already invisible to the API).</summary>
+    public int DeleteExpired()
+    {
+        var expired = files.MarkExpiredDeleted(time.GetUtcNow().ToUnixTimeSeconds());
+        foreach (var id in expired) blobs.Delete(FileRecord.BlobKeyFor(id));
+        if (expired.Count > 0) LogExpired(logger, expired.Count);
+        return expired.Count;
+    }
+
     /// <summary>
     /// Start-up repair after a crash: removes half-written uploads and blobs that no live file owns (a crash between
     /// blob rename and row insert, or between tombstone and blob delete). Run before serving requests.
@@ -168,6 +177,9 @@ public sealed partial class FilesService(
 
     [LoggerMessage(Level = LogLevel.Error, Message = "File {FileId} has a database row but no bytes on disk")]
     private static partial void LogMissingBlob(ILogger logger, string fileId);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Deleted {Count} expired files")]
+    private static partial void LogExpired(ILogger logger, int count);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Recovered from an unclean stop: removed {Temporary} partial uploads and {Orphaned} unowned blobs")]
     private static partial void LogRecovered(ILogger logger, int temporary, int orphaned);

@@ -97,6 +97,19 @@ public sealed class FileRepository(GpudDatabase database)
         return command.ExecuteNonQuery() == 1;
     }
 
+    /// <summary>Tombstones every file whose expiry has passed; returns their ids (their blobs can then go).</summary>
+    public List<string> MarkExpiredDeleted(long now)
+    {
+        using var connection = database.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "UPDATE files SET deleted_at = $now WHERE deleted_at IS NULL AND expires_at <= $now RETURNING id";
+        command.Parameters.AddWithValue("$now", now);
+        var ids = new List<string>();
+        using var reader = command.ExecuteReader();
+        while (reader.Read()) ids.Add(reader.GetString(0));
+        return ids;
+    }
+
     /// <summary>Ids of every live file in any project (to find blobs no row owns after a crash).</summary>
     public HashSet<string> LiveIds()
     {

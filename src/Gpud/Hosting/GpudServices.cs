@@ -56,6 +56,7 @@ internal static class GpudServices
         services.AddHostedService<StateInitializer>();
         services.AddHostedService<ComputeBackendLoader>();
         services.AddHostedService<ModelCatalogLoader>();
+        services.AddHostedService<FileExpiryService>();
         services.AddSystemd();
 
         // Authentication pulls in Data Protection; gpud issues no cookies or tokens, so keep its keys in memory

@@ -2,6 +2,7 @@ using System.Net;
 using System.Text;
 using System.Text.Json;
 using Gpud.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace Gpud.Tests.Api;
 
@@ -144,5 +145,9 @@ public sealed class FilesApiTests : IDisposable
         time.Advance(TimeSpan.FromSeconds(2));
         await (await client.GetAsync($"/v1/files/{id}")).AssertError(HttpStatusCode.NotFound, "id");
         Assert.Empty((await (await client.GetAsync("/v1/files")).Json()).GetProperty("data").EnumerateArray());
+
+        // The expiry sweep then removes the bytes too.
+        Assert.Equal(1, gpud.Services.GetRequiredService<Gpud.Services.Files.FilesService>().DeleteExpired());
+        Assert.Empty(Directory.EnumerateFiles(Path.Combine(gpud.DataDir, "blobs"), "*", SearchOption.AllDirectories));
     }
 }
