@@ -90,7 +90,15 @@ public sealed partial class FilesService(
             ExampleCount: isTraining && inspection.IsValid ? inspection.ExampleCount : null);
 
         blobs.Commit(upload.Blob, record.BlobKey);
-        files.Insert(record);
+        try
+        {
+            files.Insert(record);
+        }
+        catch
+        {
+            blobs.Delete(record.BlobKey); // no row, so nobody may keep the bytes (Recover would sweep them too)
+            throw;
+        }
         LogCreated(logger, record.Id, record.Project, record.Bytes, record.Status);
         return record;
     }
