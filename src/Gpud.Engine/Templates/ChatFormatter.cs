@@ -1,0 +1,80 @@
+using System.Text;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Gpud.Engine.Templates.Jinja;
+using Gpud.Engine.Tokenization;
+
+namespace Gpud.Engine.Templates;
+
+/// <summary>A rendered conversation: the prompt text and its token ids.</summary>
+public sealed record ChatPrompt(string Text, IReadOnlyList<int> TokenIds);
+
+/// <summary>
+/// Turns OpenAI-style messages into prompt token ids with a model's chat template and tokenizer, giving the ids
+/// transformers' <c>apply_chat_template(tokenize=True)</c> gives, with one deliberate difference: special-token text
+/// inside message content stays text. Before rendering, such text is swapped for private-use placeholders; after
+/// rendering, control tokens are read only from the template's own text and the placeholders turn back into plain text.
+/// </summary>
+public sealed class ChatFormatter(TextTokenizer tokenizer, ChatTemplate template)
+{
+    private const char PlaceholderBase = '\uE000'; // Unicode private use: no tokenizer gives it meaning
+
+    private readonly Regex? _specials = Alternation(tokenizer.AddedTokens.Where(t => t.Special).Select(t => t.Content));
+
+    public ChatTemplate Template => template;
+
+    public ChatPrompt Format(JsonElement messages, bool addGenerationPrompt, IReadOnlyDictionary<string, JsonElement>? variables = null)
+    {
+        var originals = new List<string>();
+        var values = Neutralize(JinjaRuntime.FromJson(messages), originals);
+        var text = template.Render(values, addGenerationPrompt, tokenizer.BosToken, tokenizer.EosToken,
+            variables?.ToDictionary(v => v.Key, v => Neutralize(JinjaRuntime.FromJson(v.Value), originals), StringComparer.Ordinal));
+        var ids = tokenizer.Encode(text, addSpecialTokens: false, parseSpecialTokens: true, restore: segment => Restore(segment, originals));
+        return new ChatPrompt(Restore(text, originals), ids);
+    }
+
+    /// <summary>Replaces special-token text in every string (message content, names, tool arguments) by placeholders.</summary>
+    private object? Neutralize(object? value, List<string> originals)
+    {
+        switch (value)
+        {
+            case string s when _specials is not null && _specials.IsMatch(s):
+                return _specials.Replace(s, m =>
+                {
+                    originals.Add(m.Value);
+                    return Placeholder(originals.Count - 1);
+                });
+            case List<object?> list:
+                return list.Select(v => Neutralize(v, originals)).ToList();
+            case Dictionary<string, object?> map:
+                var copy = new Dictionary<string, object?>(StringComparer.Ordinal);
+                foreach (var (key, item) in map)
+                    copy[key] = key == "content" && item is List<object?> parts ? Neutralize(FlattenText(parts), originals) : Neutralize(item, originals);
+                return copy;
+            default:
+                return value;
+        }
+    }
+
+    /// <summary>Text-only models get content parts ([{type: text, text}]) joined by newlines, as vLLM does.</summary>
+    private static object? FlattenText(List<object?> parts) =>
+        parts.All(p => p is Dictionary<string, object?> d && d.TryGetValue("type", out var t) && t is "text" && d.TryGetValue("text", out var x) && x is string)
+            ? string.Join("\n", parts.Cast<Dictionary<string, object?>>().Select(p => (string)p["text"]!))
+            : parts;
+
+    private static string Placeholder(int index) => $"{PlaceholderBase}{(char)(0xE100 + index)}{PlaceholderBase}";
+
+    private static string Restore(string text, List<string> originals)
+    {
+        if (originals.Count == 0 || !text.Contains(PlaceholderBase, StringComparison.Ordinal)) return text;
+        var result = new StringBuilder(text);
+        for (var i = 0; i < originals.Count; i++) result.Replace(Placeholder(i), originals[i]);
+        return result.ToString();
+    }
+
+    private static Regex? Alternation(IEnumerable<string> tokens)
+    {
+        var contents = tokens.Where(c => c.Length > 0).Distinct(StringComparer.Ordinal).OrderByDescending(c => c.Length).Select(Regex.Escape).ToList();
+        return contents.Count == 0 ? null : new Regex(string.Join('|', contents), RegexOptions.CultureInvariant);
+    }
+}
