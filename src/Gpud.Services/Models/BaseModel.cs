@@ -1,5 +1,7 @@
 using Gpud.Engine.Models;
+using Gpud.Engine.Templates;
 using Gpud.Engine.Tokenization;
+using Gpud.Services.Errors;
 
 namespace Gpud.Services.Models;
 
@@ -9,7 +11,16 @@ namespace Gpud.Services.Models;
 public sealed record BaseModelDefinition(string Name, string Path, string? Dtype, IReadOnlyList<string> Devices, bool BuiltIn = false);
 
 /// <summary>A base model whose directory was checked: config, weights' headers and tokenizer all readable.</summary>
-public sealed record BaseModel(BaseModelDefinition Definition, ModelConfig Config, TextTokenizer Tokenizer, long CreatedAt)
+/// <param name="ChatTemplate">null when tokenizer_config.json has none or it cannot be parsed (<paramref name="ChatTemplateError"/>).</param>
+public sealed record BaseModel(BaseModelDefinition Definition, ModelConfig Config, TextTokenizer Tokenizer, long CreatedAt,
+    ChatTemplate? ChatTemplate, string? ChatTemplateError)
 {
     public string Name => Definition.Name;
+
+    /// <summary>The formatter chat requests use; a model without a usable template fails chat requests only.</summary>
+    public ChatFormatter Chat() => ChatTemplate is not null
+        ? new ChatFormatter(Tokenizer, ChatTemplate)
+        : throw GpudException.Invalid(
+            $"The model '{Name}' cannot be used for chat: {ChatTemplateError ?? "its tokenizer_config.json has no chat_template"}. Use /v1/completions with a prompt instead.",
+            "model", "chat_template_unavailable");
 }

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using Gpud.Engine.Demo;
 using Gpud.Engine.Models;
+using Gpud.Engine.Templates;
 using Gpud.Engine.Tokenization;
 using Gpud.Engine.Weights;
 using Gpud.Services.Errors;
@@ -50,7 +51,8 @@ public sealed partial class ModelCatalog(IReadOnlyList<BaseModelDefinition> defi
                 if (definition.BuiltIn) DemoModel.EnsureCreated(definition.Path);
                 var model = Inspect(definition);
                 _models[definition.Name] = model;
-                LogReady(logger, definition.Name, model.Config.Architecture.ToString(), model.Config.ParameterCount, definition.Path);
+                LogReady(logger, definition.Name, model.Config.Architecture.ToString(), model.Config.ParameterCount, definition.Path,
+                    model.ChatTemplate?.Family ?? $"none ({model.ChatTemplateError ?? "no chat_template"})");
             }
             catch (Exception e) when (e is ModelLoadException or IOException or UnauthorizedAccessException or InvalidOperationException or ArgumentException)
             {
@@ -73,11 +75,24 @@ public sealed partial class ModelCatalog(IReadOnlyList<BaseModelDefinition> defi
         if (tokenizer.VocabSize > config.VocabSize)
             throw new ModelLoadException($"{definition.Path}: the tokenizer has {tokenizer.VocabSize} tokens but the model only {config.VocabSize}.");
         var created = new DateTimeOffset(File.GetLastWriteTimeUtc(Path.Combine(definition.Path, "config.json"))).ToUnixTimeSeconds();
-        return new BaseModel(definition, config, tokenizer, created);
+        ChatTemplate? template = null;
+        string? templateError = null;
+        if (tokenizer.ChatTemplate is { } source)
+        {
+            try
+            {
+                template = ChatTemplate.Parse(source);
+            }
+            catch (TemplateSyntaxException e)
+            {
+                templateError = $"its chat template cannot be parsed ({e.Message})";
+            }
+        }
+        return new BaseModel(definition, config, tokenizer, created, template, templateError);
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Model {Name} ready: {Architecture}, {Parameters} parameters, from {Path}")]
-    private static partial void LogReady(ILogger logger, string name, string architecture, long parameters, string path);
+    [LoggerMessage(Level = LogLevel.Information, Message = "Model {Name} ready: {Architecture}, {Parameters} parameters, chat template {ChatTemplate}, from {Path}")]
+    private static partial void LogReady(ILogger logger, string name, string architecture, long parameters, string path, string chatTemplate);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Model {Name} at {Path} cannot be served: {Reason}")]
     private static partial void LogBroken(ILogger logger, string name, string path, string reason);
