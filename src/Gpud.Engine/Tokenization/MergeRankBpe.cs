@@ -3,10 +3,10 @@ using System.Text;
 namespace Gpud.Engine.Tokenization;
 
 /// <summary>
-/// BPE over merge ranks with byte fallback, exactly as Hugging Face tokenizers' <c>BPE::merge_word</c> does it for
-/// SentencePiece-converted tokenizer.json files (Llama 2, Mistral): repeatedly merge the adjacent pair of lowest rank,
-/// the leftmost one on ties. SentencePiece's own score-based merging breaks those ties differently (e.g. "???"), so
-/// tokenizer.json models use this rather than a synthesized SentencePiece model.
+/// BPE with byte fallback that repeatedly merges the adjacent pair of lowest rank, the leftmost one on ties. With the
+/// ranks of tokenizer.json's merges it is Hugging Face tokenizers' <c>BPE::merge_word</c> (Llama 2 and Mistral
+/// tokenizer.json); with ranks from piece scores it is SentencePiece's own BPE (tokenizer.model). Microsoft.ML.Tokenizers'
+/// SentencePiece BPE breaks ties between equal pairs from the right ("▁▁▁", "???"), so gpud does not use it.
 /// </summary>
 internal sealed class MergeRankBpe
 {
@@ -15,10 +15,10 @@ internal sealed class MergeRankBpe
     private readonly int[] _byteIds = new int[256];
     private readonly int _unknownId;
 
+    /// <summary>Ranks from tokenizer.json merges ("left right", in priority order).</summary>
     public MergeRankBpe(Dictionary<string, int> vocab, IEnumerable<string> merges, int unknownId)
+        : this(vocab, unknownId)
     {
-        _vocab = vocab;
-        _unknownId = unknownId;
         var rank = 0;
         foreach (var merge in merges)
         {
@@ -28,6 +28,31 @@ internal sealed class MergeRankBpe
                 _merges.TryAdd(Key(l, r), (rank, m));
             rank++;
         }
+    }
+
+    /// <summary>Ranks from SentencePiece scores: any two pieces that concatenate to a mergeable piece, higher score first.</summary>
+    public MergeRankBpe(Dictionary<string, int> vocab, IReadOnlyList<(string Piece, float Score, bool Mergeable)> pieces, int unknownId)
+        : this(vocab, unknownId)
+    {
+        var ranks = pieces.Where(p => p.Mergeable).Select(p => p.Score).Distinct().OrderByDescending(s => s)
+            .Select((score, rank) => (score, rank)).ToDictionary(x => x.score, x => x.rank);
+        for (var id = 0; id < pieces.Count; id++)
+        {
+            var (piece, score, mergeable) = pieces[id];
+            if (!mergeable) continue;
+            for (var split = 1; split < piece.Length; split++)
+            {
+                if (char.IsLowSurrogate(piece[split])) continue;
+                if (vocab.TryGetValue(piece[..split], out var l) && vocab.TryGetValue(piece[split..], out var r))
+                    _merges.TryAdd(Key(l, r), (ranks[score], id));
+            }
+        }
+    }
+
+    private MergeRankBpe(Dictionary<string, int> vocab, int unknownId)
+    {
+        _vocab = vocab;
+        _unknownId = unknownId;
         for (var b = 0; b < 256; b++)
             _byteIds[b] = vocab.TryGetValue($"<0x{b:X2}>", out var id) ? id : unknownId;
     }

@@ -20,8 +20,9 @@ public enum TokenizerKind
 public sealed record AddedToken(int Id, string Content, bool Special);
 
 /// <summary>
-/// A Hugging Face tokenizer (tokenizer.json + tokenizer_config.json, or a SentencePiece tokenizer.model) on
-/// Microsoft.ML.Tokenizers, giving the ids transformers gives. Added tokens are matched by gpud itself so that
+/// A Hugging Face tokenizer (tokenizer.json + tokenizer_config.json, or a SentencePiece tokenizer.model) giving the
+/// ids transformers gives: byte-level BPE on Microsoft.ML.Tokenizers, SentencePiece BPE on <see cref="MergeRankBpe"/>
+/// (ML.Tokenizers' SentencePiece breaks merge ties differently from the reference library). Added tokens are matched by gpud itself so that
 /// special-token text is turned into control tokens only when the caller asks for it (chat templates), never for
 /// user-supplied content.
 /// </summary>
@@ -29,7 +30,7 @@ public sealed class TextTokenizer
 {
     private const string GptRegex = @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
 
-    private readonly Tokenizer? _inner; // Microsoft.ML.Tokenizers: byte-level BPE and SentencePiece tokenizer.model
+    private readonly Tokenizer? _inner; // Microsoft.ML.Tokenizers' byte-level BPE; SentencePiece models use _mergeBpe
     private readonly IReadOnlyDictionary<string, int> _vocabulary;
     private readonly Dictionary<string, AddedToken> _addedByContent;
     private readonly Dictionary<int, AddedToken> _addedById;
@@ -41,13 +42,15 @@ public sealed class TextTokenizer
     private readonly bool _stripLeadingSpace;
     private readonly MergeRankBpe? _mergeBpe; // SentencePiece-converted tokenizer.json
     private readonly bool _prependSpace;
+    private readonly bool _collapseWhitespace; // SentencePiece remove_extra_whitespaces
     private bool _cleanUpSpaces;
 
     private TextTokenizer(Tokenizer? inner, IReadOnlyDictionary<string, int> vocabulary, TokenizerKind kind, IReadOnlyList<AddedToken> added,
         int[] prefix, int[] suffix, int vocabSize, string[]? pieces = null, bool stripLeadingSpace = false, MergeRankBpe? mergeBpe = null,
-        bool prependSpace = false)
+        bool prependSpace = false, bool collapseWhitespace = false)
     {
         _inner = inner;
+        _collapseWhitespace = collapseWhitespace;
         _vocabulary = vocabulary;
         _mergeBpe = mergeBpe;
         _prependSpace = prependSpace;
@@ -226,18 +229,7 @@ public sealed class TextTokenizer
         }
         else if (File.Exists(model))
         {
-            using var stream = File.OpenRead(model);
-            var spm = LlamaTokenizer.Create(stream, addBeginOfSentence: false, addEndOfSentence: false);
-            var added = new List<AddedToken>();
-            foreach (var (content, id) in new[] { (spm.UnknownToken, spm.UnknownId), (spm.BeginningOfSentenceToken, spm.BeginningOfSentenceId), (spm.EndOfSentenceToken, spm.EndOfSentenceId) })
-            {
-                if (id >= 0) added.Add(new AddedToken(id, content, true));
-            }
-            var addBos = config?.AddBos ?? true;
-            var pieces = new string[spm.Vocabulary.Count];
-            foreach (var (piece, id) in spm.Vocabulary) pieces[id] = piece;
-            tokenizer = new TextTokenizer(spm, spm.Vocabulary, TokenizerKind.SentencePiece, added, addBos ? [spm.BeginningOfSentenceId] : [], [],
-                pieces.Length, pieces, spm.AddDummyPrefix);
+            tokenizer = FromSentencePieceModel(SentencePieceModel.Read(model), model, config);
         }
         else
         {
@@ -294,6 +286,27 @@ public sealed class TextTokenizer
         return new TextTokenizer(bpe, bpe.Vocabulary, TokenizerKind.ByteLevelBpe, added, prefix, suffix, vocabSize);
     }
 
+    private static TextTokenizer FromSentencePieceModel(SentencePieceModel spm, string path, TokenizerConfig? config)
+    {
+        if (!spm.IsBpe) throw new ModelLoadException($"{path}: only SentencePiece BPE models are supported (Llama 2, Mistral), not Unigram.");
+        if (spm.NormalizerName != "identity")
+            throw new ModelLoadException($"{path}: SentencePiece normalizer '{spm.NormalizerName}' is not supported (identity, as Llama 2 and Mistral use).");
+        var pieces = spm.Pieces.Select(p => p.Piece).ToArray();
+        var vocabulary = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (var id = 0; id < pieces.Length; id++) vocabulary.TryAdd(pieces[id], id);
+        var added = spm.Pieces.Select((p, id) => (p, id))
+            .Where(x => x.p.Type is SentencePieceModel.Control or SentencePieceModel.Unknown or SentencePieceModel.UserDefined)
+            .Select(x => new AddedToken(x.id, x.p.Piece, x.p.Type != SentencePieceModel.UserDefined))
+            .ToList();
+        var addBos = config?.AddBos ?? true;
+        var addEos = config?.AddEos ?? false;
+        var bpe = new MergeRankBpe(vocabulary, spm.Pieces.Select(p => (p.Piece, p.Score, p.Type == SentencePieceModel.Normal)).ToList(), spm.UnknownId);
+        return new TextTokenizer(null, vocabulary, TokenizerKind.SentencePiece, added,
+            addBos && spm.BosId >= 0 ? [spm.BosId] : [], addEos && spm.EosId >= 0 ? [spm.EosId] : [], pieces.Length, pieces,
+            stripLeadingSpace: spm.AddDummyPrefix, mergeBpe: bpe, prependSpace: spm.AddDummyPrefix,
+            collapseWhitespace: spm.RemoveExtraWhitespaces);
+    }
+
     /// <summary>Merges as "left right" strings (tokenizer.json stores them as strings or as two-element arrays).</summary>
     private static IEnumerable<string> Merges(JsonElement model) => model.GetProperty("merges").EnumerateArray()
         .Select(m => m.ValueKind == JsonValueKind.String ? m.GetString()! : $"{m[0].GetString()} {m[1].GetString()}");
@@ -328,14 +341,11 @@ public sealed class TextTokenizer
         if (_mergeBpe is not null)
         {
             // tokenizer.json's normalizer for these models: Prepend("▁") then Replace(" ", "▁"), per segment.
+            if (_collapseWhitespace) text = string.Join(' ', text.Split(' ', StringSplitOptions.RemoveEmptyEntries));
             _mergeBpe.Encode((_prependSpace ? "\u2581" : "") + text.Replace(' ', '\u2581'), ids);
             return;
         }
-        ids.AddRange(_inner switch
-        {
-            SentencePieceTokenizer spm => spm.EncodeToIds(text, addBeginningOfSentence: false, addEndOfSentence: false),
-            _ => _inner!.EncodeToIds(text),
-        });
+        ids.AddRange(_inner!.EncodeToIds(text));
     }
 
     private void ApplyConfig(TokenizerConfig? config)

