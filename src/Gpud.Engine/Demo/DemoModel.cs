@@ -17,7 +17,7 @@ public static class DemoModel
     public const string Name = "gpud-tiny";
 
     /// <summary>Bump when the generated files change, so existing copies are regenerated.</summary>
-    public const int Version = 1;
+    public const int Version = 2;
 
     private const int Hidden = 64;
     private const int Intermediate = 176;
@@ -182,7 +182,7 @@ public static class DemoModel
         var headDim = Hidden / Heads;
         var tensors = new List<TensorData>
         {
-            Normal("model.embed_tokens.weight", random, 0.5, VocabSize, Hidden),
+            Normal("model.embed_tokens.weight", random, 0.1, VocabSize, Hidden), // logits spread ~1: sampling varies
             Ones("model.norm.weight", Hidden),
         };
         for (var i = 0; i < Layers; i++)

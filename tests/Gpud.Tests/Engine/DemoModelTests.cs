@@ -59,6 +59,20 @@ public sealed class DemoModelTests
     }
 
     [Fact]
+    public void Seeded_sampling_gives_the_recorded_tokens_in_every_process()
+    {
+        // Recorded from a separate process; equality here shows a seed fixes the output across runs and restarts.
+        var path = Repo.File("tests/fixtures/models/gpud-tiny");
+        var tokenizer = TextTokenizer.Load(path);
+        using var model = CausalLanguageModel.Load(path, CPU, ScalarType.Float32);
+        var prompt = tokenizer.Encode("Hello, gpud! ✓", addSpecialTokens: true);
+
+        var sampled = new TokenGenerator(model).Generate([prompt], [new SamplingParameters(16, Temperature: 0.9, TopP: 0.95, Seed: 42)])[0];
+
+        Assert.Equal([211, 150, 122, 133, 101, 114, 212, 238, 191, 211, 15, 217, 1, 82, 156, 135], sampled.TokenIds);
+    }
+
+    [Fact]
     public void An_interrupted_creation_is_redone()
     {
         using var dir = new TempDir();
