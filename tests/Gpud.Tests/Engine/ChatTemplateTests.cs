@@ -6,8 +6,9 @@ using Gpud.Tests.Infrastructure;
 namespace Gpud.Tests.Engine;
 
 /// <summary>
-/// Chat templates rendered by gpud's Jinja against Hugging Face's @huggingface/jinja on the real templates of
-/// Llama 3, Llama 3.1 and Qwen3 (fixtures: scripts/fixtures/make_chat_template_fixtures.mjs), down to the token ids.
+/// Chat templates rendered by gpud's Jinja against Jinja2 itself, configured as transformers' apply_chat_template
+/// configures it, on the real templates of Llama 3, Llama 3.1 and Qwen3, down to the token ids (fixtures:
+/// scripts/fixtures/make_chat_template_fixtures.py).
 /// </summary>
 public sealed class ChatTemplateTests
 {
