@@ -15,6 +15,23 @@ internal static class GpudApplication
     public static WebApplication UseGpud(this WebApplication app)
     {
         app.UseMiddleware<RequestIdMiddleware>();
+        // Metrics sit outside the exception handler, so a request that ends in an error is counted with its final
+        // status code (and with the route it matched, captured before the handler clears it).
+        app.UseRouting();
+        app.UseHttpMetrics();
+        app.Use(async (context, next) =>
+        {
+            // The exception handler clears the matched endpoint before answering; put it back so the request's
+            // metrics keep their route label (e.g. a 500 stays attributed to /v1/files/{id}/content).
+            var endpoint = context.GetEndpoint();
+            var routeValues = new RouteValueDictionary(context.Request.RouteValues);
+            await next(context);
+            if (context.GetEndpoint() is null && endpoint is not null)
+            {
+                context.SetEndpoint(endpoint);
+                context.Request.RouteValues = routeValues;
+            }
+        });
         // ApiExceptionHandler answers every exception; this delegate is only the fallback the middleware insists on.
         app.UseExceptionHandler(new ExceptionHandlerOptions
         {
@@ -22,8 +39,6 @@ internal static class GpudApplication
                 "The server had an error while processing your request."),
         });
         app.UseStatusCodePages(StatusCodeErrors.WriteAsync);
-        app.UseRouting();
-        app.UseHttpMetrics();
         app.UseAuthentication();
         app.UseAuthorization();
 
@@ -37,7 +52,8 @@ internal static class GpudApplication
             .WithMetadata(new ProducesResponseTypeMetadata(StatusCodes.Status400BadRequest, typeof(ErrorResponse), ["application/json"]))
             .WithMetadata(new ProducesResponseTypeMetadata(StatusCodes.Status401Unauthorized, typeof(ErrorResponse), ["application/json"]))
             .WithMetadata(new ProducesResponseTypeMetadata(StatusCodes.Status404NotFound, typeof(ErrorResponse), ["application/json"]))
-            .WithMetadata(new ProducesResponseTypeMetadata(StatusCodes.Status500InternalServerError, typeof(ErrorResponse), ["application/json"]));
+            .WithMetadata(new ProducesResponseTypeMetadata(StatusCodes.Status500InternalServerError, typeof(ErrorResponse), ["application/json"]))
+            .AddEndpointFilter(ServiceErrors.AsResults);
         v1.MapFiles();
         v1.MapModels();
         v1.MapSystem();

@@ -54,4 +54,20 @@ public sealed class HealthAndSystemTests
         Assert.Contains("http_requests_received_total{", text);
         Assert.Contains("endpoint=\"/v1/files/\"", text);
     }
+
+    [Fact]
+    public async Task Failed_requests_are_counted_with_their_real_status_and_route()
+    {
+        using var gpud = new GpudFactory();
+        var client = gpud.Client();
+        await client.GetAsync("/v1/files/file-missing");                           // 404 from a service
+        var id = (await (await client.PostAsync("/v1/files", Requests.UploadForm("{}", "user_data"))).Json()).GetProperty("id").GetString();
+        File.Delete(Path.Combine(gpud.DataDir, "blobs", "files", id!));
+        await client.GetAsync($"/v1/files/{id}/content");                          // 500 from an unexpected exception
+
+        // The registry is process-wide and other tests make the same requests: check the labels, not the counts.
+        var lines = (await client.GetStringAsync("/metrics")).Split('\n').Where(l => l.StartsWith("http_requests_received_total{", StringComparison.Ordinal)).ToList();
+        Assert.Contains(lines, l => l.Contains("code=\"404\",method=\"GET\"", StringComparison.Ordinal) && l.Contains("endpoint=\"/v1/files/{id}\"", StringComparison.Ordinal));
+        Assert.Contains(lines, l => l.Contains("code=\"500\",method=\"GET\"", StringComparison.Ordinal) && l.Contains("endpoint=\"/v1/files/{id}/content\"", StringComparison.Ordinal));
+    }
 }
