@@ -62,6 +62,17 @@ public sealed class DaemonProcess : IDisposable
         return client;
     }
 
+    /// <summary>The daemon's resident set size (VmRSS).</summary>
+    public long ResidentBytes()
+    {
+        foreach (var line in File.ReadLines($"/proc/{_process.Id}/status"))
+        {
+            if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
+                return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture) * 1024;
+        }
+        return 0;
+    }
+
     /// <summary>SIGKILL: no shutdown code runs, exactly like <c>kill -9</c> or the OOM killer.</summary>
     public void Kill()
     {
