@@ -33,5 +33,18 @@ public sealed class BaseLinear : nn.Module<Tensor, Tensor>
 
     public Parameter? Bias { get; }
 
-    public override Tensor forward(Tensor input) => nn.functional.linear(input, Weight, Bias);
+    /// <summary>The LoRA adapter being trained on this projection, if any.</summary>
+    public Lora.LoraAdapter? Adapter { get; private set; }
+
+    /// <summary>Attaches an adapter (registered as the submodule <c>lora</c>); its parameters are the trainable ones.</summary>
+    public void Attach(Lora.LoraAdapter adapter)
+    {
+        ArgumentNullException.ThrowIfNull(adapter);
+        if (Adapter is not null) throw new InvalidOperationException($"{GetName()} already has an adapter.");
+        Adapter = adapter;
+        register_module("lora", adapter);
+    }
+
+    public override Tensor forward(Tensor input) =>
+        Adapter is null ? nn.functional.linear(input, Weight, Bias) : Adapter.Forward(input, this);
 }

@@ -1,0 +1,113 @@
+using Gpud.Engine.Models.Layers;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Gpud.Engine.Lora;
+
+/// <summary>
+/// A LoRA adapter on one frozen <see cref="BaseLinear"/>: y = W x + b + s·B(A(dropout(x))), with s = α/r (α/√r for
+/// rsLoRA). With DoRA the output is re-scaled row-wise by a learned magnitude m over the norm of the adapted weight,
+/// exactly as PEFT's DoraLinearLayer computes it (the norm is detached, per the DoRA paper §4.3). Adapter weights are
+/// float32 whatever the base dtype; the result is returned in the base dtype.
+/// </summary>
+public sealed class LoraAdapter : nn.Module
+{
+    private readonly double _dropout;
+
+    public LoraAdapter(BaseLinear layer, LoraSettings settings, Generator? generator = null) : base("lora")
+    {
+        ArgumentNullException.ThrowIfNull(layer);
+        ArgumentNullException.ThrowIfNull(settings);
+        Settings = settings;
+        _dropout = settings.Dropout;
+        var device = layer.Weight.device;
+        using var noGrad = no_grad();
+        Tensor a, b;
+        if (settings.Init == LoraInit.Pissa)
+        {
+            (a, b) = PissaInit(layer, settings);
+        }
+        else
+        {
+            a = normal(0, 1.0 / settings.Rank, [settings.Rank, layer.InFeatures], ScalarType.Float32, device, generator: generator);
+            b = zeros([layer.OutFeatures, settings.Rank], ScalarType.Float32, device);
+        }
+        A = new Parameter(a);
+        B = new Parameter(b);
+        register_parameter("lora_A", A);
+        register_parameter("lora_B", B);
+        if (settings.UseDora)
+        {
+            using var scope = NewDisposeScope();
+            Magnitude = new Parameter(AdaptedWeight(layer).norm(1).MoveToOuterDisposeScope());
+            register_parameter("lora_magnitude_vector", Magnitude);
+        }
+    }
+
+    public LoraSettings Settings { get; }
+
+    /// <summary>[rank, in]</summary>
+    public Parameter A { get; }
+
+    /// <summary>[out, rank]</summary>
+    public Parameter B { get; }
+
+    /// <summary>DoRA's magnitude vector [out], or null.</summary>
+    public Parameter? Magnitude { get; }
+
+    public Tensor Forward(Tensor input, BaseLinear layer)
+    {
+        ArgumentNullException.ThrowIfNull(layer);
+        using var scope = NewDisposeScope();
+        var baseDtype = input.dtype;
+        var result = nn.functional.linear(input, layer.Weight, layer.Bias).to_type(ScalarType.Float32);
+        var x = input.to_type(ScalarType.Float32);
+        var dropped = training && _dropout > 0 ? nn.functional.dropout(x, _dropout, true) : x;
+        var lora = nn.functional.linear(nn.functional.linear(dropped, A), B) * Settings.Scale;
+        if (Magnitude is null) return (result + lora).to_type(baseDtype).MoveToOuterDisposeScope();
+
+        var weightNorm = AdaptedWeight(layer).norm(1).detach();
+        var magnitudeScale = Magnitude / weightNorm;
+        // PEFT: the base term is recomputed from the dropped-out input when dropout is active, else reused (minus bias).
+        var baseWithoutBias = ReferenceEquals(dropped, x)
+            ? (layer.Bias is null ? result : result - layer.Bias.to_type(ScalarType.Float32))
+            : nn.functional.linear(dropped, layer.Weight.to_type(ScalarType.Float32));
+        var dora = (magnitudeScale - 1) * baseWithoutBias + magnitudeScale * lora;
+        return (result + dora).to_type(baseDtype).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>W + s·BA in float32, [out, in]: the weight this adapter makes, before DoRA's re-scaling.</summary>
+    public Tensor AdaptedWeight(BaseLinear layer)
+    {
+        ArgumentNullException.ThrowIfNull(layer);
+        return layer.Weight.to_type(ScalarType.Float32) + B.matmul(A) * Settings.Scale;
+    }
+
+    /// <summary>The single weight equivalent to base + adapter (for merging and for tests).</summary>
+    public Tensor MergedWeight(BaseLinear layer)
+    {
+        using var scope = NewDisposeScope();
+        var adapted = AdaptedWeight(layer);
+        if (Magnitude is not null) adapted = adapted * (Magnitude / adapted.norm(1)).unsqueeze(1);
+        return adapted.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// PiSSA: A and B from the top-r singular vectors of W (each taking √S, divided by the scale so that s·BA is the
+    /// top-r part of W), and W replaced by its residual, on W's own device. At step 0 the adapted layer equals the base.
+    /// </summary>
+    private static (Tensor A, Tensor B) PissaInit(BaseLinear layer, LoraSettings settings)
+    {
+        using var scope = NewDisposeScope();
+        var weight = layer.Weight.to_type(ScalarType.Float32);
+        var (u, s, vh) = linalg.svd(weight, fullMatrices: false);
+        var r = settings.Rank;
+        var sr = (s[..r] / settings.Scale).sqrt();
+        var a = sr.unsqueeze(1) * vh[..r];          // diag(√Sr) · Vhᵣ  → [r, in]
+        var b = u[.., ..r] * sr.unsqueeze(0);        // Uᵣ · diag(√Sr)   → [out, r]
+        var residual = weight - b.matmul(a) * settings.Scale;
+        layer.Weight.copy_(residual.to_type(layer.Weight.dtype));
+        return (a.contiguous().MoveToOuterDisposeScope(), b.contiguous().MoveToOuterDisposeScope());
+    }
+}

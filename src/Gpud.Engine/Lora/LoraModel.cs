@@ -1,0 +1,54 @@
+using Gpud.Engine.Models;
+using Gpud.Engine.Models.Layers;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Gpud.Engine.Lora;
+
+/// <summary>Puts LoRA adapters on a model's projections and finds them again by their Hugging Face module path.</summary>
+public static class LoraModel
+{
+    /// <summary>Every projection of the model with its module path (<c>model.layers.0.self_attn.q_proj</c>).</summary>
+    public static IEnumerable<(string Path, string Name, BaseLinear Layer)> Projections(CausalLanguageModel model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        for (var i = 0; i < model.Body.Layers.Count; i++)
+        {
+            var layer = model.Body.Layers[i];
+            var attention = $"model.layers.{i}.self_attn";
+            var mlp = $"model.layers.{i}.mlp";
+            yield return ($"{attention}.q_proj", "q_proj", layer.SelfAttn.QProj);
+            yield return ($"{attention}.k_proj", "k_proj", layer.SelfAttn.KProj);
+            yield return ($"{attention}.v_proj", "v_proj", layer.SelfAttn.VProj);
+            yield return ($"{attention}.o_proj", "o_proj", layer.SelfAttn.OProj);
+            yield return ($"{mlp}.gate_proj", "gate_proj", layer.Mlp.GateProj);
+            yield return ($"{mlp}.up_proj", "up_proj", layer.Mlp.UpProj);
+            yield return ($"{mlp}.down_proj", "down_proj", layer.Mlp.DownProj);
+        }
+    }
+
+    /// <summary>
+    /// Attaches an adapter to every projection named in <paramref name="targetModules"/> (<c>"all-linear"</c> means all)
+    /// and returns the trainable parameters. The seed fixes the Gaussian initialisation.
+    /// </summary>
+    public static IReadOnlyList<Parameter> Attach(CausalLanguageModel model, LoraSettings settings, IReadOnlyCollection<string> targetModules, long seed)
+    {
+        ArgumentNullException.ThrowIfNull(settings);
+        ArgumentNullException.ThrowIfNull(targetModules);
+        var targets = targetModules.Contains("all-linear") ? LoraSettings.AllLinear.ToHashSet() : targetModules.ToHashSet();
+        var unknown = targets.Except(LoraSettings.AllLinear).ToList();
+        if (unknown.Count > 0)
+            throw new ArgumentException($"Unknown target modules: {string.Join(", ", unknown)} (valid: {string.Join(", ", LoraSettings.AllLinear)}, all-linear).", nameof(targetModules));
+
+        using var generator = new Generator((ulong)seed, model.Device);
+        var parameters = new List<Parameter>();
+        foreach (var (_, name, layer) in Projections(model))
+        {
+            if (!targets.Contains(name)) continue;
+            var adapter = new LoraAdapter(layer, settings, generator);
+            layer.Attach(adapter);
+            parameters.AddRange(adapter.parameters().Cast<Parameter>());
+        }
+        return parameters;
+    }
+}

@@ -1,0 +1,103 @@
+using Gpud.Engine.Lora;
+using Gpud.Engine.Models;
+using Gpud.Tests.Infrastructure;
+using static TorchSharp.torch;
+
+namespace Gpud.Tests.Engine;
+
+public sealed class LoraTests
+{
+    private static CausalLanguageModel Load(string name = "qwen2-tiny") => CausalLanguageModel.Load(Repo.File($"tests/fixtures/models/{name}"), CPU, ScalarType.Float32);
+
+    [Theory]
+    [InlineData(false, false)]
+    [InlineData(true, false)]
+    [InlineData(false, true)]
+    [InlineData(true, true)]
+    public void Lora_rslora_and_dora_equal_the_layer_with_their_merged_weight(bool rslora, bool dora)
+    {
+        using var model = Load(); // qwen2-tiny: its q/k/v projections have biases
+        LoraModel.Attach(model, new LoraSettings(4, 8, UseRslora: rslora, UseDora: dora), ["all-linear"], seed: 1);
+        model.eval();
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        var x = randn([2, 5, model.Config.HiddenSize], generator: new Generator(7, CPU));
+
+        foreach (var (path, _, layer) in LoraModel.Projections(model))
+        {
+            var adapter = layer.Adapter!;
+            adapter.B.copy_(randn(adapter.B.shape) * 0.1); // a trained adapter, not the zero B of initialisation
+            if (dora) adapter.Magnitude!.mul_(1.5);
+            var input = randn([2, 5, layer.InFeatures]);
+
+            var expected = nn.functional.linear(input, adapter.MergedWeight(layer), layer.Bias);
+            var actual = layer.forward(input);
+
+            Assert.True(actual.allclose(expected, rtol: 1e-4, atol: 1e-5), $"{path}: max |diff| {(actual - expected).abs().max().item<float>():g3}");
+        }
+        Assert.Equal(rslora ? 8 / 2.0 : 8 / 4.0, LoraModel.Projections(model).First().Layer.Adapter!.Settings.Scale);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Pissa_at_step_zero_gives_the_base_models_output(bool dora)
+    {
+        using var baseModel = Load("llama3-tiny");
+        using var adapted = Load("llama3-tiny");
+        LoraModel.Attach(adapted, new LoraSettings(4, 16, UseDora: dora, Init: LoraInit.Pissa), ["q_proj", "v_proj", "down_proj"], seed: 1);
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        var ids = tensor(new long[] { 5, 17, 99, 3, 42, 8, 200 }).unsqueeze(0);
+        var positions = arange(7, ScalarType.Int64).unsqueeze(0);
+
+        var expected = baseModel.Logits(baseModel.Hidden(ids, positions));
+        var actual = adapted.Logits(adapted.Hidden(ids, positions));
+
+        Assert.True(actual.allclose(expected, rtol: 1e-4, atol: 1e-4), $"max |diff| {(actual - expected).abs().max().item<float>():g3}");
+        var q = LoraModel.Projections(adapted).First(p => p.Name == "q_proj").Layer;
+        Assert.True(q.Adapter!.B.abs().sum().item<float>() > 0); // PiSSA starts from the principal components, not from zero
+        var original = LoraModel.Projections(baseModel).First(p => p.Name == "q_proj").Layer.Weight;
+        Assert.False(q.Weight.allclose(original)); // the base now holds the residual
+    }
+
+    [Fact]
+    public void Gaussian_init_starts_as_the_base_model_and_only_adapter_weights_train()
+    {
+        using var baseModel = Load();
+        using var adapted = Load();
+        var trainable = LoraModel.Attach(adapted, new LoraSettings(8, 16, Dropout: 0.1, UseDora: true), ["all-linear"], seed: 3);
+        adapted.eval();
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        var ids = tensor(new long[] { 1, 2, 3, 4 }).unsqueeze(0);
+        var positions = arange(4, ScalarType.Int64).unsqueeze(0);
+
+        Assert.True(adapted.Logits(adapted.Hidden(ids, positions)).allclose(baseModel.Logits(baseModel.Hidden(ids, positions)), rtol: 1e-5, atol: 1e-5));
+
+        var config = adapted.Config;
+        var expectedCount = config.NumLayers * LoraModel.Projections(adapted).Where(p => p.Path.StartsWith("model.layers.0.", StringComparison.Ordinal))
+            .Sum(p => 8 * (p.Layer.InFeatures + p.Layer.OutFeatures) + p.Layer.OutFeatures);
+        Assert.Equal(expectedCount, trainable.Sum(p => p.numel()));
+        Assert.All(trainable, p => Assert.True(p.requires_grad));
+        Assert.Equal(trainable.Count, adapted.parameters().Count(p => p.requires_grad));
+        Assert.Contains(adapted.named_parameters(), p => p.name == "model.layers.0.self_attn.q_proj.lora.lora_A");
+    }
+
+    [Fact]
+    public void Dropout_acts_only_in_training_mode()
+    {
+        using var model = Load();
+        LoraModel.Attach(model, new LoraSettings(4, 8, Dropout: 0.5), ["q_proj"], seed: 1);
+        var layer = LoraModel.Projections(model).First().Layer;
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        layer.Adapter!.B.copy_(ones_like(layer.Adapter.B));
+        var x = ones([1, 3, layer.InFeatures]);
+
+        model.eval();
+        Assert.True(layer.forward(x).allclose(layer.forward(x)));
+        model.train();
+        Assert.False(layer.forward(x).allclose(layer.forward(x)));
+    }
+}
