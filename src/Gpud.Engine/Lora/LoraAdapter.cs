@@ -15,7 +15,15 @@ public sealed class LoraAdapter : nn.Module
 {
     private readonly double _dropout;
 
-    public LoraAdapter(BaseLinear layer, LoraSettings settings, Generator? generator = null) : base("lora")
+    public LoraAdapter(BaseLinear layer, LoraSettings settings, Generator? generator = null) : this(layer, settings, generator, null)
+    {
+    }
+
+    /// <summary>An adapter with given weights (a saved adapter being loaded): A [r, in], B [out, r], magnitude [out].</summary>
+    public static LoraAdapter FromWeights(BaseLinear layer, LoraSettings settings, Tensor a, Tensor b, Tensor? magnitude) =>
+        new(layer, settings, null, (a, b, magnitude));
+
+    private LoraAdapter(BaseLinear layer, LoraSettings settings, Generator? generator, (Tensor A, Tensor B, Tensor? Magnitude)? weights) : base("lora")
     {
         ArgumentNullException.ThrowIfNull(layer);
         ArgumentNullException.ThrowIfNull(settings);
@@ -24,9 +32,17 @@ public sealed class LoraAdapter : nn.Module
         var device = layer.Weight.device;
         using var noGrad = no_grad();
         Tensor a, b;
-        if (settings.Init == LoraInit.Pissa)
+        if (weights is { } given)
+        {
+            // Copies: the caller owns (and disposes) the tensors it passed.
+            (a, b) = (given.A.to(ScalarType.Float32, device, copy: true), given.B.to(ScalarType.Float32, device, copy: true));
+        }
+        else if (settings.Init == LoraInit.Pissa)
         {
             (a, b) = PissaInit(layer, settings);
+            // Kept to express the trained adapter relative to the original weight on export (see PeftAdapter).
+            InitialA = a.clone();
+            InitialB = b.clone();
         }
         else
         {
@@ -40,7 +56,8 @@ public sealed class LoraAdapter : nn.Module
         if (settings.UseDora)
         {
             using var scope = NewDisposeScope();
-            Magnitude = new Parameter(AdaptedWeight(layer).norm(1).MoveToOuterDisposeScope());
+            var magnitude = weights?.Magnitude?.to(ScalarType.Float32, device, copy: true) ?? AdaptedWeight(layer).norm(1);
+            Magnitude = new Parameter(magnitude.MoveToOuterDisposeScope());
             register_parameter("lora_magnitude_vector", Magnitude);
         }
     }
@@ -55,6 +72,11 @@ public sealed class LoraAdapter : nn.Module
 
     /// <summary>DoRA's magnitude vector [out], or null.</summary>
     public Parameter? Magnitude { get; }
+
+    /// <summary>PiSSA's starting A and B (not trained), or null for Gaussian init.</summary>
+    public Tensor? InitialA { get; }
+
+    public Tensor? InitialB { get; }
 
     public Tensor Forward(Tensor input, BaseLinear layer)
     {
