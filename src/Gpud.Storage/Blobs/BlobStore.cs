@@ -22,8 +22,7 @@ public sealed class BlobStore
         Root = Path.GetFullPath(root);
         _blobs = Path.Combine(Root, "blobs");
         _temp = Path.Combine(Root, "tmp");
-        Directory.CreateDirectory(_blobs);
-        Directory.CreateDirectory(_temp);
+        // No I/O here: a data dir that cannot be used is reported by the start-up check, not by a DI constructor.
     }
 
     public string Root { get; }
@@ -32,6 +31,7 @@ public sealed class BlobStore
     /// <exception cref="BlobTooLargeException">More than <paramref name="maxBytes"/> arrived; nothing is kept.</exception>
     public async Task<StagedBlob> StageAsync(Stream source, long maxBytes, BlobChunkObserver? observer, CancellationToken cancellationToken)
     {
+        Directory.CreateDirectory(_temp);
         var path = Path.Combine(_temp, $"{Guid.NewGuid():N}.part");
         var staged = new StagedBlob(path);
         var buffer = ArrayPool<byte>.Shared.Rent(ChunkSize);
@@ -110,6 +110,8 @@ public sealed class BlobStore
     /// <summary>Deletes temporary files left by a crash mid-write. Call only before any write starts.</summary>
     public int SweepTemporaryFiles()
     {
+        Directory.CreateDirectory(_temp);
+        Directory.CreateDirectory(_blobs);
         var count = 0;
         foreach (var file in Directory.EnumerateFiles(_temp))
         {

@@ -1,4 +1,5 @@
 using Gpud.Services.Files;
+using Microsoft.Data.Sqlite;
 using Gpud.Storage.Sqlite;
 
 namespace Gpud.Hosting;
@@ -11,11 +12,19 @@ internal sealed partial class StateInitializer(GpudDatabase database, FilesServi
 {
     public Task StartAsync(CancellationToken cancellationToken)
     {
-        var applied = database.Migrate();
-        if (applied.Count > 0) LogMigrated(logger, database.Path, string.Join(", ", applied));
-        files.Recover();
-        LogReady(logger, database.Path, database.SchemaVersion());
-        return Task.CompletedTask;
+        try
+        {
+            var applied = database.Migrate();
+            if (applied.Count > 0) LogMigrated(logger, database.Path, string.Join(", ", applied));
+            files.Recover();
+            LogReady(logger, database.Path, database.SchemaVersion());
+            return Task.CompletedTask;
+        }
+        catch (Exception e) when (e is SqliteException or IOException or UnauthorizedAccessException or InvalidOperationException)
+        {
+            // A data dir gpud cannot use is a configuration problem: say which and why, and do not restart-loop.
+            throw new StartupRefusedException($"Cannot use the data directory for {database.Path} (Gpud:DataDir): {e.Message}");
+        }
     }
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;

@@ -43,6 +43,26 @@ public sealed class StartupConfigurationTests
             new Dictionary<string, string?> { ["urls"] = "http://0.0.0.0:8080", ["Gpud:ApiKeys:0"] = "sk-0123456789abcdef" });
     }
 
+    [Fact]
+    public async Task An_unusable_data_dir_is_refused_with_exit_code_78()
+    {
+        using var dir = new TempDir();
+        var file = dir["not-a-directory"];
+        await File.WriteAllTextAsync(file, "");
+        var start = new ProcessStartInfo("dotnet", [Repo.GpudDll, "--urls=http://127.0.0.1:0", $"--Gpud:DataDir={file}"])
+        {
+            RedirectStandardError = true,
+            RedirectStandardOutput = true,
+        };
+        using var process = Process.Start(start)!;
+        var stderr = process.StandardError.ReadToEndAsync();
+        _ = process.StandardOutput.ReadToEndAsync();
+        Assert.True(process.WaitForExit(TimeSpan.FromSeconds(60)), "gpud should exit");
+
+        Assert.Equal(ExitCodes.Configuration, process.ExitCode);
+        Assert.Contains("gpud: Cannot use the data directory", await stderr);
+    }
+
     [Theory]
     [InlineData("--urls=http://0.0.0.0:18089", "gpud: gpud would listen on http://0.0.0.0:18089 with no API keys configured")]
     [InlineData("--Gpud:MaxUploadBytes=-1", "gpud: invalid configuration:")]
