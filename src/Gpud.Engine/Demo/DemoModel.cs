@@ -1,6 +1,7 @@
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Gpud.Engine.IO;
 using Gpud.Engine.Weights;
 
 namespace Gpud.Engine.Demo;
@@ -34,8 +35,8 @@ public static class DemoModel
     public static int VocabSize => 256 + Specials.Length;
 
     /// <summary>
-    /// Creates the model under <paramref name="directory"/> unless a complete copy of this version is there. Files are
-    /// written to a sibling temporary directory that is renamed into place, so a crash never leaves half a model.
+    /// Creates the model under <paramref name="directory"/> unless a complete copy of this version is there, atomically
+    /// (<see cref="AtomicDirectory"/>), so a crash never leaves half a model.
     /// </summary>
     public static string EnsureCreated(string directory)
     {
@@ -43,23 +44,13 @@ public static class DemoModel
         if (File.Exists(marker) && File.ReadAllText(marker).Trim() == Version.ToString(System.Globalization.CultureInfo.InvariantCulture))
             return directory;
 
-        var parent = Path.GetDirectoryName(Path.GetFullPath(directory))!;
-        Directory.CreateDirectory(parent);
-        var temp = Path.Combine(parent, $".{Path.GetFileName(directory)}.{Guid.NewGuid():N}.tmp");
-        Directory.CreateDirectory(temp);
-        try
+        AtomicDirectory.Write(directory, temp =>
         {
             WriteConfig(temp);
             WriteTokenizer(temp);
             WriteWeights(temp);
             File.WriteAllText(Path.Combine(temp, ".gpud-demo-version"), Version.ToString(System.Globalization.CultureInfo.InvariantCulture));
-            if (Directory.Exists(directory)) Directory.Delete(directory, recursive: true);
-            Directory.Move(temp, directory);
-        }
-        finally
-        {
-            if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
-        }
+        });
         return directory;
     }
 

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Gpud.Engine.IO;
 using Gpud.Engine.Models;
 using Gpud.Engine.Models.Layers;
 using Gpud.Engine.Weights;
@@ -71,21 +72,12 @@ public static class PeftAdapter
             ["alpha_pattern"] = new JsonObject(),
         };
 
-        // Written side by side, then moved into place: a reader sees the old adapter or the new one.
-        var full = Path.GetFullPath(directory);
-        var temp = $"{full}.{Guid.NewGuid():N}.tmp";
-        Directory.CreateDirectory(temp);
-        try
+        // A reader (a serving node, a resumed job) sees the old adapter or the new one, never half of one.
+        AtomicDirectory.Write(directory, temp =>
         {
             SafetensorsWriter.Write(Path.Combine(temp, WeightsFile), tensors, new Dictionary<string, string> { ["format"] = "pt" });
             File.WriteAllText(Path.Combine(temp, ConfigFile), config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
-            if (Directory.Exists(full)) Directory.Delete(full, recursive: true);
-            Directory.Move(temp, full);
-        }
-        finally
-        {
-            if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
-        }
+        });
     }
 
     /// <summary>Reads a PEFT LoRA adapter and attaches it to <paramref name="model"/>; checks ranks, targets and shapes.</summary>

@@ -85,24 +85,7 @@ public sealed class ChatTemplateTests
         Assert.Contains("at character", Assert.Throws<TemplateSyntaxException>(() => ChatTemplate.Parse("{% for x in %}")).Message);
     }
 
-    private static readonly Dictionary<string, TextTokenizer> Tokenizers = [];
-    private static readonly SemaphoreSlim Gate = new(1, 1);
-
-    private static async Task<TextTokenizer> TokenizerAsync(string package)
-    {
-        await JsPeers.EnsureInstalledAsync();
-        await Gate.WaitAsync();
-        try
-        {
-            if (!Tokenizers.TryGetValue(package, out var tokenizer))
-                Tokenizers[package] = tokenizer = TextTokenizer.Load(Path.Combine(JsPeers.Package(package), "models"));
-            return tokenizer;
-        }
-        finally
-        {
-            Gate.Release();
-        }
-    }
+    private static Task<TextTokenizer> TokenizerAsync(string package) => JsPeers.TokenizerAsync(package);
 
     private static async Task<ChatFormatter> FormatterAsync(string package)
     {

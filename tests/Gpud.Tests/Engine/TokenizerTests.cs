@@ -99,24 +99,7 @@ public sealed class TokenizerTests
         Assert.NotNull(qwen.ChatTemplate);
     }
 
-    private static readonly Dictionary<string, TextTokenizer> Loaded = [];
-    private static readonly SemaphoreSlim LoadLock = new(1, 1);
-
-    private static async Task<TextTokenizer> LoadAsync(string package)
-    {
-        await JsPeers.EnsureInstalledAsync();
-        await LoadLock.WaitAsync();
-        try
-        {
-            if (!Loaded.TryGetValue(package, out var tokenizer))
-                Loaded[package] = tokenizer = TextTokenizer.Load(Path.Combine(JsPeers.Package(package), "models"));
-            return tokenizer;
-        }
-        finally
-        {
-            LoadLock.Release();
-        }
-    }
+    private static Task<TextTokenizer> LoadAsync(string package) => JsPeers.TokenizerAsync(package);
 
     private sealed record Case(string Text, int[] Ids, int[] IdsWithoutSpecial, string Decoded);
 

