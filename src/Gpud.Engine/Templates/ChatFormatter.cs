@@ -12,12 +12,12 @@ public sealed record ChatPrompt(string Text, IReadOnlyList<int> TokenIds);
 /// <summary>
 /// Turns OpenAI-style messages into prompt token ids with a model's chat template and tokenizer, giving the ids
 /// transformers' <c>apply_chat_template(tokenize=True)</c> gives, with one deliberate difference: special-token text
-/// inside message content stays text. Before rendering, such text is swapped for private-use placeholders; after
-/// rendering, control tokens are read only from the template's own text and the placeholders turn back into plain text.
+/// inside message content stays text. Before rendering, such text is swapped for private-use stand-ins; after
+/// rendering, control tokens are read only from the template's own text and the stand-ins turn back into plain text.
 /// </summary>
 public sealed class ChatFormatter(TextTokenizer tokenizer, ChatTemplate template)
 {
-    private const char PlaceholderBase = '\uE000'; // Unicode private use: no tokenizer gives it meaning
+    private const char StandInBase = '\uE000'; // Unicode private use: no tokenizer gives it meaning
 
     private readonly Regex? _specials = Alternation(tokenizer.AddedTokens.Where(t => t.Special).Select(t => t.Content));
 
@@ -33,7 +33,7 @@ public sealed class ChatFormatter(TextTokenizer tokenizer, ChatTemplate template
         return new ChatPrompt(Restore(text, originals), ids);
     }
 
-    /// <summary>Replaces special-token text in every string (message content, names, tool arguments) by placeholders.</summary>
+    /// <summary>Replaces special-token text in every string (message content, names, tool arguments) by stand-ins.</summary>
     private object? Neutralize(object? value, List<string> originals)
     {
         switch (value)
@@ -42,7 +42,7 @@ public sealed class ChatFormatter(TextTokenizer tokenizer, ChatTemplate template
                 return _specials.Replace(s, m =>
                 {
                     originals.Add(m.Value);
-                    return Placeholder(originals.Count - 1);
+                    return StandIn(originals.Count - 1);
                 });
             case List<object?> list:
                 return list.Select(v => Neutralize(v, originals)).ToList();
@@ -62,13 +62,13 @@ public sealed class ChatFormatter(TextTokenizer tokenizer, ChatTemplate template
             ? string.Join("\n", parts.Cast<Dictionary<string, object?>>().Select(p => (string)p["text"]!))
             : parts;
 
-    private static string Placeholder(int index) => $"{PlaceholderBase}{(char)(0xE100 + index)}{PlaceholderBase}";
+    private static string StandIn(int index) => $"{StandInBase}{(char)(0xE100 + index)}{StandInBase}";
 
     private static string Restore(string text, List<string> originals)
     {
-        if (originals.Count == 0 || !text.Contains(PlaceholderBase, StringComparison.Ordinal)) return text;
+        if (originals.Count == 0 || !text.Contains(StandInBase, StringComparison.Ordinal)) return text;
         var result = new StringBuilder(text);
-        for (var i = 0; i < originals.Count; i++) result.Replace(Placeholder(i), originals[i]);
+        for (var i = 0; i < originals.Count; i++) result.Replace(StandIn(i), originals[i]);
         return result.ToString();
     }
 
