@@ -1,0 +1,99 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Gpud.Engine.Templates;
+using Gpud.Engine.Tokenization;
+
+namespace Gpud.Engine.Training;
+
+/// <summary>
+/// Turns OpenAI-format training examples into token ids with a loss mask. Chat examples are rendered with the model's
+/// chat template; an assistant message trains (unless <c>weight: 0</c>) on exactly the tokens the template adds for it
+/// after the generation prompt — its content and end-of-turn token. A conversation is one sequence when the template
+/// renders it prefix-consistently (each turn renders the same whatever follows, as Llama 3 and ChatML do); otherwise
+/// (e.g. Qwen3, which drops earlier turns' reasoning) each trained turn becomes its own sequence, rendered as the model
+/// will see it at inference. Prompt/completion examples train on the completion and the end-of-sequence token.
+/// </summary>
+public sealed class ExampleEncoder(TextTokenizer tokenizer, ChatFormatter? chat, int maxLength)
+{
+    public IReadOnlyList<TrainingExample> Encode(JsonElement example, int line)
+    {
+        if (example.TryGetProperty("messages", out var messages)) return EncodeChat(messages, line);
+        return [EncodePromptCompletion(example, line)];
+    }
+
+    private TrainingExample EncodePromptCompletion(JsonElement example, int line)
+    {
+        var prompt = tokenizer.Encode(example.GetProperty("prompt").GetString()!, addSpecialTokens: true);
+        var completion = tokenizer.Encode(example.GetProperty("completion").GetString()!).ToList();
+        if (tokenizer.EosTokenId is { } eos) completion.Add(eos);
+        return Build([.. prompt, .. completion], prompt.Count, line, [(prompt.Count, prompt.Count + completion.Count)]);
+    }
+
+    private List<TrainingExample> EncodeChat(JsonElement messages, int line)
+    {
+        if (chat is null)
+            throw new TrainingDataException("invalid_training_file",
+                "The base model has no chat template, so chat examples cannot be rendered; use prompt/completion examples.");
+        var list = messages.EnumerateArray().ToList();
+        var trained = list.Select((m, i) => (m, i))
+            .Where(x => x.m.GetProperty("role").GetString() == "assistant" && !(x.m.TryGetProperty("weight", out var w) && w.GetInt32() == 0))
+            .Select(x => x.i).ToList();
+        if (trained.Count == 0)
+            throw new TrainingDataException("invalid_training_file", $"Line {line}: every assistant message has weight 0: there is nothing to train on.");
+
+        var full = Render(list, list.Count, addGenerationPrompt: false);
+        var spans = new List<(int Start, int End)>();
+        foreach (var i in trained)
+        {
+            var before = Render(list, i, addGenerationPrompt: true);
+            var through = Render(list, i + 1, addGenerationPrompt: false);
+            if (!StartsWith(through, before) || !StartsWith(full, through))
+            {
+                // Not prefix-consistent: one sequence per trained turn, each as it is generated at inference.
+                return trained.Select(t =>
+                {
+                    var prompt = Render(list, t, addGenerationPrompt: true);
+                    var turn = Render(list, t + 1, addGenerationPrompt: false);
+                    if (!StartsWith(turn, prompt))
+                        throw new TrainingDataException("invalid_training_file",
+                            $"Line {line}: the model's chat template renders message {t} inconsistently; gpud cannot tell which tokens are the assistant's.");
+                    return Build(turn, prompt.Count, line, [(prompt.Count, turn.Count)]);
+                }).ToList();
+            }
+            spans.Add((before.Count, through.Count));
+        }
+        return [Build(full, spans[0].Start, line, spans)];
+    }
+
+    private IReadOnlyList<int> Render(List<JsonElement> messages, int count, bool addGenerationPrompt)
+    {
+        var array = new JsonArray(messages.Take(count).Select(m => JsonNode.Parse(m.GetRawText())).ToArray());
+        using var document = JsonDocument.Parse(array.ToJsonString());
+        return chat!.Format(document.RootElement, addGenerationPrompt).TokenIds;
+    }
+
+    private TrainingExample Build(IReadOnlyList<int> ids, int firstTrained, int line, IReadOnlyList<(int Start, int End)> spans)
+    {
+        var mask = new bool[ids.Count];
+        foreach (var (start, end) in spans)
+        {
+            for (var p = start; p < end; p++) mask[p] = true;
+        }
+        var truncated = ids.Count > maxLength;
+        var length = Math.Min(ids.Count, maxLength);
+        if (truncated && firstTrained >= length)
+            throw new TrainingDataException("invalid_training_file",
+                $"Line {line}: the prompt alone is longer than the {maxLength}-token context, so nothing of the answer would be trained.");
+        return new TrainingExample(ids.Take(length).ToArray(), mask.Take(length).ToArray(), line, truncated);
+    }
+
+    private static bool StartsWith(IReadOnlyList<int> sequence, IReadOnlyList<int> prefix)
+    {
+        if (prefix.Count > sequence.Count) return false;
+        for (var i = 0; i < prefix.Count; i++)
+        {
+            if (sequence[i] != prefix[i]) return false;
+        }
+        return true;
+    }
+}

@@ -1,0 +1,18 @@
+namespace Gpud.Engine.Training;
+
+/// <summary>
+/// One sequence to train on: token ids and, per position, whether that token counts toward the loss (assistant
+/// tokens and their end-of-turn token, as OpenAI and TRL train). <see cref="Line"/> is the 1-based JSONL line.
+/// </summary>
+public sealed record TrainingExample(int[] InputIds, bool[] LossMask, int Line, bool Truncated)
+{
+    public int TrainedTokens => LossMask.Count(m => m);
+}
+
+/// <summary>A training file that cannot be trained on, with OpenAI's error code and the parameter to blame.</summary>
+public sealed class TrainingDataException(string code, string message, string param = "training_file") : Exception(message)
+{
+    public string Code { get; } = code;
+
+    public string Param { get; } = param;
+}
