@@ -1,0 +1,119 @@
+using static TorchSharp.torch;
+
+namespace Gpud.Engine.Training;
+
+/// <summary>A row of a batch: one or more whole sequences (packed) back to back.</summary>
+public sealed record BatchRow(IReadOnlyList<TrainingExample> Sequences)
+{
+    public int Length => Sequences.Sum(s => s.InputIds.Length);
+}
+
+/// <summary>
+/// Tensors for one forward pass. <see cref="Labels"/> holds the next token where it is trained and -100 elsewhere
+/// (prompt, padding, and the last token of each packed sequence, which must not predict its neighbour).
+/// </summary>
+public sealed class TrainingBatch(Tensor inputIds, Tensor positionIds, Tensor attentionMask, Tensor labels, int trainedTokens, int tokens) : IDisposable
+{
+    public Tensor InputIds { get; } = inputIds;
+    public Tensor PositionIds { get; } = positionIds;
+
+    /// <summary>[batch, 1, seq, seq] boolean: causal, and only within each packed sequence.</summary>
+    public Tensor AttentionMask { get; } = attentionMask;
+
+    public Tensor Labels { get; } = labels;
+
+    public int TrainedTokens { get; } = trainedTokens;
+
+    public int Tokens { get; } = tokens;
+
+    public void Dispose()
+    {
+        InputIds.Dispose();
+        PositionIds.Dispose();
+        AttentionMask.Dispose();
+        Labels.Dispose();
+    }
+}
+
+/// <summary>
+/// Groups sequences into rows: packed (several sequences per row up to the context length, positions restarting and
+/// attention kept inside each sequence, so every sequence computes exactly what it would alone) or padded (one
+/// sequence per row, rows of similar length together).
+/// </summary>
+public static class Batching
+{
+    public const long IgnoreIndex = -100;
+
+    /// <summary>Greedy packing in the given order (the caller shuffles): a sequence goes to the current row if it fits.</summary>
+    public static List<BatchRow> Pack(IEnumerable<TrainingExample> sequences, int maxLength)
+    {
+        var rows = new List<BatchRow>();
+        var current = new List<TrainingExample>();
+        var length = 0;
+        foreach (var sequence in sequences)
+        {
+            if (current.Count > 0 && length + sequence.InputIds.Length > maxLength)
+            {
+                rows.Add(new BatchRow(current));
+                current = [];
+                length = 0;
+            }
+            current.Add(sequence);
+            length += sequence.InputIds.Length;
+        }
+        if (current.Count > 0) rows.Add(new BatchRow(current));
+        return rows;
+    }
+
+    /// <summary>One sequence per row.</summary>
+    public static List<BatchRow> Single(IEnumerable<TrainingExample> sequences) => sequences.Select(s => new BatchRow([s])).ToList();
+
+    /// <summary>Right-pads <paramref name="rows"/> to the longest and builds the tensors on <paramref name="device"/>.</summary>
+    public static TrainingBatch Collate(IReadOnlyList<BatchRow> rows, Device device)
+    {
+        ArgumentNullException.ThrowIfNull(rows);
+        var width = rows.Max(r => r.Length);
+        var ids = new long[rows.Count, width];
+        var positions = new long[rows.Count, width];
+        var labels = new long[rows.Count, width];
+        var segments = new long[rows.Count, width];
+        var trained = 0;
+        for (var r = 0; r < rows.Count; r++)
+        {
+            var offset = 0;
+            for (var s = 0; s < rows[r].Sequences.Count; s++)
+            {
+                var sequence = rows[r].Sequences[s];
+                var n = sequence.InputIds.Length;
+                for (var t = 0; t < n; t++)
+                {
+                    ids[r, offset + t] = sequence.InputIds[t];
+                    positions[r, offset + t] = t;
+                    segments[r, offset + t] = s;
+                    var trainsNext = t + 1 < n && sequence.LossMask[t + 1];
+                    labels[r, offset + t] = trainsNext ? sequence.InputIds[t + 1] : IgnoreIndex;
+                    if (trainsNext) trained++;
+                }
+                offset += n;
+            }
+            for (var t = offset; t < width; t++)
+            {
+                segments[r, t] = -1 - t; // padding: a segment of its own, so it attends only to itself
+                labels[r, t] = IgnoreIndex;
+            }
+        }
+
+        using var scope = NewDisposeScope();
+        var segmentTensor = tensor(segments, device: device);
+        var sameSegment = segmentTensor.unsqueeze(2) == segmentTensor.unsqueeze(1);
+        var causal = ones([width, width], ScalarType.Bool, device).tril().unsqueeze(0);
+        var mask = (sameSegment & causal).unsqueeze(1);
+        return new TrainingBatch(
+            tensor(ids, device: device).MoveToOuterDisposeScope(),
+            tensor(positions, device: device).MoveToOuterDisposeScope(),
+            mask.MoveToOuterDisposeScope(),
+            tensor(labels, device: device).MoveToOuterDisposeScope(),
+            trained,
+            rows.Sum(r => r.Length));
+    }
+}
