@@ -1,0 +1,154 @@
+using System.Diagnostics;
+using Gpud.Engine.Models;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Gpud.Engine.Training;
+
+/// <summary>Learning-rate schedules, with linear warm-up first, as transformers' get_scheduler defines them.</summary>
+public enum LearningRateSchedule
+{
+    Linear,
+    Cosine,
+    Constant,
+}
+
+/// <summary>How a LoRA adapter is trained. <see cref="BatchSize"/> counts sequences per optimizer step.</summary>
+public sealed record TrainingOptions(
+    int Epochs,
+    int BatchSize,
+    double LearningRate,
+    long Seed,
+    LearningRateSchedule Schedule = LearningRateSchedule.Linear,
+    double WarmupRatio = 0,
+    double WeightDecay = 0,
+    double MaxGradNorm = 1.0,
+    bool Packing = true,
+    int MaxLength = 2048,
+    int MaxTokensPerMicroBatch = 8192,
+    double Beta1 = 0.9,
+    double Beta2 = 0.999,
+    double Epsilon = 1e-8);
+
+/// <summary>What one optimizer step did (the job service turns it into events and metrics).</summary>
+public sealed record TrainingProgress(
+    int Step,
+    int TotalSteps,
+    double Epoch,
+    double TrainLoss,
+    double TrainAccuracy,
+    double LearningRate,
+    double TokensPerSecond,
+    long TrainedTokens,
+    TimeSpan Elapsed,
+    TimeSpan Remaining);
+
+/// <summary>
+/// Supervised LoRA training: per epoch the sequences are shuffled with the seed, cut into steps of
+/// <see cref="TrainingOptions.BatchSize"/> sequences, each step packed (or padded) into micro-batches whose gradients
+/// accumulate; the loss is the mean over the step's trained tokens, gradients are clipped, and AdamW (weight decay on
+/// matrices only) steps with the scheduled rate. Same seed, same data, CPU → the same loss at every step.
+/// </summary>
+public sealed class LoraTrainer(CausalLanguageModel model, IReadOnlyList<Parameter> parameters, TrainingOptions options)
+{
+    public int TotalSteps(int sequences) => options.Epochs * (int)Math.Ceiling(sequences / (double)options.BatchSize);
+
+    /// <summary>The rate at optimizer step <paramref name="step"/> (1-based) of <paramref name="total"/>.</summary>
+    public static double ScheduledRate(TrainingOptions options, int step, int total)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var warmup = (int)Math.Ceiling(total * options.WarmupRatio);
+        var current = step - 1; // transformers' schedulers count steps taken so far
+        if (current < warmup) return options.LearningRate * (current + 1) / (double)warmup;
+        var progress = total == warmup ? 1 : (current - warmup) / (double)(total - warmup);
+        return options.Schedule switch
+        {
+            LearningRateSchedule.Linear => options.LearningRate * Math.Max(0, 1 - progress),
+            LearningRateSchedule.Cosine => options.LearningRate * 0.5 * (1 + Math.Cos(Math.PI * progress)),
+            _ => options.LearningRate,
+        };
+    }
+
+    public void Train(IReadOnlyList<TrainingExample> sequences, Action<TrainingProgress>? onStep = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(sequences);
+        manual_seed(options.Seed); // dropout
+        var matrices = parameters.Where(p => p.dim() > 1).ToList();
+        var vectors = parameters.Where(p => p.dim() <= 1).ToList();
+        var groups = new List<AdamW.ParamGroup>();
+        if (matrices.Count > 0) groups.Add(new AdamW.ParamGroup(matrices, options.LearningRate, options.Beta1, options.Beta2, options.Epsilon, options.WeightDecay, false, false));
+        if (vectors.Count > 0) groups.Add(new AdamW.ParamGroup(vectors, options.LearningRate, options.Beta1, options.Beta2, options.Epsilon, 0, false, false));
+        using var optimizer = optim.AdamW(groups, options.LearningRate, options.Beta1, options.Beta2, options.Epsilon, options.WeightDecay, false, false);
+
+        var total = TotalSteps(sequences.Count);
+        var random = new Random(unchecked((int)options.Seed));
+        var watch = Stopwatch.StartNew();
+        long trainedTokens = 0;
+        long tokensSeen = 0;
+        var step = 0;
+        model.train();
+        for (var epoch = 0; epoch < options.Epochs; epoch++)
+        {
+            var order = Enumerable.Range(0, sequences.Count).ToArray();
+            random.Shuffle(order);
+            for (var start = 0; start < order.Length; start += options.BatchSize)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                step++;
+                var rate = ScheduledRate(options, step, total);
+                foreach (var group in optimizer.ParamGroups) group.LearningRate = rate;
+
+                var stepSequences = order.Skip(start).Take(options.BatchSize).Select(i => sequences[i]).ToList();
+                var rows = options.Packing ? Batching.Pack(stepSequences, options.MaxLength) : Batching.Single(stepSequences.OrderBy(s => s.InputIds.Length));
+                var stepTokens = stepSequences.Sum(s => s.TrainedTokens);
+                double lossSum = 0;
+                long correct = 0;
+                foreach (var micro in MicroBatches(rows))
+                {
+                    cancellationToken.ThrowIfCancellationRequested();
+                    using var scope = NewDisposeScope();
+                    using var batch = Batching.Collate(micro, model.Device);
+                    var result = TrainingLoss.Compute(model, batch);
+                    (result.LossSum / Math.Max(stepTokens, 1)).backward();
+                    lossSum += result.LossSum.item<float>();
+                    correct += result.Correct;
+                    tokensSeen += batch.Tokens;
+                }
+                using (no_grad())
+                {
+                    nn.utils.clip_grad_norm_(parameters, options.MaxGradNorm);
+                }
+                optimizer.step();
+                optimizer.zero_grad();
+                trainedTokens += stepTokens;
+
+                var elapsed = watch.Elapsed;
+                onStep?.Invoke(new TrainingProgress(step, total, epoch + (start + stepSequences.Count) / (double)order.Length,
+                    lossSum / Math.Max(stepTokens, 1), correct / (double)Math.Max(stepTokens, 1), rate,
+                    tokensSeen / Math.Max(elapsed.TotalSeconds, 1e-9), trainedTokens, elapsed,
+                    TimeSpan.FromSeconds(elapsed.TotalSeconds / step * (total - step))));
+            }
+        }
+        model.eval();
+    }
+
+    private IEnumerable<List<BatchRow>> MicroBatches(List<BatchRow> rows)
+    {
+        var current = new List<BatchRow>();
+        var width = 0;
+        foreach (var row in rows)
+        {
+            var newWidth = Math.Max(width, row.Length);
+            if (current.Count > 0 && newWidth * (current.Count + 1) > options.MaxTokensPerMicroBatch)
+            {
+                yield return current;
+                current = [];
+                newWidth = row.Length;
+            }
+            current.Add(row);
+            width = newWidth;
+        }
+        if (current.Count > 0) yield return current;
+    }
+}

@@ -1,0 +1,88 @@
+using System.Text.Json;
+using Gpud.Engine.Generation;
+using Gpud.Engine.Lora;
+using Gpud.Engine.Models;
+using Gpud.Engine.Templates;
+using Gpud.Engine.Tokenization;
+using Gpud.Engine.Training;
+using Gpud.Tests.Infrastructure;
+using static TorchSharp.torch;
+
+namespace Gpud.Tests.Engine;
+
+public sealed class LoraTrainerTests
+{
+    private static readonly string[] Answers =
+    [
+        "Paris", "Rome", "Madrid", "Berlin", "Lisbon", "Vienna", "Prague", "Warsaw", "Athens", "Dublin",
+        "Oslo", "Bern", "Riga", "Sofia", "Kyiv", "Tallinn", "Vilnius", "Zagreb", "Minsk", "Baku",
+    ];
+
+    private static string Question(int i) => $"Capital #{i}?";
+
+    private static (TextTokenizer Tokenizer, ChatFormatter Chat, List<TrainingExample> Data) Dataset()
+    {
+        var tokenizer = TextTokenizer.Load(Repo.File("tests/fixtures/models/gpud-tiny"));
+        var chat = new ChatFormatter(tokenizer, ChatTemplate.Parse(tokenizer.ChatTemplate!));
+        var encoder = new ExampleEncoder(tokenizer, chat, 256);
+        var data = Answers.SelectMany((answer, i) => encoder.Encode(JsonDocument.Parse(JsonSerializer.Serialize(new
+        {
+            messages = new object[] { new { role = "user", content = Question(i) }, new { role = "assistant", content = answer } },
+        })).RootElement, i + 1)).ToList();
+        return (tokenizer, chat, data);
+    }
+
+    private static List<string> Answer(CausalLanguageModel model, TextTokenizer tokenizer, ChatFormatter chat)
+    {
+        var prompts = Answers.Select((_, i) => chat.Format(JsonDocument.Parse(JsonSerializer.Serialize(new[] { new { role = "user", content = Question(i) } })).RootElement, true).TokenIds).ToList();
+        var results = new TokenGenerator(model).Generate(prompts, prompts.Select(_ => SamplingParameters.Greedy(12, model.Config.EosTokenIds)).ToList());
+        return results.Select(r => tokenizer.Decode(r.TokenIds)).ToList();
+    }
+
+    [Fact]
+    public void Twenty_questions_with_fixed_answers_are_learned_and_answered_where_the_base_model_cannot()
+    {
+        var (tokenizer, chat, data) = Dataset();
+        using var model = CausalLanguageModel.Load(Repo.File("tests/fixtures/models/gpud-tiny"), CPU, ScalarType.Float32);
+        var before = Answer(model, tokenizer, chat);
+        Assert.All(before.Zip(Answers), p => Assert.NotEqual(p.Second, p.First));
+
+        var parameters = LoraModel.Attach(model, new LoraSettings(16, 32), ["all-linear"], seed: 1);
+        var losses = new List<double>();
+        new LoraTrainer(model, parameters, new TrainingOptions(Epochs: 60, BatchSize: 4, LearningRate: 5e-3, Seed: 1, WarmupRatio: 0.05))
+            .Train(data, p => losses.Add(p.TrainLoss));
+
+        Assert.True(losses[^1] < 0.1 * losses[0], $"loss went from {losses[0]:F3} to {losses[^1]:F3}");
+        Assert.Equal(Answers, Answer(model, tokenizer, chat));
+    }
+
+    [Fact]
+    public void The_same_seed_and_data_give_the_same_loss_curve_bit_for_bit()
+    {
+        var (_, _, data) = Dataset();
+        List<double> Run()
+        {
+            using var model = CausalLanguageModel.Load(Repo.File("tests/fixtures/models/gpud-tiny"), CPU, ScalarType.Float32);
+            var parameters = LoraModel.Attach(model, new LoraSettings(8, 16, Dropout: 0.1), ["q_proj", "v_proj"], seed: 7);
+            var losses = new List<double>();
+            new LoraTrainer(model, parameters, new TrainingOptions(Epochs: 2, BatchSize: 4, LearningRate: 1e-3, Seed: 7, Schedule: LearningRateSchedule.Cosine))
+                .Train(data, p => losses.Add(p.TrainLoss));
+            return losses;
+        }
+
+        Assert.Equal(Run(), Run());
+    }
+
+    [Theory]
+    // transformers' schedule lambdas evaluated at the steps already taken, except that warm-up starts at 1/W rather
+    // than at a wasted zero-rate first step.
+    [InlineData(LearningRateSchedule.Linear, new[] { 0.5, 1.0, 1.0, 0.75, 0.5, 0.25 })]
+    [InlineData(LearningRateSchedule.Constant, new[] { 0.5, 1.0, 1.0, 1.0, 1.0, 1.0 })]
+    [InlineData(LearningRateSchedule.Cosine, new[] { 0.5, 1.0, 1.0, 0.853553, 0.5, 0.146447 })]
+    public void Schedules_warm_up_then_follow_transformers(LearningRateSchedule schedule, double[] expected)
+    {
+        var options = new TrainingOptions(1, 1, 1.0, 0, schedule, WarmupRatio: 2 / 6.0);
+        var rates = Enumerable.Range(1, 6).Select(step => Math.Round(LoraTrainer.ScheduledRate(options, step, 6), 6));
+        Assert.Equal(expected, rates);
+    }
+}
