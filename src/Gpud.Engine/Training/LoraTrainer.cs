@@ -52,6 +52,11 @@ public sealed record TrainingProgress(
 /// </summary>
 public sealed class LoraTrainer(CausalLanguageModel model, IReadOnlyList<Parameter> parameters, TrainingOptions options)
 {
+    private const string StateFile = "trainer_state.json";
+    private const string OptimizerFile = "optimizer.bin";
+    private const string RngFile = "rng_state.bin";
+    private const string AdapterStateFile = "adapter_state.safetensors";
+
     public int TotalSteps(int sequences) => options.Epochs * (int)Math.Ceiling(sequences / (double)options.BatchSize);
 
     /// <summary>The rate at optimizer step <paramref name="step"/> (1-based) of <paramref name="total"/>.</summary>
@@ -70,7 +75,14 @@ public sealed class LoraTrainer(CausalLanguageModel model, IReadOnlyList<Paramet
         };
     }
 
-    public void Train(IReadOnlyList<TrainingExample> sequences, Action<TrainingProgress>? onStep = null, CancellationToken cancellationToken = default)
+    /// <param name="checkpointTo">Asked after every step (with whether it ended an epoch); a directory means
+    /// "write a checkpoint there now" (the adapter in PEFT format plus the state <paramref name="resumeFrom"/> needs).</param>
+    /// <param name="exportAdapter">Writes the adapter in PEFT format into a checkpoint directory.</param>
+    /// <param name="resumeFrom">A checkpoint directory written by this trainer: training continues after its step,
+    /// on CPU exactly as if it had never stopped.</param>
+    public void Train(IReadOnlyList<TrainingExample> sequences, Action<TrainingProgress>? onStep = null,
+        Func<int, bool, string?>? checkpointTo = null, Action<string>? exportAdapter = null, string? resumeFrom = null,
+        CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(sequences);
         manual_seed(options.Seed); // dropout
@@ -82,17 +94,23 @@ public sealed class LoraTrainer(CausalLanguageModel model, IReadOnlyList<Paramet
         using var optimizer = optim.AdamW(groups, options.LearningRate, options.Beta1, options.Beta2, options.Epsilon, options.WeightDecay, false, false);
 
         var total = TotalSteps(sequences.Count);
-        var random = new Random(unchecked((int)options.Seed));
         var watch = Stopwatch.StartNew();
         long trainedTokens = 0;
         long tokensSeen = 0;
         var step = 0;
-        model.train();
-        for (var epoch = 0; epoch < options.Epochs; epoch++)
+        var resumeEpoch = 0;
+        var resumeStart = 0;
+        if (resumeFrom is not null)
         {
+            (step, resumeEpoch, resumeStart, trainedTokens) = Resume(resumeFrom, optimizer);
+        }
+        model.train();
+        for (var epoch = resumeEpoch; epoch < options.Epochs; epoch++)
+        {
+            // The order depends only on (seed, epoch), so a resumed run needs no shuffling state.
             var order = Enumerable.Range(0, sequences.Count).ToArray();
-            random.Shuffle(order);
-            for (var start = 0; start < order.Length; start += options.BatchSize)
+            new Random(unchecked((int)(options.Seed * 1_000_003 + epoch))).Shuffle(order);
+            for (var start = epoch == resumeEpoch ? resumeStart : 0; start < order.Length; start += options.BatchSize)
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 step++;
@@ -128,10 +146,63 @@ public sealed class LoraTrainer(CausalLanguageModel model, IReadOnlyList<Paramet
                     lossSum / Math.Max(stepTokens, 1), correct / (double)Math.Max(stepTokens, 1), rate,
                     tokensSeen / Math.Max(elapsed.TotalSeconds, 1e-9), trainedTokens, elapsed,
                     TimeSpan.FromSeconds(elapsed.TotalSeconds / step * (total - step))));
+
+                var next = start + options.BatchSize;
+                var endOfEpoch = next >= order.Length;
+                if (checkpointTo?.Invoke(step, endOfEpoch) is { } directory)
+                    Checkpoint(directory, optimizer, step, endOfEpoch ? epoch + 1 : epoch, endOfEpoch ? 0 : next, trainedTokens, exportAdapter);
             }
         }
         model.eval();
     }
+
+    /// <summary>Writes everything a resume needs, atomically, next to the exported PEFT adapter.</summary>
+    private void Checkpoint(string directory, AdamW optimizer, int step, int epoch, int start, long trainedTokens, Action<string>? exportAdapter)
+    {
+        IO.AtomicDirectory.Write(directory, temp =>
+        {
+            exportAdapter?.Invoke(temp);
+            var tensors = new List<Weights.TensorData>();
+            for (var i = 0; i < parameters.Count; i++)
+            {
+                using var cpu = parameters[i].detach().to(CPU).contiguous();
+                tensors.Add(new Weights.TensorData($"p{i}", "F32", cpu.shape, cpu.bytes.ToArray()));
+            }
+            Weights.SafetensorsWriter.Write(Path.Combine(temp, AdapterStateFile), tensors);
+            optimizer.save_state_dict(Path.Combine(temp, OptimizerFile));
+            using (var rng = torch.Generator.Default.get_state())
+                File.WriteAllBytes(Path.Combine(temp, RngFile), rng.bytes.ToArray());
+            File.WriteAllText(Path.Combine(temp, StateFile), System.Text.Json.JsonSerializer.Serialize(
+                new CheckpointState(step, epoch, start, trainedTokens, options.Seed, parameters.Count)));
+        });
+    }
+
+    private (int Step, int Epoch, int Start, long TrainedTokens) Resume(string directory, AdamW optimizer)
+    {
+        var state = System.Text.Json.JsonSerializer.Deserialize<CheckpointState>(File.ReadAllText(Path.Combine(directory, StateFile)))
+                    ?? throw new InvalidDataException($"{directory}: {StateFile} is empty.");
+        if (state.Parameters != parameters.Count || state.Seed != options.Seed)
+            throw new InvalidOperationException($"{directory} was written for another adapter layout or seed.");
+        using (var weights = new Weights.SafetensorsFile(Path.Combine(directory, AdapterStateFile)))
+        using (no_grad())
+        {
+            for (var i = 0; i < parameters.Count; i++)
+            {
+                using var saved = weights.Read($"p{i}", ScalarType.Float32);
+                parameters[i].copy_(saved);
+            }
+        }
+        optimizer.load_state_dict(Path.Combine(directory, OptimizerFile));
+        using (var rng = torch.Generator.Default.get_state())
+        {
+            var bytes = File.ReadAllBytes(Path.Combine(directory, RngFile));
+            using var restored = tensor(bytes, dtype: rng.dtype);
+            torch.Generator.Default.set_state(restored);
+        }
+        return (state.Step, state.Epoch, state.Start, state.TrainedTokens);
+    }
+
+    private sealed record CheckpointState(int Step, int Epoch, int Start, long TrainedTokens, long Seed, int Parameters);
 
     private IEnumerable<List<BatchRow>> MicroBatches(List<BatchRow> rows)
     {

@@ -73,6 +73,45 @@ public sealed class LoraTrainerTests
         Assert.Equal(Run(), Run());
     }
 
+    [Fact]
+    public void Resuming_from_a_checkpoint_continues_the_same_trajectory_bit_for_bit()
+    {
+        var (_, _, data) = Dataset();
+        using var dir = new TempDir();
+        var settings = new LoraSettings(8, 16, Dropout: 0.1, UseDora: true);
+        var options = new TrainingOptions(Epochs: 3, BatchSize: 6, LearningRate: 3e-3, Seed: 11, WarmupRatio: 0.1);
+
+        List<double> Run(Func<int, bool, string?>? checkpointTo, string? resumeFrom, int? stopAfter)
+        {
+            using var model = CausalLanguageModel.Load(Repo.File("tests/fixtures/models/gpud-tiny"), CPU, ScalarType.Float32);
+            var parameters = LoraModel.Attach(model, settings, ["all-linear"], seed: 11);
+            var losses = new List<double>();
+            using var stop = new CancellationTokenSource();
+            try
+            {
+                new LoraTrainer(model, parameters, options).Train(data, p =>
+                    {
+                        losses.Add(p.TrainLoss);
+                        if (p.Step == stopAfter) stop.Cancel(); // honoured before the next micro-batch
+                    },
+                    checkpointTo, dir => PeftAdapter.Save(dir, model, settings, ["all-linear"], "gpud-tiny"), resumeFrom, stop.Token);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+            return losses;
+        }
+
+        var uninterrupted = Run(null, null, null);
+        var firstPart = Run((step, endOfEpoch) => step == 5 ? dir["ckpt-step-5"] : null, null, stopAfter: 5);
+        var secondPart = Run(null, dir["ckpt-step-5"], null);
+
+        Assert.Equal(12, uninterrupted.Count); // 3 epochs x ceil(20 / 6)
+        Assert.Equal(uninterrupted, firstPart.Concat(secondPart));
+        Assert.True(File.Exists(dir["ckpt-step-5/adapter_model.safetensors"]));
+        Assert.True(File.Exists(dir["ckpt-step-5/adapter_config.json"]));
+    }
+
     [Theory]
     // transformers' schedule lambdas evaluated at the steps already taken, except that warm-up starts at 1/W rather
     // than at a wasted zero-rate first step.
