@@ -29,7 +29,9 @@ public sealed record TrainingOptions(
     int MaxTokensPerMicroBatch = 8192,
     double Beta1 = 0.9,
     double Beta2 = 0.999,
-    double Epsilon = 1e-8);
+    double Epsilon = 1e-8,
+    int EvalEverySteps = 0,
+    int EvalSampleSequences = 32);
 
 /// <summary>What one optimizer step did (the job service turns it into events and metrics).</summary>
 public sealed record TrainingProgress(
@@ -42,7 +44,11 @@ public sealed record TrainingProgress(
     double TokensPerSecond,
     long TrainedTokens,
     TimeSpan Elapsed,
-    TimeSpan Remaining);
+    TimeSpan Remaining,
+    double? ValidLoss = null,
+    double? ValidMeanTokenAccuracy = null,
+    double? FullValidLoss = null,
+    double? FullValidMeanTokenAccuracy = null);
 
 /// <summary>
 /// Supervised LoRA training: per epoch the sequences are shuffled with the seed, cut into steps of
@@ -80,9 +86,11 @@ public sealed class LoraTrainer(CausalLanguageModel model, IReadOnlyList<Paramet
     /// <param name="exportAdapter">Writes the adapter in PEFT format into a checkpoint directory.</param>
     /// <param name="resumeFrom">A checkpoint directory written by this trainer: training continues after its step,
     /// on CPU exactly as if it had never stopped.</param>
+    /// <param name="validation">Sequences to evaluate on: a rotating sample every <see cref="TrainingOptions.EvalEverySteps"/>
+    /// steps (valid_loss, valid_mean_token_accuracy) and all of them at each epoch end (full_valid_*).</param>
     public void Train(IReadOnlyList<TrainingExample> sequences, Action<TrainingProgress>? onStep = null,
         Func<int, bool, string?>? checkpointTo = null, Action<string>? exportAdapter = null, string? resumeFrom = null,
-        CancellationToken cancellationToken = default)
+        IReadOnlyList<TrainingExample>? validation = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(sequences);
         manual_seed(options.Seed); // dropout
@@ -141,19 +149,61 @@ public sealed class LoraTrainer(CausalLanguageModel model, IReadOnlyList<Paramet
                 optimizer.zero_grad();
                 trainedTokens += stepTokens;
 
+                var next = start + options.BatchSize;
+                var endOfEpoch = next >= order.Length;
+                (double Loss, double Accuracy)? sample = null, full = null;
+                if (validation is { Count: > 0 })
+                {
+                    if (options.EvalEverySteps > 0 && step % options.EvalEverySteps == 0)
+                    {
+                        var from = (step / options.EvalEverySteps - 1) * options.EvalSampleSequences;
+                        sample = Evaluate(Enumerable.Range(from, Math.Min(options.EvalSampleSequences, validation.Count))
+                            .Select(i => validation[i % validation.Count]).ToList());
+                    }
+                    if (endOfEpoch) full = Evaluate(validation);
+                }
+
                 var elapsed = watch.Elapsed;
                 onStep?.Invoke(new TrainingProgress(step, total, epoch + (start + stepSequences.Count) / (double)order.Length,
                     lossSum / Math.Max(stepTokens, 1), correct / (double)Math.Max(stepTokens, 1), rate,
                     tokensSeen / Math.Max(elapsed.TotalSeconds, 1e-9), trainedTokens, elapsed,
-                    TimeSpan.FromSeconds(elapsed.TotalSeconds / step * (total - step))));
+                    TimeSpan.FromSeconds(elapsed.TotalSeconds / step * (total - step)),
+                    sample?.Loss, sample?.Accuracy, full?.Loss, full?.Accuracy));
 
-                var next = start + options.BatchSize;
-                var endOfEpoch = next >= order.Length;
                 if (checkpointTo?.Invoke(step, endOfEpoch) is { } directory)
                     Checkpoint(directory, optimizer, step, endOfEpoch ? epoch + 1 : epoch, endOfEpoch ? 0 : next, trainedTokens, exportAdapter);
             }
         }
         model.eval();
+    }
+
+    /// <summary>Mean token loss and accuracy over <paramref name="sequences"/>, without gradients or dropout.</summary>
+    public (double Loss, double Accuracy) Evaluate(IReadOnlyList<TrainingExample> sequences)
+    {
+        ArgumentNullException.ThrowIfNull(sequences);
+        var wasTraining = model.training;
+        model.eval();
+        try
+        {
+            using var _ = no_grad();
+            double loss = 0;
+            long correct = 0, tokens = 0;
+            var rows = options.Packing ? Batching.Pack(sequences, options.MaxLength) : Batching.Single(sequences);
+            foreach (var micro in MicroBatches(rows))
+            {
+                using var scope = NewDisposeScope();
+                using var batch = Batching.Collate(micro, model.Device);
+                var result = TrainingLoss.Compute(model, batch);
+                loss += result.LossSum.item<float>();
+                correct += result.Correct;
+                tokens += result.Tokens;
+            }
+            return (loss / Math.Max(tokens, 1), correct / (double)Math.Max(tokens, 1));
+        }
+        finally
+        {
+            if (wasTraining) model.train();
+        }
     }
 
     /// <summary>Writes everything a resume needs, atomically, next to the exported PEFT adapter.</summary>

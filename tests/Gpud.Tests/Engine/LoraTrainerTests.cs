@@ -94,7 +94,7 @@ public sealed class LoraTrainerTests
                         losses.Add(p.TrainLoss);
                         if (p.Step == stopAfter) stop.Cancel(); // honoured before the next micro-batch
                     },
-                    checkpointTo, dir => PeftAdapter.Save(dir, model, settings, ["all-linear"], "gpud-tiny"), resumeFrom, stop.Token);
+                    checkpointTo, dir => PeftAdapter.Save(dir, model, settings, ["all-linear"], "gpud-tiny"), resumeFrom, cancellationToken: stop.Token);
             }
             catch (OperationCanceledException)
             {
@@ -110,6 +110,27 @@ public sealed class LoraTrainerTests
         Assert.Equal(uninterrupted, firstPart.Concat(secondPart));
         Assert.True(File.Exists(dir["ckpt-step-5/adapter_model.safetensors"]));
         Assert.True(File.Exists(dir["ckpt-step-5/adapter_config.json"]));
+    }
+
+    [Fact]
+    public void Validation_is_sampled_every_n_steps_and_run_in_full_at_each_epoch_end()
+    {
+        var (_, _, data) = Dataset();
+        using var model = CausalLanguageModel.Load(Repo.File("tests/fixtures/models/gpud-tiny"), CPU, ScalarType.Float32);
+        var parameters = LoraModel.Attach(model, new LoraSettings(8, 16), ["all-linear"], seed: 2);
+        var trainer = new LoraTrainer(model, parameters, new TrainingOptions(Epochs: 3, BatchSize: 4, LearningRate: 5e-3, Seed: 2, EvalEverySteps: 2, EvalSampleSequences: 8));
+        var steps = new List<TrainingProgress>();
+
+        trainer.Train(data, steps.Add, validation: data);
+
+        Assert.Equal(15, steps.Count); // 3 epochs x 20 / 4
+        Assert.All(steps, p => Assert.Equal(p.Step % 2 == 0, p.ValidLoss is not null));
+        Assert.All(steps, p => Assert.Equal(p.Step % 5 == 0, p.FullValidLoss is not null)); // epoch ends
+        Assert.True(steps[^1].FullValidLoss < steps[4].FullValidLoss);
+        var (loss, accuracy) = trainer.Evaluate(data); // same weights as at the last step
+        Assert.Equal(loss, steps[^1].FullValidLoss!.Value, 6);
+        Assert.Equal(accuracy, steps[^1].FullValidMeanTokenAccuracy!.Value, 6);
+        Assert.InRange(accuracy, 0, 1);
     }
 
     [Theory]
