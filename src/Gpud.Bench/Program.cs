@@ -10,9 +10,10 @@ using static TorchSharp.torch;
 //                     [--dtype float32|bfloat16|float16] [--repeat 3]
 // Prints prefill and decode tokens/s as key=value lines (the scripts parse them).
 var arguments = Arguments.Parse(args);
-if (arguments.Command != "generate")
+if (arguments.Command is not ("generate" or "train"))
 {
     Console.Error.WriteLine("usage: gpud-bench generate --model DIR|gpud-tiny [--batch N] [--prompt-tokens N] [--new-tokens N] [--device cpu|cuda:0] [--dtype float32|bfloat16|float16] [--repeat N]");
+    Console.Error.WriteLine("       gpud-bench train    --model DIR|gpud-tiny [--batch N] [--seq N] [--steps N] [--rank 16] [--device ...] [--dtype ...]");
     return 2;
 }
 
@@ -41,6 +42,39 @@ var repeat = arguments.Int("repeat", 3);
 var load = Stopwatch.StartNew();
 using var model = CausalLanguageModel.Load(modelPath, device, dtype);
 Console.WriteLine(FormattableString.Invariant($"model={modelPath} device={device} dtype={dtype} parameters={model.Config.ParameterCount} load_seconds={load.Elapsed.TotalSeconds:F3} peak_rss_mib_after_load={PeakRssMib():F0}"));
+
+if (arguments.Command == "train")
+{
+    // Random tokens, every position trained (as a completion-only dataset would be), LoRA on all linear projections.
+    var seq = arguments.Int("seq", 512);
+    var steps = arguments.Int("steps", 5);
+    var rank = arguments.Int("rank", 16);
+    var rows = new Random(1234);
+    var sequences = Enumerable.Range(0, batch * (steps + 1))
+        .Select(i => new Gpud.Engine.Training.TrainingExample(
+            Enumerable.Range(0, seq).Select(_ => rows.Next(model.Config.VocabSize)).ToArray(),
+            Enumerable.Repeat(true, seq).ToArray(), i + 1, false))
+        .ToList();
+    var parameters = Gpud.Engine.Lora.LoraModel.Attach(model, new Gpud.Engine.Lora.LoraSettings(rank, 2 * rank), ["all-linear"], 1);
+    var options = new Gpud.Engine.Training.TrainingOptions(1, batch, 1e-4, 1, Gpud.Engine.Training.LearningRateSchedule.Constant,
+        MaxLength: seq, MaxTokensPerMicroBatch: batch * seq);
+    var trainer = new Gpud.Engine.Training.LoraTrainer(model, parameters, options);
+    var times = new List<double>();
+    var clock = Stopwatch.StartNew();
+    trainer.Train(sequences, p =>
+    {
+        if (device.type == DeviceType.CUDA) cuda.synchronize();
+        times.Add(clock.Elapsed.TotalSeconds);
+        clock.Restart();
+    });
+    var measured = times.Skip(1).ToList(); // the first step warms kernels and the allocator up
+    var perStep = measured.Average();
+    Console.WriteLine(FormattableString.Invariant($"batch={batch} seq={seq} rank={rank} steps={measured.Count} trainable_parameters={parameters.Sum(p => p.numel())}"));
+    Console.WriteLine(FormattableString.Invariant($"train_tokens_per_second={batch * seq / perStep:F1}"));
+    Console.WriteLine(FormattableString.Invariant($"step_seconds={perStep:F3}"));
+    Console.WriteLine(FormattableString.Invariant($"peak_rss_mib={PeakRssMib():F0}"));
+    return 0;
+}
 
 var random = new Random(1234);
 var prompts = Enumerable.Range(0, batch)
