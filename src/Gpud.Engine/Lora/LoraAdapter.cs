@@ -85,7 +85,7 @@ public sealed class LoraAdapter : nn.Module
         var baseDtype = input.dtype;
         var result = nn.functional.linear(input, layer.Weight, layer.Bias).to_type(ScalarType.Float32);
         var x = input.to_type(ScalarType.Float32);
-        var dropped = training && _dropout > 0 ? nn.functional.dropout(x, _dropout, true) : x;
+        var dropped = training && _dropout > 0 ? Dropout(x) : x;
         var lora = nn.functional.linear(nn.functional.linear(dropped, A), B) * Settings.Scale;
         if (Magnitude is null) return (result + lora).to_type(baseDtype).MoveToOuterDisposeScope();
 
@@ -97,6 +97,19 @@ public sealed class LoraAdapter : nn.Module
             : nn.functional.linear(dropped, layer.Weight.to_type(ScalarType.Float32));
         var dora = (magnitudeScale - 1) * baseWithoutBias + magnitudeScale * lora;
         return (result + dora).to_type(baseDtype).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// The generator dropout draws from. The trainer sets one per job so that concurrent jobs (one per device) and
+    /// anything else in the process never share libtorch's global generator: same seed, same masks, and a checkpoint
+    /// can save and restore exactly this state.
+    /// </summary>
+    public Generator? DropoutGenerator { get; set; }
+
+    private Tensor Dropout(Tensor x)
+    {
+        var keep = rand(x.shape, ScalarType.Float32, x.device, generator: DropoutGenerator) >= _dropout;
+        return x * keep / (1 - _dropout);
     }
 
     /// <summary>W + s·BA in float32, [out, in]: the weight this adapter makes, before DoRA's re-scaling.</summary>

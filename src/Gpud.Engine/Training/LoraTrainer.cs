@@ -54,7 +54,8 @@ public sealed record TrainingProgress(
 /// Supervised LoRA training: per epoch the sequences are shuffled with the seed, cut into steps of
 /// <see cref="TrainingOptions.BatchSize"/> sequences, each step packed (or padded) into micro-batches whose gradients
 /// accumulate; the loss is the mean over the step's trained tokens, gradients are clipped, and AdamW (weight decay on
-/// matrices only) steps with the scheduled rate. Same seed, same data, CPU → the same loss at every step.
+/// matrices only) steps with the scheduled rate. Dropout draws from the job's own generator, never libtorch's global
+/// one. Same seed, same data, CPU → the same loss at every step, whatever else runs in the process.
 /// </summary>
 public sealed class LoraTrainer(CausalLanguageModel model, IReadOnlyList<Parameter> parameters, TrainingOptions options)
 {
@@ -93,7 +94,11 @@ public sealed class LoraTrainer(CausalLanguageModel model, IReadOnlyList<Paramet
         IReadOnlyList<TrainingExample>? validation = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(sequences);
-        manual_seed(options.Seed); // dropout
+        using var dropoutRng = new torch.Generator((ulong)options.Seed, model.Device);
+        foreach (var (_, _, layer) in Lora.LoraModel.Projections(model))
+        {
+            if (layer.Adapter is { } adapter) adapter.DropoutGenerator = dropoutRng;
+        }
         var matrices = parameters.Where(p => p.dim() > 1).ToList();
         var vectors = parameters.Where(p => p.dim() <= 1).ToList();
         var groups = new List<AdamW.ParamGroup>();
@@ -110,7 +115,7 @@ public sealed class LoraTrainer(CausalLanguageModel model, IReadOnlyList<Paramet
         var resumeStart = 0;
         if (resumeFrom is not null)
         {
-            (step, resumeEpoch, resumeStart, trainedTokens) = Resume(resumeFrom, optimizer);
+            (step, resumeEpoch, resumeStart, trainedTokens) = Resume(resumeFrom, optimizer, dropoutRng);
         }
         model.train();
         for (var epoch = resumeEpoch; epoch < options.Epochs; epoch++)
@@ -171,7 +176,7 @@ public sealed class LoraTrainer(CausalLanguageModel model, IReadOnlyList<Paramet
                     sample?.Loss, sample?.Accuracy, full?.Loss, full?.Accuracy));
 
                 if (checkpointTo?.Invoke(step, endOfEpoch) is { } directory)
-                    Checkpoint(directory, optimizer, step, endOfEpoch ? epoch + 1 : epoch, endOfEpoch ? 0 : next, trainedTokens, exportAdapter);
+                    Checkpoint(directory, optimizer, dropoutRng, step, endOfEpoch ? epoch + 1 : epoch, endOfEpoch ? 0 : next, trainedTokens, exportAdapter);
             }
         }
         model.eval();
@@ -207,7 +212,7 @@ public sealed class LoraTrainer(CausalLanguageModel model, IReadOnlyList<Paramet
     }
 
     /// <summary>Writes everything a resume needs, atomically, next to the exported PEFT adapter.</summary>
-    private void Checkpoint(string directory, AdamW optimizer, int step, int epoch, int start, long trainedTokens, Action<string>? exportAdapter)
+    private void Checkpoint(string directory, AdamW optimizer, torch.Generator dropoutRng, int step, int epoch, int start, long trainedTokens, Action<string>? exportAdapter)
     {
         IO.AtomicDirectory.Write(directory, temp =>
         {
@@ -220,14 +225,14 @@ public sealed class LoraTrainer(CausalLanguageModel model, IReadOnlyList<Paramet
             }
             Weights.SafetensorsWriter.Write(Path.Combine(temp, AdapterStateFile), tensors);
             optimizer.save_state_dict(Path.Combine(temp, OptimizerFile));
-            using (var rng = torch.Generator.Default.get_state())
+            using (var rng = dropoutRng.get_state())
                 File.WriteAllBytes(Path.Combine(temp, RngFile), rng.bytes.ToArray());
             File.WriteAllText(Path.Combine(temp, StateFile), System.Text.Json.JsonSerializer.Serialize(
                 new CheckpointState(step, epoch, start, trainedTokens, options.Seed, parameters.Count)));
         });
     }
 
-    private (int Step, int Epoch, int Start, long TrainedTokens) Resume(string directory, AdamW optimizer)
+    private (int Step, int Epoch, int Start, long TrainedTokens) Resume(string directory, AdamW optimizer, torch.Generator dropoutRng)
     {
         var state = System.Text.Json.JsonSerializer.Deserialize<CheckpointState>(File.ReadAllText(Path.Combine(directory, StateFile)))
                     ?? throw new InvalidDataException($"{directory}: {StateFile} is empty.");
@@ -243,11 +248,11 @@ public sealed class LoraTrainer(CausalLanguageModel model, IReadOnlyList<Paramet
             }
         }
         optimizer.load_state_dict(Path.Combine(directory, OptimizerFile));
-        using (var rng = torch.Generator.Default.get_state())
+        using (var rng = dropoutRng.get_state())
         {
             var bytes = File.ReadAllBytes(Path.Combine(directory, RngFile));
             using var restored = tensor(bytes, dtype: rng.dtype);
-            torch.Generator.Default.set_state(restored);
+            dropoutRng.set_state(restored);
         }
         return (state.Step, state.Epoch, state.Start, state.TrainedTokens);
     }
