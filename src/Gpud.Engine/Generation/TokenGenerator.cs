@@ -101,31 +101,41 @@ public sealed class TokenGenerator(CausalLanguageModel model)
             .ToList();
     }
 
-    /// <summary>Picks each unfinished sequence's next token from [batch, vocab] float32 logits.</summary>
+    /// <summary>
+    /// Picks each unfinished sequence's next token from [batch, vocab] float32 logits. Greedy rows share one argmax and
+    /// logprobs one gather and one top-k, each copied to the host once per step; only sampled rows go one by one
+    /// (each has its own generator).
+    /// </summary>
     private static Tensor Choose(Tensor logits, IReadOnlyList<SamplingParameters> parameters, torch.Generator?[] rngs,
         List<TokenLogprob>?[] logprobs, List<int>[] generated, FinishReason?[] finish)
     {
         var batch = parameters.Count;
-        var chosen = new long[batch];
-        var logSoftmax = logprobs.Any(l => l is not null) ? logits.log_softmax(-1) : null;
+        var chosen = logits.argmax(-1).to(CPU).data<long>().ToArray();
         for (var b = 0; b < batch; b++)
         {
-            if (finish[b] is not null) continue;
-            var p = parameters[b];
-            var row = logits[b];
-            chosen[b] = p.Temperature <= 0 ? row.argmax().item<long>() : Sample(row, p, rngs[b]!);
-            if (logprobs[b] is { } list && logSoftmax is not null)
+            if (finish[b] is null && parameters[b].Temperature > 0) chosen[b] = Sample(logits[b], parameters[b], rngs[b]!);
+        }
+
+        if (logprobs.Any(l => l is not null))
+        {
+            var logSoftmax = logits.log_softmax(-1);
+            var chosenTensor = tensor(chosen, device: logits.device);
+            var chosenLogprobs = logSoftmax.gather(1, chosenTensor.unsqueeze(1)).squeeze(1).to(CPU).data<float>().ToArray();
+            var k = parameters.Max(p => p.TopLogprobs ?? 0);
+            float[] topValues = [];
+            long[] topIndices = [];
+            if (k > 0)
             {
-                var rowLog = logSoftmax[b];
+                var (values, indices) = logSoftmax.topk(k);
+                topValues = values.to(CPU).data<float>().ToArray();
+                topIndices = indices.to(CPU).data<long>().ToArray();
+            }
+            for (var b = 0; b < batch; b++)
+            {
+                if (finish[b] is not null || logprobs[b] is not { } list) continue;
                 var top = new List<(int, float)>();
-                if (p.TopLogprobs > 0)
-                {
-                    var (values, indices) = rowLog.topk(p.TopLogprobs.Value);
-                    var v = values.data<float>().ToArray();
-                    var i = indices.data<long>().ToArray();
-                    for (var k = 0; k < v.Length; k++) top.Add(((int)i[k], v[k]));
-                }
-                list.Add(new TokenLogprob((int)chosen[b], rowLog[chosen[b]].item<float>(), top));
+                for (var j = 0; j < (parameters[b].TopLogprobs ?? 0); j++) top.Add(((int)topIndices[b * k + j], topValues[b * k + j]));
+                list.Add(new TokenLogprob((int)chosen[b], chosenLogprobs[b], top));
             }
         }
         return tensor(chosen, device: logits.device);
