@@ -19,7 +19,7 @@ public sealed class ChatFormatter(TextTokenizer tokenizer, ChatTemplate template
 {
     private const char StandInBase = '\uE000'; // Unicode private use: no tokenizer gives it meaning
 
-    private readonly Regex? _specials = Alternation(tokenizer.AddedTokens.Where(t => t.Special).Select(t => t.Content));
+    private readonly Regex? _specials = tokenizer.SpecialTokenPattern;
 
     public ChatTemplate Template => template;
 
@@ -77,11 +77,5 @@ public sealed class ChatFormatter(TextTokenizer tokenizer, ChatTemplate template
             var index = m.Groups[1].Value.Aggregate(0, (n, c) => n * 16 + (c - 0xE010));
             return index < originals.Count ? originals[index] : m.Value;
         });
-    }
-
-    private static Regex? Alternation(IEnumerable<string> tokens)
-    {
-        var contents = tokens.Where(c => c.Length > 0).Distinct(StringComparer.Ordinal).OrderByDescending(c => c.Length).Select(Regex.Escape).ToList();
-        return contents.Count == 0 ? null : new Regex(string.Join('|', contents), RegexOptions.CultureInvariant);
     }
 }

@@ -61,6 +61,7 @@ public sealed class TextTokenizer
         _addedById = added.GroupBy(a => a.Id).ToDictionary(g => g.Key, g => g.First());
         _allAdded = Alternation(added);
         _nonSpecialAdded = Alternation(added.Where(a => !a.Special));
+        SpecialTokenPattern = Alternation(added.Where(a => a.Special));
         _prefix = prefix;
         _suffix = suffix;
         VocabSize = vocabSize;
@@ -84,6 +85,9 @@ public sealed class TextTokenizer
 
     public IReadOnlyCollection<AddedToken> AddedTokens => _addedById.Values;
 
+    /// <summary>Matches the text of any special token, longest first (null when there are none).</summary>
+    internal Regex? SpecialTokenPattern { get; }
+
     /// <summary>The id of a token string (an added token or a vocabulary entry), or null.</summary>
     public int? TokenId(string token)
     {
@@ -106,22 +110,7 @@ public sealed class TextTokenizer
         ArgumentNullException.ThrowIfNull(text);
         var ids = new List<int>(text.Length / 3 + _prefix.Length + _suffix.Length);
         if (addSpecialTokens) ids.AddRange(_prefix);
-        var splitter = parseSpecialTokens ? _allAdded : _nonSpecialAdded;
-        if (splitter is null)
-        {
-            EncodePlain(text, ids, restore);
-        }
-        else
-        {
-            var start = 0;
-            foreach (Match match in splitter.Matches(text))
-            {
-                if (match.Index > start) EncodePlain(text[start..match.Index], ids, restore);
-                ids.Add(_addedByContent[match.Value].Id);
-                start = match.Index + match.Length;
-            }
-            if (start < text.Length) EncodePlain(text[start..], ids, restore);
-        }
+        EncodeSplit(text, parseSpecialTokens ? _allAdded : _nonSpecialAdded, ids, piece => EncodePlain(piece, ids, restore));
         if (addSpecialTokens) ids.AddRange(_suffix);
         return ids;
     }
@@ -311,6 +300,22 @@ public sealed class TextTokenizer
     private static IEnumerable<string> Merges(JsonElement model) => model.GetProperty("merges").EnumerateArray()
         .Select(m => m.ValueKind == JsonValueKind.String ? m.GetString()! : $"{m[0].GetString()} {m[1].GetString()}");
 
+    /// <summary>Encodes the stretches between <paramref name="splitter"/>'s added tokens with <paramref name="encodePiece"/>.</summary>
+    private void EncodeSplit(string text, Regex? splitter, List<int> ids, Action<string> encodePiece)
+    {
+        var start = 0;
+        if (splitter is not null)
+        {
+            foreach (Match match in splitter.Matches(text))
+            {
+                if (match.Index > start) encodePiece(text[start..match.Index]);
+                ids.Add(_addedByContent[match.Value].Id);
+                start = match.Index + match.Length;
+            }
+        }
+        if (start < text.Length) encodePiece(start == 0 ? text : text[start..]);
+    }
+
     private void EncodePlain(string text, List<int> ids, Func<string, string>? restore)
     {
         if (restore is null)
@@ -319,20 +324,7 @@ public sealed class TextTokenizer
             return;
         }
         // Restored text may hold special-token text again: it must stay text, but non-special added tokens still split.
-        var restored = restore(text);
-        if (_nonSpecialAdded is null)
-        {
-            EncodeText(restored, ids);
-            return;
-        }
-        var start = 0;
-        foreach (Match match in _nonSpecialAdded.Matches(restored))
-        {
-            if (match.Index > start) EncodeText(restored[start..match.Index], ids);
-            ids.Add(_addedByContent[match.Value].Id);
-            start = match.Index + match.Length;
-        }
-        if (start < restored.Length) EncodeText(restored[start..], ids);
+        EncodeSplit(restore(text), _nonSpecialAdded, ids, piece => EncodeText(piece, ids));
     }
 
     private void EncodeText(string text, List<int> ids)
