@@ -23,10 +23,15 @@ public sealed class ChatFormatter(TextTokenizer tokenizer, ChatTemplate template
 
     public ChatTemplate Template => template;
 
-    public ChatPrompt Format(JsonElement messages, bool addGenerationPrompt, IReadOnlyDictionary<string, JsonElement>? variables = null)
+    public ChatPrompt Format(JsonElement messages, bool addGenerationPrompt, IReadOnlyDictionary<string, JsonElement>? variables = null) =>
+        Format(messages.EnumerateArray(), addGenerationPrompt, variables);
+
+    /// <summary>Formats a sequence of message objects (e.g. the first n messages of a conversation).</summary>
+    public ChatPrompt Format(IEnumerable<JsonElement> messages, bool addGenerationPrompt, IReadOnlyDictionary<string, JsonElement>? variables = null)
     {
+        ArgumentNullException.ThrowIfNull(messages);
         var originals = new List<string>();
-        var values = Neutralize(JinjaRuntime.FromJson(messages), originals);
+        var values = Neutralize(messages.Select(JinjaRuntime.FromJson).ToList(), originals);
         var text = template.Render(values, addGenerationPrompt, tokenizer.BosToken, tokenizer.EosToken,
             variables?.ToDictionary(v => v.Key, v => Neutralize(JinjaRuntime.FromJson(v.Value), originals), StringComparer.Ordinal));
         var ids = tokenizer.Encode(text, addSpecialTokens: false, parseSpecialTokens: true, restore: segment => Restore(segment, originals));

@@ -1,5 +1,4 @@
 using System.Text.Json;
-using System.Text.Json.Nodes;
 using Gpud.Engine.Templates;
 using Gpud.Engine.Tokenization;
 
@@ -41,19 +40,29 @@ public sealed class ExampleEncoder(TextTokenizer tokenizer, ChatFormatter? chat,
         if (trained.Count == 0)
             throw new TrainingDataException("invalid_training_file", $"Line {line}: every assistant message has weight 0: there is nothing to train on.");
 
-        var full = Render(list, list.Count, addGenerationPrompt: false);
+        // Prefixes are rendered once each: a turn's "through" render is the next turn's "before" minus the prompt, and
+        // the last one is the whole conversation.
+        var renders = new Dictionary<(int, bool), IReadOnlyList<int>>();
+        IReadOnlyList<int> Render(int count, bool addGenerationPrompt)
+        {
+            if (!renders.TryGetValue((count, addGenerationPrompt), out var ids))
+                renders[(count, addGenerationPrompt)] = ids = chat.Format(list.Take(count), addGenerationPrompt).TokenIds;
+            return ids;
+        }
+
+        var full = Render(list.Count, addGenerationPrompt: false);
         var spans = new List<(int Start, int End)>();
         foreach (var i in trained)
         {
-            var before = Render(list, i, addGenerationPrompt: true);
-            var through = Render(list, i + 1, addGenerationPrompt: false);
+            var before = Render(i, addGenerationPrompt: true);
+            var through = Render(i + 1, addGenerationPrompt: false);
             if (!StartsWith(through, before) || !StartsWith(full, through))
             {
                 // Not prefix-consistent: one sequence per trained turn, each as it is generated at inference.
                 return trained.Select(t =>
                 {
-                    var prompt = Render(list, t, addGenerationPrompt: true);
-                    var turn = Render(list, t + 1, addGenerationPrompt: false);
+                    var prompt = Render(t, addGenerationPrompt: true);
+                    var turn = Render(t + 1, addGenerationPrompt: false);
                     if (!StartsWith(turn, prompt))
                         throw new TrainingDataException("invalid_training_file",
                             $"Line {line}: the model's chat template renders message {t} inconsistently; gpud cannot tell which tokens are the assistant's.");
@@ -63,13 +72,6 @@ public sealed class ExampleEncoder(TextTokenizer tokenizer, ChatFormatter? chat,
             spans.Add((before.Count, through.Count));
         }
         return [Build(full, spans[0].Start, line, spans)];
-    }
-
-    private IReadOnlyList<int> Render(List<JsonElement> messages, int count, bool addGenerationPrompt)
-    {
-        var array = new JsonArray(messages.Take(count).Select(m => JsonNode.Parse(m.GetRawText())).ToArray());
-        using var document = JsonDocument.Parse(array.ToJsonString());
-        return chat!.Format(document.RootElement, addGenerationPrompt).TokenIds;
     }
 
     private TrainingExample Build(IReadOnlyList<int> ids, int firstTrained, int line, IReadOnlyList<(int Start, int End)> spans)
