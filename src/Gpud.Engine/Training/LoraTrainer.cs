@@ -85,15 +85,39 @@ public sealed class LoraTrainer(CausalLanguageModel model, IReadOnlyList<Paramet
     /// <param name="checkpointTo">Asked after every step (with whether it ended an epoch); a directory means
     /// "write a checkpoint there now" (the adapter in PEFT format plus the state <paramref name="resumeFrom"/> needs).</param>
     /// <param name="exportAdapter">Writes the adapter in PEFT format into a checkpoint directory.</param>
+    /// <param name="resumeFrom">A checkpoint directory written by this trainer.</param>
+    /// <param name="validation">Sequences to evaluate on (see <see cref="Train(IReadOnlyList{TrainingExample}, ITrainingSink, string?, IReadOnlyList{TrainingExample}?, CancellationToken)"/>).</param>
+    public void Train(IReadOnlyList<TrainingExample> sequences, Action<TrainingProgress>? onStep = null,
+        Func<int, bool, string?>? checkpointTo = null, Action<string>? exportAdapter = null, string? resumeFrom = null,
+        IReadOnlyList<TrainingExample>? validation = null, CancellationToken cancellationToken = default) =>
+        Train(sequences, new DelegateSink(onStep, checkpointTo, exportAdapter), resumeFrom, validation, cancellationToken);
+
+    /// <summary>Trains until the last step, or until <paramref name="sink"/> asks to stop after a step.</summary>
     /// <param name="resumeFrom">A checkpoint directory written by this trainer: training continues after its step,
     /// on CPU exactly as if it had never stopped.</param>
     /// <param name="validation">Sequences to evaluate on: a rotating sample every <see cref="TrainingOptions.EvalEverySteps"/>
     /// steps (valid_loss, valid_mean_token_accuracy) and all of them at each epoch end (full_valid_*).</param>
-    public void Train(IReadOnlyList<TrainingExample> sequences, Action<TrainingProgress>? onStep = null,
-        Func<int, bool, string?>? checkpointTo = null, Action<string>? exportAdapter = null, string? resumeFrom = null,
+    /// <param name="cancellationToken">Checked between micro-batches: a cancel is honoured within one optimizer step.</param>
+    /// <returns>True if every step ran; false if the sink stopped training early (after writing a checkpoint if it asked for one).</returns>
+    /// <exception cref="OutOfDeviceMemoryException">The device ran out of memory.</exception>
+    public bool Train(IReadOnlyList<TrainingExample> sequences, ITrainingSink sink, string? resumeFrom = null,
         IReadOnlyList<TrainingExample>? validation = null, CancellationToken cancellationToken = default)
     {
+        try
+        {
+            return Run(sequences, sink, resumeFrom, validation, cancellationToken);
+        }
+        catch (System.Runtime.InteropServices.ExternalException e) when (OutOfDeviceMemoryException.Matches(e))
+        {
+            throw new OutOfDeviceMemoryException(e);
+        }
+    }
+
+    private bool Run(IReadOnlyList<TrainingExample> sequences, ITrainingSink sink, string? resumeFrom,
+        IReadOnlyList<TrainingExample>? validation, CancellationToken cancellationToken)
+    {
         ArgumentNullException.ThrowIfNull(sequences);
+        ArgumentNullException.ThrowIfNull(sink);
         using var dropoutRng = new torch.Generator((ulong)options.Seed, model.Device);
         foreach (var (_, _, layer) in Lora.LoraModel.Projections(model))
         {
@@ -169,17 +193,26 @@ public sealed class LoraTrainer(CausalLanguageModel model, IReadOnlyList<Paramet
                 }
 
                 var elapsed = watch.Elapsed;
-                onStep?.Invoke(new TrainingProgress(step, total, epoch + (start + stepSequences.Count) / (double)order.Length,
+                sink.OnStep(new TrainingProgress(step, total, epoch + (start + stepSequences.Count) / (double)order.Length,
                     lossSum / Math.Max(stepTokens, 1), correct / (double)Math.Max(stepTokens, 1), rate,
                     tokensSeen / Math.Max(elapsed.TotalSeconds, 1e-9), trainedTokens, elapsed,
                     TimeSpan.FromSeconds(elapsed.TotalSeconds / step * (total - step)),
                     sample?.Loss, sample?.Accuracy, full?.Loss, full?.Accuracy));
 
-                if (checkpointTo?.Invoke(step, endOfEpoch) is { } directory)
-                    Checkpoint(directory, optimizer, dropoutRng, step, endOfEpoch ? epoch + 1 : epoch, endOfEpoch ? 0 : next, trainedTokens, exportAdapter);
+                if (sink.CheckpointDirectory(step, endOfEpoch) is { } directory)
+                {
+                    Checkpoint(directory, optimizer, dropoutRng, step, endOfEpoch ? epoch + 1 : epoch, endOfEpoch ? 0 : next, trainedTokens, sink);
+                    sink.OnCheckpoint(step, directory, endOfEpoch);
+                }
+                if (step < total && sink.StopAfterStep(step))
+                {
+                    model.eval();
+                    return false;
+                }
             }
         }
         model.eval();
+        return true;
     }
 
     /// <summary>Mean token loss and accuracy over <paramref name="sequences"/>, without gradients or dropout.</summary>
@@ -212,11 +245,11 @@ public sealed class LoraTrainer(CausalLanguageModel model, IReadOnlyList<Paramet
     }
 
     /// <summary>Writes everything a resume needs, atomically, next to the exported PEFT adapter.</summary>
-    private void Checkpoint(string directory, AdamW optimizer, torch.Generator dropoutRng, int step, int epoch, int start, long trainedTokens, Action<string>? exportAdapter)
+    private void Checkpoint(string directory, AdamW optimizer, torch.Generator dropoutRng, int step, int epoch, int start, long trainedTokens, ITrainingSink sink)
     {
         IO.AtomicDirectory.Write(directory, temp =>
         {
-            exportAdapter?.Invoke(temp);
+            sink.ExportAdapter(temp);
             var tensors = new List<Weights.TensorData>();
             for (var i = 0; i < parameters.Count; i++)
             {
@@ -257,6 +290,11 @@ public sealed class LoraTrainer(CausalLanguageModel model, IReadOnlyList<Paramet
         return (state.Step, state.Epoch, state.Start, state.TrainedTokens);
     }
 
+    /// <summary>The step a checkpoint directory written by this trainer resumes after.</summary>
+    public static int CheckpointStep(string directory) =>
+        System.Text.Json.JsonSerializer.Deserialize<CheckpointState>(File.ReadAllText(Path.Combine(directory, StateFile)))?.Step
+        ?? throw new InvalidDataException($"{directory}: {StateFile} is empty.");
+
     private sealed record CheckpointState(int Step, int Epoch, int Start, long TrainedTokens, long Seed, int Parameters);
 
     private IEnumerable<List<BatchRow>> MicroBatches(List<BatchRow> rows)
@@ -276,5 +314,14 @@ public sealed class LoraTrainer(CausalLanguageModel model, IReadOnlyList<Paramet
             width = newWidth;
         }
         if (current.Count > 0) yield return current;
+    }
+
+    private sealed class DelegateSink(Action<TrainingProgress>? onStep, Func<int, bool, string?>? checkpointTo, Action<string>? exportAdapter) : ITrainingSink
+    {
+        public void OnStep(TrainingProgress progress) => onStep?.Invoke(progress);
+
+        public string? CheckpointDirectory(int step, bool endOfEpoch) => checkpointTo?.Invoke(step, endOfEpoch);
+
+        public void ExportAdapter(string directory) => exportAdapter?.Invoke(directory);
     }
 }

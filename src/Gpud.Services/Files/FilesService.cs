@@ -2,6 +2,7 @@ using Gpud.Engine.Data;
 using Gpud.Services.Errors;
 using Gpud.Services.Ids;
 using Gpud.Storage.Blobs;
+using Gpud.Storage.Common;
 using Gpud.Storage.Files;
 using Microsoft.Extensions.Logging;
 
@@ -97,6 +98,28 @@ public sealed partial class FilesService(
         catch
         {
             blobs.Delete(record.BlobKey); // no row, so nobody may keep the bytes (Recover would sweep them too)
+            throw;
+        }
+        LogCreated(logger, record.Id, record.Project, record.Bytes, record.Status);
+        return record;
+    }
+
+    /// <summary>Stores a file gpud produced (a job's result CSV) in <paramref name="project"/>, as atomically as an upload.</summary>
+    public async Task<FileRecord> CreateGeneratedAsync(string project, string filename, string purpose, byte[] content, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(content);
+        using var stream = new MemoryStream(content, writable: false);
+        using var blob = await blobs.StageAsync(stream, long.MaxValue, null, cancellationToken);
+        var record = new FileRecord(ResourceId.New("file-"), project, filename, purpose, blob.Length, blob.Sha256,
+            time.GetUtcNow().ToUnixTimeSeconds(), null, "processed", null, null, null);
+        blobs.Commit(blob, record.BlobKey);
+        try
+        {
+            files.Insert(record);
+        }
+        catch
+        {
+            blobs.Delete(record.BlobKey);
             throw;
         }
         LogCreated(logger, record.Id, record.Project, record.Bytes, record.Status);

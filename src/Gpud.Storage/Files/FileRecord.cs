@@ -20,5 +20,3 @@ public sealed record FileRecord(
     public static string BlobKeyFor(string id) => $"files/{id}";
 }
 
-/// <summary>One page of a keyset-paginated listing.</summary>
-public sealed record Page<T>(IReadOnlyList<T> Items, bool HasMore);

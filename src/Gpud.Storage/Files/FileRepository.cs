@@ -1,3 +1,4 @@
+using Gpud.Storage.Common;
 using Gpud.Storage.Sqlite;
 using Microsoft.Data.Sqlite;
 

@@ -29,6 +29,65 @@ public static class Schema
             ALTER TABLE files ADD COLUMN data_format   TEXT;
             ALTER TABLE files ADD COLUMN example_count INTEGER;
             """),
+        new(3, "fine-tuning jobs, events and checkpoints", """
+            CREATE TABLE fine_tuning_jobs (
+                seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+                id               TEXT    NOT NULL UNIQUE,
+                project          TEXT    NOT NULL,
+                created_at       INTEGER NOT NULL,
+                model            TEXT    NOT NULL,
+                training_file    TEXT    NOT NULL,
+                validation_file  TEXT,
+                suffix           TEXT,
+                seed             INTEGER NOT NULL,
+                metadata         TEXT,
+                method           TEXT    NOT NULL,
+                status           TEXT    NOT NULL,
+                queue_order      INTEGER,
+                queued_at        INTEGER,
+                started_at       INTEGER,
+                error            TEXT,
+                fine_tuned_model TEXT,
+                finished_at      INTEGER,
+                trained_tokens   INTEGER,
+                result_files     TEXT,
+                estimated_finish INTEGER,
+                device           TEXT,
+                stage            TEXT,
+                progress         TEXT,
+                device_seconds   REAL    NOT NULL DEFAULT 0,
+                hourly_price     REAL,
+                resume_step      INTEGER,
+                dataset          TEXT
+            );
+            CREATE INDEX fine_tuning_jobs_by_project ON fine_tuning_jobs (project, seq);
+            CREATE INDEX fine_tuning_jobs_queue ON fine_tuning_jobs (queue_order) WHERE queue_order IS NOT NULL;
+            CREATE INDEX fine_tuning_jobs_active ON fine_tuning_jobs (status) WHERE status IN ('validating_files', 'queued', 'running');
+
+            CREATE TABLE fine_tuning_events (
+                seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+                id         TEXT    NOT NULL UNIQUE,
+                job_id     TEXT    NOT NULL REFERENCES fine_tuning_jobs (id),
+                created_at INTEGER NOT NULL,
+                level      TEXT    NOT NULL,
+                message    TEXT    NOT NULL,
+                type       TEXT    NOT NULL,
+                data       TEXT
+            );
+            CREATE INDEX fine_tuning_events_by_job ON fine_tuning_events (job_id, seq);
+
+            CREATE TABLE fine_tuning_checkpoints (
+                seq                         INTEGER PRIMARY KEY AUTOINCREMENT,
+                id                          TEXT    NOT NULL UNIQUE,
+                job_id                      TEXT    NOT NULL REFERENCES fine_tuning_jobs (id),
+                created_at                  INTEGER NOT NULL,
+                step_number                 INTEGER NOT NULL,
+                fine_tuned_model_checkpoint TEXT    NOT NULL,
+                metrics                     TEXT    NOT NULL,
+                deleted_at                  INTEGER
+            );
+            CREATE INDEX fine_tuning_checkpoints_by_job ON fine_tuning_checkpoints (job_id, seq) WHERE deleted_at IS NULL;
+            """),
     ];
 
     public static int LatestVersion => Migrations[^1].Version;

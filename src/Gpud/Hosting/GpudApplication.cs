@@ -1,5 +1,6 @@
 using Gpud.Api.Errors;
 using Gpud.Api.Files;
+using Gpud.Api.FineTuning;
 using Gpud.Api.Models;
 using Gpud.Api.Health;
 using Gpud.Api.Observability;
@@ -55,6 +56,7 @@ internal static class GpudApplication
             .WithMetadata(new ProducesResponseTypeMetadata(StatusCodes.Status500InternalServerError, typeof(ErrorResponse), ["application/json"]))
             .AddEndpointFilter(ServiceErrors.AsResults);
         v1.MapFiles();
+        v1.MapFineTuning();
         v1.MapModels();
         v1.MapSystem();
         return app;

@@ -6,6 +6,9 @@ using Gpud.Engine.Compute;
 using Gpud.Engine.Demo;
 using Gpud.Services.Models;
 using Gpud.Services.Files;
+using Gpud.Services.FineTuning;
+using Gpud.Storage.FineTuning;
+using Prometheus;
 using Gpud.Storage.Blobs;
 using Gpud.Storage.Files;
 using Gpud.Storage.Sqlite;
@@ -33,6 +36,10 @@ internal static class GpudServices
             .Bind(configuration.GetSection(GpudOptions.Section))
             .ValidateOnStart();
         services.AddSingleton<IValidateOptions<ModelOptions>, ModelOptionsValidator>();
+        services.AddOptions<FineTuningOptions>()
+            .Bind(configuration.GetSection(GpudOptions.Section))
+            .ValidateOnStart();
+        services.AddSingleton<IValidateOptions<FineTuningOptions>, FineTuningOptionsValidator>();
 
         // State, then the services over it. Lower layers take plain values, not IOptions, so they stay host-agnostic.
         services.AddSingleton(TimeProvider.System);
@@ -50,6 +57,21 @@ internal static class GpudServices
                 .ToList();
             return new ModelCatalog(models, Path.Combine(gpud.DataDir, "models", DemoModel.Name), sp.GetRequiredService<ILogger<ModelCatalog>>());
         });
+        services.AddSingleton(sp =>
+        {
+            var gpud = sp.GetRequiredService<IOptions<GpudOptions>>().Value;
+            var tuning = sp.GetRequiredService<IOptions<FineTuningOptions>>().Value;
+            return new FineTuningSettings(gpud.DataDir, tuning.Devices.Select(d => new DeviceSlotDefinition(d.Name, d.HourlyPrice)).ToList(),
+                tuning.Training.KeepCheckpoints, tuning.Training.MaxSequenceLength, TimeSpan.FromMilliseconds(tuning.Training.MetricsEventIntervalMs));
+        });
+        services.AddSingleton<IMetricFactory>(_ => Prometheus.Metrics.DefaultFactory);
+        services.AddSingleton<FineTuningMetrics>();
+        services.AddSingleton<JobRepository>();
+        services.AddSingleton<JobEvents>();
+        services.AddSingleton<JobRunner>();
+        services.AddSingleton<JobValidationWorker>();
+        services.AddSingleton<JobScheduler>();
+        services.AddSingleton<FineTuningJobsService>();
 
         // Start-up order matters: refuse an unsafe listen address, then repair state, then load libtorch.
         services.AddHostedService<ListenAddressGuard>();
@@ -57,6 +79,8 @@ internal static class GpudServices
         services.AddHostedService<ComputeBackendLoader>();
         services.AddHostedService<ModelCatalogLoader>();
         services.AddHostedService<FileExpiryService>();
+        services.AddHostedService(sp => sp.GetRequiredService<JobValidationWorker>());
+        services.AddHostedService(sp => sp.GetRequiredService<JobScheduler>());
         services.AddSystemd();
 
         // Authentication pulls in Data Protection; gpud issues no cookies or tokens, so keep its keys in memory

@@ -1,0 +1,264 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Gpud.Services.Errors;
+using Gpud.Services.Files;
+using Gpud.Services.Ids;
+using Gpud.Services.Models;
+using Gpud.Storage.Common;
+using Gpud.Storage.FineTuning;
+using Microsoft.Extensions.Logging;
+
+namespace Gpud.Services.FineTuning;
+
+/// <summary>
+/// OpenAI's fine-tuning jobs API. Creating a job only checks the request and stores it (<c>validating_files</c>);
+/// the <see cref="JobValidationWorker"/> reads the files and queues it, and the <see cref="JobScheduler"/> runs it.
+/// Every change is committed to SQLite, with its event, before the caller sees it.
+/// </summary>
+public sealed partial class FineTuningJobsService(
+    JobRepository jobs,
+    FilesService files,
+    ModelCatalog models,
+    JobScheduler scheduler,
+    JobValidationWorker validator,
+    JobEvents events,
+    FineTuningMetrics metrics,
+    TimeProvider time,
+    ILogger<FineTuningJobsService> logger)
+{
+    public const int MaxSuffixLength = 64;
+    public const int MaxMetadataPairs = 16;
+    public const int MaxMetadataKeyLength = 64;
+    public const int MaxMetadataValueLength = 512;
+    public const int MaxListLimit = 1000;
+
+    public FineTuningJobView Create(string project, JsonElement body)
+    {
+        if (body.ValueKind != JsonValueKind.Object)
+            throw GpudException.Invalid("The request body must be a JSON object.", null);
+
+        var model = RequiredString(body, "model");
+        var trainingFile = RequiredString(body, "training_file");
+        var validationFile = OptionalString(body, "validation_file");
+        var suffix = OptionalString(body, "suffix");
+        if (suffix is not null && (suffix.Length is 0 or > MaxSuffixLength || !suffix.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.')))
+            throw GpudException.Invalid($"suffix must be 1 to {MaxSuffixLength} characters of letters, digits, '-', '_' or '.' (it becomes part of the model name).", "suffix");
+        var seed = Seed(body);
+        var metadata = Metadata(body);
+        if (body.TryGetProperty("integrations", out var integrations) && integrations.ValueKind is not (JsonValueKind.Null or JsonValueKind.Array)
+            || integrations.ValueKind == JsonValueKind.Array && integrations.GetArrayLength() > 0)
+            throw GpudException.Invalid("integrations are not supported by gpud; watch jobs through their events and /metrics.", "integrations");
+        var hyperparameters = Hyperparameters(body);
+
+        var baseModel = models.Get(model);
+        CheckFile(project, trainingFile, "training_file");
+        if (validationFile is not null) CheckFile(project, validationFile, "validation_file");
+
+        var id = ResourceId.New("ftjob-");
+        var record = new Storage.FineTuning.JobRecord(id, project, time.GetUtcNow().ToUnixTimeSeconds(), baseModel.Name, trainingFile, validationFile,
+            suffix, seed, metadata is null ? null : JsonSerializer.Serialize(metadata), MethodJson(hyperparameters), JobStatus.ValidatingFiles);
+        jobs.Insert(record, events.Info(id, $"Created fine-tuning job: {id}"));
+        jobs.AddEvents([events.Info(id, $"Validating training file: {trainingFile}" + (validationFile is null ? "" : $" and validation file: {validationFile}"))]);
+        LogCreated(logger, id, project, baseModel.Name, trainingFile);
+        RefreshCounts();
+        validator.Wake();
+        return View(jobs.Find(project, id)!);
+    }
+
+    public FineTuningJobView Get(string project, string id) => View(Find(project, id));
+
+    public (IReadOnlyList<FineTuningJobView> Jobs, bool HasMore) List(string project, int? limit, string? after, IReadOnlyDictionary<string, string>? metadata)
+    {
+        var take = Limit(limit, 20);
+        var page = jobs.List(project, take, after, metadata)
+                   ?? throw GpudException.Invalid($"No such fine-tuning job: {after} (the 'after' cursor).", "after");
+        var queue = scheduler.Queue;
+        return (page.Items.Select(j => View(j, queue)).ToList(), page.HasMore);
+    }
+
+    public FineTuningJobView Cancel(string project, string id)
+    {
+        var job = Find(project, id);
+        var now = time.GetUtcNow().ToUnixTimeSeconds();
+        var cancelled = jobs.Update(id, [JobStatus.ValidatingFiles, JobStatus.Queued, JobStatus.Running, JobStatus.Paused],
+            new JobChanges { Status = JobStatus.Cancelled, FinishedAt = now, Queue = QueuePlacement.Remove, Clear = ["stage", "estimated_finish"] },
+            [events.Info(id, "Fine-tuning job cancelled")]);
+        if (cancelled is null) throw InvalidState(jobs.Find(project, id) ?? job, "cancel");
+        scheduler.Stop(id, JobStopReason.Cancel);
+        LogCancelled(logger, id);
+        RefreshCounts();
+        scheduler.Wake();
+        return View(cancelled);
+    }
+
+    public FineTuningJobView Pause(string project, string id)
+    {
+        var job = Find(project, id);
+        if (job.Status == JobStatus.Paused) return View(job);
+        var running = job.Status == JobStatus.Running;
+        var paused = jobs.Update(id, [JobStatus.Queued, JobStatus.Running],
+            new JobChanges { Status = JobStatus.Paused, Queue = QueuePlacement.Remove, Clear = ["estimated_finish"] },
+            [events.Info(id, running ? "Pausing: the job writes a checkpoint at the end of its current step" : "Job paused")]);
+        if (paused is null) throw InvalidState(jobs.Find(project, id) ?? job, "pause");
+        if (running) scheduler.Stop(id, JobStopReason.Pause);
+        RefreshCounts();
+        scheduler.Wake();
+        return View(paused);
+    }
+
+    public FineTuningJobView Resume(string project, string id)
+    {
+        var job = Find(project, id);
+        var resumed = jobs.Update(id, [JobStatus.Paused],
+            new JobChanges { Status = JobStatus.Queued, Queue = QueuePlacement.Tail, QueuedAt = time.GetUtcNow().ToUnixTimeMilliseconds() },
+            [events.Info(id, job.ResumeStep is { } step ? $"Job resumed; it continues from the checkpoint at step {step}" : "Job resumed")]);
+        if (resumed is null) throw InvalidState(jobs.Find(project, id) ?? job, "resume");
+        RefreshCounts();
+        scheduler.Wake();
+        return View(jobs.Find(project, id)!);
+    }
+
+    public Page<JobEventRecord> Events(string project, string id, int? limit, string? after)
+    {
+        Find(project, id);
+        return jobs.Events(id, Limit(limit, 20), after)
+               ?? throw GpudException.Invalid($"No such event of job {id}: {after} (the 'after' cursor).", "after");
+    }
+
+    public Page<JobCheckpointRecord> Checkpoints(string project, string id, int? limit, string? after)
+    {
+        Find(project, id);
+        return jobs.Checkpoints(id, Limit(limit, 10), after)
+               ?? throw GpudException.Invalid($"No such checkpoint of job {id}: {after} (the 'after' cursor).", "after");
+    }
+
+    public void RefreshCounts() => metrics.SetJobCounts(jobs.CountByStatus());
+
+    private Storage.FineTuning.JobRecord Find(string project, string id) =>
+        jobs.Find(project, id) ?? throw GpudException.NotFound($"No such fine-tuning job: {id}", "id");
+
+    private FineTuningJobView View(Storage.FineTuning.JobRecord job) => View(job, scheduler.Queue);
+
+    private static FineTuningJobView View(Storage.FineTuning.JobRecord job, QueueSnapshot queue) =>
+        job.Status == JobStatus.Queued && queue.Positions.TryGetValue(job.Id, out var entry)
+            ? FineTuningJobView.From(job, entry.Position, entry.EstimatedStart)
+            : FineTuningJobView.From(job);
+
+    private static GpudException InvalidState(Storage.FineTuning.JobRecord job, string action) => GpudException.Invalid(
+        $"Cannot {action} job {job.Id}: its status is '{job.Status}'.", "id", "invalid_job_state");
+
+    private static int Limit(int? limit, int fallback)
+    {
+        var take = limit ?? fallback;
+        if (take is < 1 or > MaxListLimit)
+            throw GpudException.Invalid($"limit must be between 1 and {MaxListLimit}.", "limit", "integer_out_of_range");
+        return take;
+    }
+
+    private void CheckFile(string project, string id, string param)
+    {
+        FileRecordView file;
+        try
+        {
+            var record = files.Get(project, id);
+            file = new FileRecordView(record.Purpose, record.Status, record.StatusDetails);
+        }
+        catch (GpudException e) when (e.Kind == ErrorKind.NotFound)
+        {
+            throw GpudException.NotFound($"No such File object: {id}", param);
+        }
+        if (file.Purpose != FilePurposes.FineTune)
+            throw GpudException.Invalid($"File {id} has purpose '{file.Purpose}'; fine-tuning needs a file uploaded with purpose 'fine-tune'.", param);
+        if (file.Status == "error")
+            throw GpudException.Invalid($"File {id} is not valid training data: {file.Details}", param, "invalid_file_format");
+    }
+
+    private sealed record FileRecordView(string Purpose, string Status, string? Details);
+
+    private static string MethodJson(JobHyperparameters hyperparameters) => new JsonObject
+    {
+        ["type"] = "supervised",
+        ["supervised"] = new JsonObject { ["hyperparameters"] = hyperparameters.ToJson() },
+    }.ToJsonString();
+
+    private static JobHyperparameters Hyperparameters(JsonElement body)
+    {
+        var hasLegacy = body.TryGetProperty("hyperparameters", out var legacy) && legacy.ValueKind != JsonValueKind.Null;
+        JsonElement? supervised = null;
+        if (body.TryGetProperty("method", out var method) && method.ValueKind != JsonValueKind.Null)
+        {
+            if (method.ValueKind != JsonValueKind.Object) throw GpudException.Invalid("method must be an object.", "method");
+            var type = method.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString() : null;
+            switch (type)
+            {
+                case "supervised":
+                    break;
+                case "dpo" or "reinforcement":
+                    throw GpudException.Invalid($"method.type '{type}' is not supported by gpud; use 'supervised'.", "method.type");
+                case null:
+                    throw GpudException.Invalid("Missing required parameter: 'method.type'.", "method.type");
+                default:
+                    throw GpudException.Invalid($"'{type}' is not one of 'supervised', 'dpo', 'reinforcement' - 'method.type'.", "method.type");
+            }
+            if (method.TryGetProperty("supervised", out var s) && s.ValueKind != JsonValueKind.Null)
+            {
+                if (s.ValueKind != JsonValueKind.Object) throw GpudException.Invalid("method.supervised must be an object.", "method.supervised");
+                if (s.TryGetProperty("hyperparameters", out var h) && h.ValueKind != JsonValueKind.Null) supervised = h;
+            }
+        }
+        if (hasLegacy && supervised is not null)
+            throw GpudException.Invalid("Give hyperparameters either in method.supervised.hyperparameters or in the deprecated top-level hyperparameters, not both.", "hyperparameters");
+        if (supervised is { } given) return JobHyperparameters.Parse(given, "method.supervised.hyperparameters", allowExtensions: true);
+        return hasLegacy ? JobHyperparameters.Parse(legacy, "hyperparameters", allowExtensions: false) : new JobHyperparameters();
+    }
+
+    private static string RequiredString(JsonElement body, string name)
+    {
+        if (!body.TryGetProperty(name, out var value) || value.ValueKind == JsonValueKind.Null)
+            throw GpudException.Invalid($"Missing required parameter: '{name}'.", name, "missing_required_parameter");
+        if (value.ValueKind != JsonValueKind.String || value.GetString() is not { Length: > 0 } text)
+            throw GpudException.Invalid($"'{name}' must be a non-empty string.", name, "invalid_type");
+        return text;
+    }
+
+    private static string? OptionalString(JsonElement body, string name)
+    {
+        if (!body.TryGetProperty(name, out var value) || value.ValueKind == JsonValueKind.Null) return null;
+        return value.ValueKind == JsonValueKind.String ? value.GetString() : throw GpudException.Invalid($"'{name}' must be a string.", name, "invalid_type");
+    }
+
+    private static long Seed(JsonElement body)
+    {
+        if (!body.TryGetProperty("seed", out var value) || value.ValueKind == JsonValueKind.Null)
+            return Random.Shared.NextInt64(0, int.MaxValue);
+        if (value.ValueKind != JsonValueKind.Number || !value.TryGetInt64(out var seed))
+            throw GpudException.Invalid("seed must be an integer.", "seed", "invalid_type");
+        if (seed is < 0 or > int.MaxValue)
+            throw GpudException.Invalid($"seed must be between 0 and {int.MaxValue}.", "seed", "integer_out_of_range");
+        return seed;
+    }
+
+    private static Dictionary<string, string>? Metadata(JsonElement body)
+    {
+        if (!body.TryGetProperty("metadata", out var value) || value.ValueKind == JsonValueKind.Null) return null;
+        if (value.ValueKind != JsonValueKind.Object) throw GpudException.Invalid("metadata must be an object of string values.", "metadata");
+        var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var pair in value.EnumerateObject())
+        {
+            if (pair.Name.Length is 0 or > MaxMetadataKeyLength)
+                throw GpudException.Invalid($"metadata keys must be 1 to {MaxMetadataKeyLength} characters.", "metadata");
+            if (pair.Value.ValueKind != JsonValueKind.String || pair.Value.GetString()!.Length > MaxMetadataValueLength)
+                throw GpudException.Invalid($"metadata values must be strings of at most {MaxMetadataValueLength} characters ('{pair.Name}').", "metadata");
+            metadata[pair.Name] = pair.Value.GetString()!;
+        }
+        if (metadata.Count > MaxMetadataPairs)
+            throw GpudException.Invalid($"metadata can have at most {MaxMetadataPairs} pairs.", "metadata");
+        return metadata;
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Fine-tuning job {JobId} created in project {Project}: model {Model}, training file {TrainingFile}")]
+    private static partial void LogCreated(ILogger logger, string jobId, string project, string model, string trainingFile);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Fine-tuning job {JobId} cancelled")]
+    private static partial void LogCancelled(ILogger logger, string jobId);
+}

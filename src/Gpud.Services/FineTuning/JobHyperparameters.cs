@@ -1,0 +1,205 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Gpud.Engine.Lora;
+using Gpud.Engine.Training;
+using Gpud.Services.Errors;
+
+namespace Gpud.Services.FineTuning;
+
+/// <summary>
+/// A supervised job's hyperparameters: OpenAI's three (<c>batch_size</c>, <c>learning_rate_multiplier</c>,
+/// <c>n_epochs</c>, null meaning <c>"auto"</c> until the training file has been read) and gpud's LoRA settings, which
+/// clients send as extra fields of <c>method.supervised.hyperparameters</c>. Stored and echoed as that JSON object.
+/// </summary>
+public sealed record JobHyperparameters
+{
+    public const int MaxBatchSize = 256;
+    public const int MaxEpochs = 50;
+    public const int MaxRank = 1024;
+
+    public int? BatchSize { get; init; }
+    public double? LearningRateMultiplier { get; init; }
+    public int? NEpochs { get; init; }
+    public int LoraR { get; init; } = 16;
+    public double LoraAlpha { get; init; } = 32;
+    public double LoraDropout { get; init; }
+    public IReadOnlyList<string> TargetModules { get; init; } = ["all-linear"];
+    public bool UseRslora { get; init; }
+    public bool UseDora { get; init; }
+    public LoraInit Init { get; init; } = LoraInit.Gaussian;
+    public bool Packing { get; init; } = true;
+    public LearningRateSchedule Scheduler { get; init; } = LearningRateSchedule.Linear;
+    public double WarmupRatio { get; init; } = 0.03;
+    public double WeightDecay { get; init; }
+
+    /// <summary>null: "auto" (about 20 evaluations per run when there is a validation file); 0: only at epoch ends.</summary>
+    public int? EvalEverySteps { get; init; }
+
+    /// <summary>0: checkpoints only at epoch ends.</summary>
+    public int CheckpointEverySteps { get; init; }
+
+    /// <summary>The base learning rate this job resolved to (gpud extension, set with the auto values).</summary>
+    public double? LearningRate { get; init; }
+
+    public bool IsResolved => BatchSize is not null && LearningRateMultiplier is not null && NEpochs is not null && LearningRate is not null;
+
+    public LoraSettings Lora => new(LoraR, LoraAlpha, LoraDropout, UseRslora, UseDora, Init);
+
+    /// <summary>Fills in every "auto" value from what the training file holds.</summary>
+    public JobHyperparameters Resolve(int examples, int sequences, long modelParameters, bool hasValidation)
+    {
+        var epochs = NEpochs ?? AutoHyperparameters.Epochs(examples);
+        var batch = BatchSize ?? AutoHyperparameters.BatchSize(examples);
+        var multiplier = LearningRateMultiplier ?? 1.0;
+        var steps = epochs * (int)Math.Ceiling(sequences / (double)batch);
+        return this with
+        {
+            NEpochs = epochs,
+            BatchSize = batch,
+            LearningRateMultiplier = multiplier,
+            LearningRate = AutoHyperparameters.BaseLearningRate(modelParameters) * multiplier,
+            EvalEverySteps = EvalEverySteps ?? (hasValidation ? Math.Max(1, steps / 20) : 0),
+        };
+    }
+
+    /// <summary>OpenAI's <c>hyperparameters</c> object: the three values, "auto" until resolved.</summary>
+    public JsonObject ToOpenAiJson() => new()
+    {
+        ["batch_size"] = BatchSize is { } b ? JsonValue.Create(b) : "auto",
+        ["learning_rate_multiplier"] = LearningRateMultiplier is { } m ? JsonValue.Create(m) : "auto",
+        ["n_epochs"] = NEpochs is { } n ? JsonValue.Create(n) : "auto",
+    };
+
+    /// <summary>Everything, as echoed in <c>method.supervised.hyperparameters</c>.</summary>
+    public JsonObject ToJson()
+    {
+        var json = ToOpenAiJson();
+        json["lora_r"] = LoraR;
+        json["lora_alpha"] = LoraAlpha;
+        json["lora_dropout"] = LoraDropout;
+        json["target_modules"] = new JsonArray(TargetModules.Select(t => (JsonNode)JsonValue.Create(t)).ToArray());
+        json["use_rslora"] = UseRslora;
+        json["use_dora"] = UseDora;
+        json["init"] = Init.ToString().ToLowerInvariant();
+        json["packing"] = Packing;
+        json["scheduler"] = Scheduler.ToString().ToLowerInvariant();
+        json["warmup_ratio"] = WarmupRatio;
+        json["weight_decay"] = WeightDecay;
+        json["eval_every_steps"] = EvalEverySteps is { } e ? JsonValue.Create(e) : "auto";
+        json["checkpoint_every_steps"] = CheckpointEverySteps;
+        json["learning_rate"] = LearningRate is { } r ? JsonValue.Create(r) : "auto";
+        return json;
+    }
+
+    /// <summary>Reads a <c>hyperparameters</c> object, naming the offending field (<paramref name="path"/>.key) on error.</summary>
+    public static JobHyperparameters Parse(JsonElement json, string path, bool allowExtensions) => Parse(json, path, allowExtensions, stored: false);
+
+    private static JobHyperparameters Parse(JsonElement json, string path, bool allowExtensions, bool stored)
+    {
+        if (json.ValueKind != JsonValueKind.Object) throw Invalid(path, "must be an object");
+        var h = new JobHyperparameters();
+        foreach (var property in json.EnumerateObject())
+        {
+            var param = $"{path}.{property.Name}";
+            var value = property.Value;
+            if (value.ValueKind == JsonValueKind.Null) continue; // the SDKs send null for "not given"
+            h = property.Name switch
+            {
+                "batch_size" => h with { BatchSize = AutoOr(value, param, v => Integer(v, param, 1, MaxBatchSize)) },
+                "learning_rate_multiplier" => h with { LearningRateMultiplier = AutoOr(value, param, v => Number(v, param, 0, 100, exclusiveMin: true)) },
+                "n_epochs" => h with { NEpochs = AutoOr(value, param, v => Integer(v, param, 1, MaxEpochs)) },
+                "learning_rate" when stored => h,
+                "learning_rate" => throw Invalid(param, "is resolved by gpud from the model size; scale it with learning_rate_multiplier"),
+                _ when !allowExtensions => throw Invalid(param, "is not a hyperparameter of the deprecated top-level 'hyperparameters' (use method.supervised.hyperparameters for LoRA settings)"),
+                "lora_r" => h with { LoraR = Integer(value, param, 1, MaxRank) },
+                "lora_alpha" => h with { LoraAlpha = Number(value, param, 0, 1e6, exclusiveMin: true) },
+                "lora_dropout" => h with { LoraDropout = Number(value, param, 0, 1, exclusiveMax: true) },
+                "target_modules" => h with { TargetModules = Targets(value, param) },
+                "use_rslora" => h with { UseRslora = Boolean(value, param) },
+                "use_dora" => h with { UseDora = Boolean(value, param) },
+                "init" => h with { Init = Choice(value, param, new Dictionary<string, LoraInit> { ["gaussian"] = LoraInit.Gaussian, ["pissa"] = LoraInit.Pissa }) },
+                "packing" => h with { Packing = Boolean(value, param) },
+                "scheduler" => h with
+                {
+                    Scheduler = Choice(value, param, new Dictionary<string, LearningRateSchedule>
+                    {
+                        ["linear"] = LearningRateSchedule.Linear, ["cosine"] = LearningRateSchedule.Cosine, ["constant"] = LearningRateSchedule.Constant,
+                    }),
+                },
+                "warmup_ratio" => h with { WarmupRatio = Number(value, param, 0, 1, exclusiveMax: true) },
+                "weight_decay" => h with { WeightDecay = Number(value, param, 0, 1) },
+                "eval_every_steps" => h with { EvalEverySteps = AutoOr(value, param, v => Integer(v, param, 0, int.MaxValue)) },
+                "checkpoint_every_steps" => h with { CheckpointEverySteps = Integer(value, param, 0, int.MaxValue) },
+                _ => throw Invalid(param, "is not a supported hyperparameter"),
+            };
+        }
+        return h;
+    }
+
+    /// <summary>Reads the stored JSON back (written by <see cref="ToJson"/>, so already valid).</summary>
+    public static JobHyperparameters FromJson(JsonElement json) => Parse(json, "hyperparameters", allowExtensions: true, stored: true) with
+    {
+        LearningRate = json.TryGetProperty("learning_rate", out var rate) && rate.ValueKind == JsonValueKind.Number ? rate.GetDouble() : null,
+    };
+
+    private static T? AutoOr<T>(JsonElement value, string param, Func<JsonElement, T> parse) where T : struct =>
+        value.ValueKind == JsonValueKind.String
+            ? value.GetString() == "auto" ? null : throw Invalid(param, "must be \"auto\" or a number")
+            : parse(value);
+
+    private static int Integer(JsonElement value, string param, int min, int max)
+    {
+        if (value.ValueKind != JsonValueKind.Number || !value.TryGetInt64(out var n))
+            throw Invalid(param, "must be an integer", "invalid_type");
+        if (n < min || n > max)
+            throw Invalid(param, max == int.MaxValue ? $"must be at least {min}" : $"must be between {min} and {max}", "integer_out_of_range");
+        return (int)n;
+    }
+
+    private static double Number(JsonElement value, string param, double min, double max, bool exclusiveMin = false, bool exclusiveMax = false)
+    {
+        if (value.ValueKind != JsonValueKind.Number) throw Invalid(param, "must be a number", "invalid_type");
+        var x = value.GetDouble();
+        if (x < min || x > max || (exclusiveMin && x <= min) || (exclusiveMax && x >= max) || !double.IsFinite(x))
+        {
+            var low = exclusiveMin ? $"greater than {Format(min)}" : $"at least {Format(min)}";
+            var high = exclusiveMax ? $"less than {Format(max)}" : $"at most {Format(max)}";
+            throw Invalid(param, $"must be {low} and {high}", "number_out_of_range");
+        }
+        return x;
+    }
+
+    private static string Format(double x) => x.ToString(CultureInfo.InvariantCulture);
+
+    private static bool Boolean(JsonElement value, string param) => value.ValueKind switch
+    {
+        JsonValueKind.True => true,
+        JsonValueKind.False => false,
+        _ => throw Invalid(param, "must be true or false", "invalid_type"),
+    };
+
+    private static T Choice<T>(JsonElement value, string param, Dictionary<string, T> choices) =>
+        value.ValueKind == JsonValueKind.String && choices.TryGetValue(value.GetString()!, out var choice)
+            ? choice
+            : throw Invalid(param, $"must be one of {string.Join(", ", choices.Keys.Select(k => $"'{k}'"))}");
+
+    private static List<string> Targets(JsonElement value, string param)
+    {
+        var names = value.ValueKind switch
+        {
+            JsonValueKind.String => [value.GetString()!],
+            JsonValueKind.Array when value.EnumerateArray().All(e => e.ValueKind == JsonValueKind.String) =>
+                value.EnumerateArray().Select(e => e.GetString()!).ToList(),
+            _ => throw Invalid(param, "must be \"all-linear\" or a list of module names", "invalid_type"),
+        };
+        var valid = LoraSettings.AllLinear.Append("all-linear").ToHashSet(StringComparer.Ordinal);
+        var unknown = names.Where(n => !valid.Contains(n)).ToList();
+        if (names.Count == 0 || unknown.Count > 0)
+            throw Invalid(param, $"must name modules among {string.Join(", ", valid)}" + (unknown.Count > 0 ? $" (unknown: {string.Join(", ", unknown)})" : ""));
+        return names.Distinct(StringComparer.Ordinal).ToList();
+    }
+
+    private static GpudException Invalid(string param, string what, string? code = null) =>
+        GpudException.Invalid($"Invalid value for '{param}': it {what}.", param, code);
+}

@@ -1,0 +1,160 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Gpud.Engine.Training;
+using Gpud.Services.Files;
+using Gpud.Services.Models;
+using Gpud.Storage.FineTuning;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace Gpud.Services.FineTuning;
+
+/// <summary>
+/// The <c>validating_files</c> stage: reads each new job's files with its model's tokenizer and chat template, one job
+/// at a time in creation order (so the queue keeps creation order), resolves the "auto" hyperparameters from what it
+/// found, and queues the job at the tail, or fails it with OpenAI's data error codes.
+/// </summary>
+public sealed partial class JobValidationWorker(
+    JobRepository jobs,
+    FilesService files,
+    ModelCatalog models,
+    FineTuningSettings settings,
+    JobEvents events,
+    FineTuningMetrics metrics,
+    TimeProvider time,
+    ILogger<JobValidationWorker> logger) : BackgroundService
+{
+    private readonly SemaphoreSlim _wake = new(0);
+
+    public void Wake()
+    {
+        if (_wake.CurrentCount == 0) _wake.Release();
+    }
+
+    /// <summary>Raised after a job left validation (queued or failed), so the scheduler can look at the queue.</summary>
+    public event Action? Validated;
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        await Task.Yield();
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            while (models.Loaded && jobs.WithStatus(JobStatus.ValidatingFiles).FirstOrDefault() is { } job)
+            {
+                await Task.Run(() => Validate(job), stoppingToken);
+                Validated?.Invoke();
+                if (stoppingToken.IsCancellationRequested) return;
+            }
+            // Woken by new jobs; the timeout also covers the model catalog finishing its start-up check.
+            try
+            {
+                await _wake.WaitAsync(models.Loaded ? TimeSpan.FromSeconds(5) : TimeSpan.FromMilliseconds(100), stoppingToken);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+    }
+
+    /// <summary>Reads the files of one job and queues or fails it. Never throws for the job's own faults.</summary>
+    internal void Validate(JobRecord job)
+    {
+        try
+        {
+            var model = models.Get(job.Model);
+            var training = JobData.Load(model, files, job.Project, job.TrainingFile, "training_file", settings.MaxSequenceLength, requireMinimum: true);
+            var validation = job.ValidationFile is null ? null
+                : JobData.Load(model, files, job.Project, job.ValidationFile, "validation_file", settings.MaxSequenceLength, requireMinimum: false);
+
+            using var method = JsonDocument.Parse(job.Method);
+            var requested = JobHyperparameters.FromJson(method.RootElement.GetProperty("supervised").GetProperty("hyperparameters"));
+            var resolved = requested.Resolve(training.Examples, training.Sequences.Count, model.Config.ParameterCount, validation is not null);
+            var totalSteps = resolved.NEpochs!.Value * (int)Math.Ceiling(training.Sequences.Count / (double)resolved.BatchSize!.Value);
+            var dataset = new JobDataset(training.Examples, training.Sequences.Count, training.TotalTokens, training.TrainedTokens,
+                training.TruncatedExamples, validation?.Examples, totalSteps);
+            var methodJson = JsonNode.Parse(job.Method)!;
+            methodJson["supervised"]!["hyperparameters"] = resolved.ToJson();
+
+            var news = new List<JobEventRecord>
+            {
+                events.Info(job.Id, $"Files validated: {training.Examples} training examples ({training.TotalTokens} tokens, {training.TrainedTokens} trained)"
+                                    + (validation is null ? "" : $", {validation.Examples} validation examples")
+                                    + $"; {resolved.NEpochs} epochs of batch size {resolved.BatchSize}, {totalSteps} steps"),
+            };
+            if (training.TruncatedExamples > 0)
+                news.Add(events.Warn(job.Id, $"{training.TruncatedExamples} training examples are longer than {Math.Min(settings.MaxSequenceLength, model.Config.MaxPositionEmbeddings)} tokens and were truncated"));
+            if (validation is { TruncatedExamples: > 0 })
+                news.Add(events.Warn(job.Id, $"{validation.TruncatedExamples} validation examples were truncated"));
+            news.Add(events.Info(job.Id, "Files validated, moving job to queued state"));
+
+            var queued = jobs.Update(job.Id, [JobStatus.ValidatingFiles], new JobChanges
+            {
+                Status = JobStatus.Queued,
+                Queue = QueuePlacement.Tail,
+                QueuedAt = time.GetUtcNow().ToUnixTimeMilliseconds(),
+                Method = methodJson.ToJsonString(),
+                Dataset = JsonSerializer.Serialize(dataset, FineTuningJobView.Json),
+            }, news);
+            if (queued is not null) LogQueued(logger, job.Id, training.Examples, totalSteps);
+        }
+        catch (TrainingDataException e)
+        {
+            Fail(job, new JobError(e.Code, e.Message, e.Param));
+        }
+        catch (Errors.GpudException e)
+        {
+            // The model or a file went away between the request and validation.
+            Fail(job, new JobError(e.Code ?? "invalid_request", e.Message, e.Param));
+        }
+        catch (Exception e) when (e is IOException or JsonException or InvalidDataException)
+        {
+            LogUnreadable(logger, e, job.Id);
+            Fail(job, new JobError("invalid_training_file", $"The training data could not be read: {e.Message}", "training_file"));
+        }
+        metrics.SetJobCounts(jobs.CountByStatus());
+    }
+
+    private void Fail(JobRecord job, JobError error)
+    {
+        var failed = jobs.Update(job.Id, [JobStatus.ValidatingFiles], new JobChanges
+        {
+            Status = JobStatus.Failed,
+            FinishedAt = time.GetUtcNow().ToUnixTimeSeconds(),
+            Error = JsonSerializer.Serialize(error, FineTuningJobView.Json),
+        }, [events.Error(job.Id, $"The job failed: {error.Message}")]);
+        if (failed is null) return;
+        metrics.Failures.WithLabels(error.Code).Inc();
+        LogFailed(logger, job.Id, error.Code, error.Message);
+    }
+
+    public override void Dispose()
+    {
+        _wake.Dispose();
+        base.Dispose();
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Fine-tuning job {JobId} validated and queued: {Examples} examples, {Steps} steps")]
+    private static partial void LogQueued(ILogger logger, string jobId, int examples, int steps);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Fine-tuning job {JobId} failed validation: {Code}: {Message}")]
+    private static partial void LogFailed(ILogger logger, string jobId, string code, string message);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "The files of fine-tuning job {JobId} could not be read")]
+    private static partial void LogUnreadable(ILogger logger, Exception exception, string jobId);
+}
+
+/// <summary>Reads a job's JSONL file into training sequences with its model's tokenizer and chat template.</summary>
+internal static class JobData
+{
+    public static TrainingSet Load(BaseModel model, FilesService files, string project, string fileId, string param, int maxSequenceLength, bool requireMinimum)
+    {
+        var (_, content) = files.OpenContent(project, fileId);
+        using (content)
+        {
+            var chat = model.ChatTemplate is null ? null : model.Chat();
+            var encoder = new ExampleEncoder(model.Tokenizer, chat, Math.Min(maxSequenceLength, model.Config.MaxPositionEmbeddings));
+            return TrainingData.Load(content, encoder, param, requireMinimum);
+        }
+    }
+}
