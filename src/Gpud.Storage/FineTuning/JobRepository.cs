@@ -16,6 +16,10 @@ public sealed class JobRepository(GpudDatabase database)
         "queued_at, started_at, error, fine_tuned_model, finished_at, trained_tokens, result_files, estimated_finish, device, " +
         "stage, progress, device_seconds, hourly_price, resume_step, dataset";
 
+    /// <summary>
+    /// Inserts a job. Its <c>created_at</c> is never earlier than an already stored job's, so listing in insertion order
+    /// is also listing by creation time when requests race (their clocks are read before the write lock).
+    /// </summary>
     public void Insert(JobRecord job, JobEventRecord? created = null)
     {
         ArgumentNullException.ThrowIfNull(job);
@@ -25,7 +29,8 @@ public sealed class JobRepository(GpudDatabase database)
         command.Transaction = tx;
         command.CommandText = $"""
             INSERT INTO fine_tuning_jobs (id, project, created_at, model, training_file, validation_file, suffix, seed, metadata, method, status)
-            VALUES ($id, $project, $created_at, $model, $training_file, $validation_file, $suffix, $seed, $metadata, $method, $status)
+            VALUES ($id, $project, MAX($created_at, COALESCE((SELECT MAX(created_at) FROM fine_tuning_jobs), 0)), $model, $training_file,
+                    $validation_file, $suffix, $seed, $metadata, $method, $status)
             """;
         command.Parameters.AddWithValue("$id", job.Id);
         command.Parameters.AddWithValue("$project", job.Project);

@@ -76,6 +76,6 @@ public sealed class MigrationTests
         Assert.ThrowsAny<Exception>(() => db.Migrate(broken));
 
         Assert.Equal(1, db.SchemaVersion());
-        Assert.Equal([2], db.Migrate()); // the real step 2 still applies cleanly: the broken one left no column behind
+        Assert.Equal(Schema.Migrations.Skip(1).Select(m => m.Version), db.Migrate()); // the real step 2 still applies: the broken one left no column behind
     }
 }
