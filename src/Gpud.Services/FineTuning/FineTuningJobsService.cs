@@ -72,8 +72,8 @@ public sealed partial class FineTuningJobsService(
         var take = Limit(limit, 20);
         var page = jobs.List(project, take, after, metadata)
                    ?? throw GpudException.Invalid($"No such fine-tuning job: {after} (the 'after' cursor).", "after");
-        var queue = scheduler.Queue;
-        return (page.Items.Select(j => View(j, queue)).ToList(), page.HasMore);
+        var positions = page.Items.Any(j => j.Status == JobStatus.Queued) ? QueuePositions() : null;
+        return (page.Items.Select(j => View(j, positions)).ToList(), page.HasMore);
     }
 
     public FineTuningJobView Cancel(string project, string id)
@@ -137,11 +137,21 @@ public sealed partial class FineTuningJobsService(
     private Storage.FineTuning.JobRecord Find(string project, string id) =>
         jobs.Find(project, id) ?? throw GpudException.NotFound($"No such fine-tuning job: {id}", "id");
 
-    private FineTuningJobView View(Storage.FineTuning.JobRecord job) => View(job, scheduler.Queue);
+    private FineTuningJobView View(Storage.FineTuning.JobRecord job) =>
+        View(job, job.Status == JobStatus.Queued ? QueuePositions() : null);
 
-    private static FineTuningJobView View(Storage.FineTuning.JobRecord job, QueueSnapshot queue) =>
-        job.Status == JobStatus.Queued && queue.Positions.TryGetValue(job.Id, out var entry)
-            ? FineTuningJobView.From(job, entry.Position, entry.EstimatedStart)
+    /// <summary>Positions come from the database, so they agree with the statuses read; estimated starts from the scheduler.</summary>
+    private Dictionary<string, int> QueuePositions()
+    {
+        var ids = jobs.QueuedIds();
+        var positions = new Dictionary<string, int>(ids.Count, StringComparer.Ordinal);
+        for (var i = 0; i < ids.Count; i++) positions[ids[i]] = i + 1;
+        return positions;
+    }
+
+    private FineTuningJobView View(Storage.FineTuning.JobRecord job, Dictionary<string, int>? positions) =>
+        job.Status == JobStatus.Queued && positions is not null && positions.TryGetValue(job.Id, out var position)
+            ? FineTuningJobView.From(job, position, scheduler.Queue.Positions.TryGetValue(job.Id, out var entry) ? entry.EstimatedStart : null)
             : FineTuningJobView.From(job);
 
     private static GpudException InvalidState(Storage.FineTuning.JobRecord job, string action) => GpudException.Invalid(

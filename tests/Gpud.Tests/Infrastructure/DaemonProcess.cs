@@ -80,6 +80,18 @@ public sealed class DaemonProcess : IDisposable
         _process.WaitForExit();
     }
 
+    /// <summary>SIGTERM, as <c>systemctl stop</c> and <c>docker stop</c> send; returns the exit code.</summary>
+    public async Task<int> TerminateAsync(TimeSpan timeout)
+    {
+        if (SendSignal(_process.Id, 15) != 0) throw new InvalidOperationException("kill(SIGTERM) failed");
+        using var cts = new CancellationTokenSource(timeout);
+        await _process.WaitForExitAsync(cts.Token);
+        return _process.ExitCode;
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static extern int SendSignal(int pid, int signal);
+
     public void Dispose()
     {
         if (!_process.HasExited) Kill();
