@@ -3,7 +3,7 @@ using Gpud.Tests.Infrastructure;
 namespace Gpud.Tests.Api;
 
 /// <summary>
-/// Runs tests/js/files.test.mjs (the official <c>openai</c> npm package) against a real gpud. A failing SDK
+/// Runs tests/js/*.test.mjs (the official <c>openai</c> npm package) against a real gpud. A failing SDK
 /// assertion fails this test with node's output.
 /// </summary>
 public sealed class OpenAiSdkTests
@@ -24,5 +24,23 @@ public sealed class OpenAiSdkTests
 
         Assert.True(exit == 0, output);
         Assert.Contains("pass 4", output);
+    }
+
+    [Fact]
+    public async Task The_official_openai_node_sdk_drives_the_fine_tuning_workflow()
+    {
+        await JsPeers.EnsureInstalledAsync();
+        using var dir = new TempDir();
+        const string key = "sk-sdk-test-0123456789";
+        using var gpud = await DaemonProcess.StartAsync(dir.Path, $"--Gpud:ApiKeys:0={key}");
+
+        var (exit, output) = await JsPeers.RunAsync("node", ["--test", "--test-reporter=spec", "fine_tuning.test.mjs"], new Dictionary<string, string>
+        {
+            ["GPUD_BASE_URL"] = new Uri(gpud.BaseAddress, "/v1").ToString(),
+            ["GPUD_API_KEY"] = key,
+        });
+
+        Assert.True(exit == 0, output);
+        Assert.Contains("pass 2", output);
     }
 }
