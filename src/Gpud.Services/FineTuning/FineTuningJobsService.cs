@@ -45,8 +45,8 @@ public sealed partial class FineTuningJobsService(
             throw GpudException.Invalid($"suffix must be 1 to {MaxSuffixLength} characters of letters, digits, '-', '_' or '.' (it becomes part of the model name).", "suffix");
         var seed = Seed(body);
         var metadata = Metadata(body);
-        if (body.TryGetProperty("integrations", out var integrations) && integrations.ValueKind is not (JsonValueKind.Null or JsonValueKind.Array)
-            || integrations.ValueKind == JsonValueKind.Array && integrations.GetArrayLength() > 0)
+        if (body.TryGetProperty("integrations", out var integrations)
+            && !(integrations.ValueKind == JsonValueKind.Null || integrations.ValueKind == JsonValueKind.Array && integrations.GetArrayLength() == 0))
             throw GpudException.Invalid("integrations are not supported by gpud; watch jobs through their events and /metrics.", "integrations");
         var hyperparameters = Hyperparameters(body);
 
@@ -57,8 +57,8 @@ public sealed partial class FineTuningJobsService(
         var id = ResourceId.New("ftjob-");
         var record = new Storage.FineTuning.JobRecord(id, project, time.GetUtcNow().ToUnixTimeSeconds(), baseModel.Name, trainingFile, validationFile,
             suffix, seed, metadata is null ? null : JsonSerializer.Serialize(metadata), MethodJson(hyperparameters), JobStatus.ValidatingFiles);
-        jobs.Insert(record, events.Info(id, $"Created fine-tuning job: {id}"));
-        jobs.AddEvents([events.Info(id, $"Validating training file: {trainingFile}" + (validationFile is null ? "" : $" and validation file: {validationFile}"))]);
+        jobs.Insert(record, events.Info(id, $"Created fine-tuning job: {id}"),
+            events.Info(id, $"Validating training file: {trainingFile}" + (validationFile is null ? "" : $" and validation file: {validationFile}")));
         LogCreated(logger, id, project, baseModel.Name, trainingFile);
         RefreshCounts();
         validator.Wake();

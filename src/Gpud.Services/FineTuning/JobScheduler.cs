@@ -166,7 +166,7 @@ public sealed partial class JobScheduler : BackgroundService
         {
             while (_slots.Any(s => s.Running is null))
             {
-                var head = _jobs.WithStatus(JobStatus.Queued).FirstOrDefault();
+                var head = _jobs.FirstWithStatus(JobStatus.Queued);
                 if (head is null || _active.ContainsKey(head.Id)) return; // a paused-then-resumed job still winding down
                 var allowed = _models.TryGet(head.Model, out var model) ? model.Definition.Devices : [];
                 var slot = _slots.FirstOrDefault(s => s.Running is null && (allowed.Count == 0 || allowed.Contains(s.Definition.Name)));

@@ -39,7 +39,7 @@ public sealed partial class JobValidationWorker(
         await Task.Yield();
         while (!stoppingToken.IsCancellationRequested)
         {
-            while (models.Loaded && jobs.WithStatus(JobStatus.ValidatingFiles).FirstOrDefault() is { } job)
+            while (models.Loaded && jobs.FirstWithStatus(JobStatus.ValidatingFiles) is { } job)
             {
                 await Task.Run(() => Validate(job), stoppingToken);
                 Validated?.Invoke();

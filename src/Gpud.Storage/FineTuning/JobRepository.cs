@@ -20,7 +20,7 @@ public sealed class JobRepository(GpudDatabase database)
     /// Inserts a job. Its <c>created_at</c> is never earlier than an already stored job's, so listing in insertion order
     /// is also listing by creation time when requests race (their clocks are read before the write lock).
     /// </summary>
-    public void Insert(JobRecord job, JobEventRecord? created = null)
+    public void Insert(JobRecord job, params IReadOnlyList<JobEventRecord> events)
     {
         ArgumentNullException.ThrowIfNull(job);
         using var connection = database.Open();
@@ -44,7 +44,7 @@ public sealed class JobRepository(GpudDatabase database)
         command.Parameters.AddWithValue("$method", job.Method);
         command.Parameters.AddWithValue("$status", job.Status);
         command.ExecuteNonQuery();
-        if (created is not null) InsertEvent(connection, tx, created);
+        foreach (var e in events) InsertEvent(connection, tx, e);
         tx.Commit();
     }
 
@@ -120,6 +120,19 @@ public sealed class JobRepository(GpudDatabase database)
         using var reader = command.ExecuteReader();
         while (reader.Read()) jobs.Add(Read(reader));
         return jobs;
+    }
+
+    /// <summary>The oldest job in this status (queued jobs: the head of the queue), or null.</summary>
+    public JobRecord? FirstWithStatus(string status)
+    {
+        using var connection = database.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = status == "queued"
+            ? $"SELECT {Columns} FROM fine_tuning_jobs WHERE queue_order IS NOT NULL AND status = 'queued' ORDER BY queue_order LIMIT 1"
+            : $"SELECT {Columns} FROM fine_tuning_jobs WHERE status = $status ORDER BY seq LIMIT 1";
+        command.Parameters.AddWithValue("$status", status);
+        using var reader = command.ExecuteReader();
+        return reader.Read() ? Read(reader) : null;
     }
 
     /// <summary>Ids of queued jobs in queue order.</summary>
