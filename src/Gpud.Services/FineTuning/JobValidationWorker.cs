@@ -86,7 +86,7 @@ public sealed partial class JobValidationWorker(
                 news.Add(events.Warn(job.Id, $"{training.TruncatedExamples} training examples are longer than {Math.Min(settings.MaxSequenceLength, model.Config.MaxPositionEmbeddings)} tokens and were truncated"));
             if (validation is { TruncatedExamples: > 0 })
                 news.Add(events.Warn(job.Id, $"{validation.TruncatedExamples} validation examples were truncated"));
-            news.Add(events.Info(job.Id, "Files validated, moving job to queued state"));
+            news.Add(events.Info(job.Id, $"Files validated, moving job to queued state (position {jobs.QueuedIds().Count + 1})"));
 
             var queued = jobs.Update(job.Id, [JobStatus.ValidatingFiles], new JobChanges
             {

@@ -82,6 +82,8 @@ internal static class GpudServices
         services.AddHostedService(sp => sp.GetRequiredService<JobValidationWorker>());
         services.AddHostedService(sp => sp.GetRequiredService<JobScheduler>());
         services.AddSystemd();
+        // Stopping waits for running jobs to finish their step and checkpoint; stay inside the unit's TimeoutStopSec=120.
+        services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(100));
 
         // Authentication pulls in Data Protection; gpud issues no cookies or tokens, so keep its keys in memory
         // rather than writing a key ring to the service user's home (read-only under systemd).

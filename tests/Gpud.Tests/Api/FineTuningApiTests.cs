@@ -276,4 +276,29 @@ public sealed class FineTuningApiTests
         Assert.Contains("gpud_training_loss{device=\"cpu\"}", metrics);
         Assert.DoesNotContain(next, metrics); // job ids are never labels
     }
+
+    [Fact]
+    public async Task Cost_is_estimated_from_device_time_and_truncated_examples_are_a_warning()
+    {
+        using var gpud = new GpudFactory(new Dictionary<string, string?>
+        {
+            ["Gpud:Devices:0:Name"] = "cpu", ["Gpud:Devices:0:HourlyPrice"] = "3.6", ["Gpud:Training:MaxSequenceLength"] = "64",
+        });
+        var client = gpud.Client();
+        var longAnswer = JsonSerializer.Serialize(new { messages = new object[] { new { role = "user", content = "Tell me everything." }, new { role = "assistant", content = new string('x', 400) } } });
+        var file = await client.UploadTrainingFileAsync(Jobs.CapitalsJsonl() + longAnswer + "\n");
+
+        var id = (await client.CreateJobAsync(file, new { n_epochs = 1, batch_size = 7 })).GetProperty("id").GetString()!;
+        var job = await client.WaitForJobAsync(id);
+
+        Assert.Equal("succeeded", job.Status());
+        var cost = job.GetProperty("cost");
+        Assert.Equal(3.6, cost.GetProperty("hourly_price").GetDouble());
+        Assert.True(cost.GetProperty("accrued").GetDouble() > 0);
+        Assert.Equal(cost.GetProperty("accrued").GetDouble(), cost.GetProperty("estimated_total").GetDouble());
+        Assert.Equal(cost.GetProperty("device_hours").GetDouble() * 3.6, cost.GetProperty("accrued").GetDouble(), 9);
+        Assert.Equal(1, job.GetProperty("dataset").GetProperty("truncated_examples").GetInt32());
+        var warning = (await client.AllEventsAsync(id)).Single(e => e.GetProperty("level").GetString() == "warn");
+        Assert.Equal("1 training examples are longer than 64 tokens and were truncated", warning.GetProperty("message").GetString());
+    }
 }
