@@ -108,6 +108,7 @@ public sealed partial class JobRunner(
                 Clear = ["stage", "estimated_finish"],
             }, [events.Info(job.Id, $"New fine-tuned model created: {name}"), events.Info(job.Id, "The job has successfully completed")]);
             outcome = succeeded is null ? "cancelled" : "succeeded";
+            if (succeeded is null) Directory.Delete(settings.AdapterDirectory(job.Id), recursive: true); // cancelled while finalizing
             if (succeeded is not null) LogSucceeded(logger, job.Id, name, watch.Elapsed.TotalSeconds);
             return sink.TokensPerSecond;
         }
@@ -296,7 +297,10 @@ public sealed partial class JobRunner(
                     $"{_name}:ckpt-step-{step}", JsonSerializer.Serialize(data));
                 news.Add(runner.Events.Info(_job.Id, $"Checkpoint created at step {step}"));
             }
-            runner.Jobs.Update(_job.Id, null, new JobChanges { ResumeStep = step, DeviceSeconds = DeviceSeconds }, news, checkpoint);
+            // Not for a job cancelled meanwhile; a paused one (or one paused and already resumed) records its resume point.
+            var recorded = runner.Jobs.Update(_job.Id, [JobStatus.Running, JobStatus.Paused, JobStatus.Queued],
+                new JobChanges { ResumeStep = step, DeviceSeconds = DeviceSeconds }, news, checkpoint);
+            if (recorded is null) return;
             if (checkpoint is not null) runner.Metrics.Checkpoints.Inc();
 
             // Keep the newest visible checkpoints and this resume point; remove every other checkpoint directory.
