@@ -249,66 +249,43 @@ public sealed class JobRepository(GpudDatabase database)
 
     /// <summary>Events newest first, older than the cursor event if one is given.</summary>
     /// <returns>null if <paramref name="after"/> names no event of this job.</returns>
-    public Page<JobEventRecord>? Events(string jobId, int limit, string? after)
-    {
-        using var connection = database.Open();
-        using var command = connection.CreateCommand();
-        var where = "job_id = $job";
-        if (after is not null)
-        {
-            using var find = connection.CreateCommand();
-            find.CommandText = "SELECT seq FROM fine_tuning_events WHERE id = $id AND job_id = $job";
-            find.Parameters.AddWithValue("$id", after);
-            find.Parameters.AddWithValue("$job", jobId);
-            if (find.ExecuteScalar() is not long seq) return null;
-            where += " AND seq < $cursor";
-            command.Parameters.AddWithValue("$cursor", seq);
-        }
-        command.CommandText = $"SELECT id, job_id, created_at, level, message, type, data FROM fine_tuning_events WHERE {where} ORDER BY seq DESC LIMIT $take";
-        command.Parameters.AddWithValue("$job", jobId);
-        command.Parameters.AddWithValue("$take", limit + 1);
-        var items = new List<JobEventRecord>();
-        using var reader = command.ExecuteReader();
-        while (reader.Read())
-        {
-            items.Add(new JobEventRecord(reader.GetString(0), reader.GetString(1), reader.GetInt64(2), reader.GetString(3),
-                reader.GetString(4), reader.GetString(5), reader.IsDBNull(6) ? null : reader.GetString(6)));
-        }
-        var hasMore = items.Count > limit;
-        if (hasMore) items.RemoveAt(items.Count - 1);
-        return new Page<JobEventRecord>(items, hasMore);
-    }
+    public Page<JobEventRecord>? Events(string jobId, int limit, string? after) =>
+        NewestFirst("fine_tuning_events", "id, job_id, created_at, level, message, type, data", "job_id = $job", jobId, limit, after,
+            r => new JobEventRecord(r.GetString(0), r.GetString(1), r.GetInt64(2), r.GetString(3), r.GetString(4), r.GetString(5),
+                r.IsDBNull(6) ? null : r.GetString(6)));
 
     /// <summary>Live checkpoints newest first, older than the cursor checkpoint if one is given.</summary>
     /// <returns>null if <paramref name="after"/> names no checkpoint of this job.</returns>
-    public Page<JobCheckpointRecord>? Checkpoints(string jobId, int limit, string? after)
+    public Page<JobCheckpointRecord>? Checkpoints(string jobId, int limit, string? after) =>
+        NewestFirst("fine_tuning_checkpoints", "id, job_id, created_at, step_number, fine_tuned_model_checkpoint, metrics",
+            "job_id = $job AND deleted_at IS NULL", jobId, limit, after,
+            r => new JobCheckpointRecord(r.GetString(0), r.GetString(1), r.GetInt64(2), r.GetInt32(3), r.GetString(4), r.GetString(5)));
+
+    /// <summary>Keyset pagination over a job's rows: newest first, strictly older than the <paramref name="after"/> row.</summary>
+    private Page<T>? NewestFirst<T>(string table, string columns, string scope, string jobId, int limit, string? after, Func<SqliteDataReader, T> read)
     {
         using var connection = database.Open();
         using var command = connection.CreateCommand();
-        var where = "job_id = $job AND deleted_at IS NULL";
+        var where = scope;
         if (after is not null)
         {
             using var find = connection.CreateCommand();
-            find.CommandText = "SELECT seq FROM fine_tuning_checkpoints WHERE id = $id AND job_id = $job";
+            find.CommandText = $"SELECT seq FROM {table} WHERE id = $id AND job_id = $job";
             find.Parameters.AddWithValue("$id", after);
             find.Parameters.AddWithValue("$job", jobId);
             if (find.ExecuteScalar() is not long seq) return null;
             where += " AND seq < $cursor";
             command.Parameters.AddWithValue("$cursor", seq);
         }
-        command.CommandText = $"SELECT id, job_id, created_at, step_number, fine_tuned_model_checkpoint, metrics FROM fine_tuning_checkpoints WHERE {where} ORDER BY seq DESC LIMIT $take";
+        command.CommandText = $"SELECT {columns} FROM {table} WHERE {where} ORDER BY seq DESC LIMIT $take";
         command.Parameters.AddWithValue("$job", jobId);
         command.Parameters.AddWithValue("$take", limit + 1);
-        var items = new List<JobCheckpointRecord>();
+        var items = new List<T>();
         using var reader = command.ExecuteReader();
-        while (reader.Read())
-        {
-            items.Add(new JobCheckpointRecord(reader.GetString(0), reader.GetString(1), reader.GetInt64(2), reader.GetInt32(3),
-                reader.GetString(4), reader.GetString(5)));
-        }
+        while (reader.Read()) items.Add(read(reader));
         var hasMore = items.Count > limit;
         if (hasMore) items.RemoveAt(items.Count - 1);
-        return new Page<JobCheckpointRecord>(items, hasMore);
+        return new Page<T>(items, hasMore);
     }
 
     /// <summary>Hides all but the newest <paramref name="keep"/> checkpoints of a job; returns the steps hidden.</summary>
