@@ -89,11 +89,13 @@ public sealed record FineTuningJobView(
 {
     internal static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
 
+    /// <summary>The <c>organization_id</c> (and the org in model names): the job's project, <c>gpud</c> for the default one.</summary>
+    public static string Organization(string project) => project == Projects.Project.Default ? "gpud" : project;
+
     public static FineTuningJobView From(JobRecord record, int? queuePosition = null, long? estimatedStart = null)
     {
         ArgumentNullException.ThrowIfNull(record);
-        using var method = JsonDocument.Parse(record.Method);
-        var hyperparameters = JobHyperparameters.FromJson(method.RootElement.GetProperty("supervised").GetProperty("hyperparameters"));
+        var hyperparameters = JobHyperparameters.FromMethodJson(record.Method);
         var progress = record.Progress is null ? null : JsonSerializer.Deserialize<JobProgress>(record.Progress, Json);
         var dataset = record.Dataset is null ? null : JsonSerializer.Deserialize<JobDataset>(record.Dataset, Json);
         JobCost? cost = null;

@@ -1,5 +1,4 @@
 using System.Text.Json;
-using System.Text.Json.Nodes;
 using Gpud.Services.Errors;
 using Gpud.Services.Files;
 using Gpud.Services.Ids;
@@ -56,7 +55,7 @@ public sealed partial class FineTuningJobsService(
 
         var id = ResourceId.New("ftjob-");
         var record = new Storage.FineTuning.JobRecord(id, project, time.GetUtcNow().ToUnixTimeSeconds(), baseModel.Name, trainingFile, validationFile,
-            suffix, seed, metadata is null ? null : JsonSerializer.Serialize(metadata), MethodJson(hyperparameters), JobStatus.ValidatingFiles);
+            suffix, seed, metadata is null ? null : JsonSerializer.Serialize(metadata), hyperparameters.ToMethodJson(), JobStatus.ValidatingFiles);
         jobs.Insert(record, events.Info(id, $"Created fine-tuning job: {id}"),
             events.Info(id, $"Validating training file: {trainingFile}" + (validationFile is null ? "" : $" and validation file: {validationFile}")));
         LogCreated(logger, id, project, baseModel.Name, trainingFile);
@@ -151,7 +150,7 @@ public sealed partial class FineTuningJobsService(
 
     private FineTuningJobView View(Storage.FineTuning.JobRecord job, Dictionary<string, int>? positions) =>
         job.Status == JobStatus.Queued && positions is not null && positions.TryGetValue(job.Id, out var position)
-            ? FineTuningJobView.From(job, position, scheduler.Queue.Positions.TryGetValue(job.Id, out var entry) ? entry.EstimatedStart : null)
+            ? FineTuningJobView.From(job, position, scheduler.Estimates.EstimatedStarts.TryGetValue(job.Id, out var start) ? start : null)
             : FineTuningJobView.From(job);
 
     private static GpudException InvalidState(Storage.FineTuning.JobRecord job, string action) => GpudException.Invalid(
@@ -167,11 +166,10 @@ public sealed partial class FineTuningJobsService(
 
     private void CheckFile(string project, string id, string param)
     {
-        FileRecordView file;
+        Storage.Files.FileRecord file;
         try
         {
-            var record = files.Get(project, id);
-            file = new FileRecordView(record.Purpose, record.Status, record.StatusDetails);
+            file = files.Get(project, id);
         }
         catch (GpudException e) when (e.Kind == ErrorKind.NotFound)
         {
@@ -180,16 +178,8 @@ public sealed partial class FineTuningJobsService(
         if (file.Purpose != FilePurposes.FineTune)
             throw GpudException.Invalid($"File {id} has purpose '{file.Purpose}'; fine-tuning needs a file uploaded with purpose 'fine-tune'.", param);
         if (file.Status == "error")
-            throw GpudException.Invalid($"File {id} is not valid training data: {file.Details}", param, "invalid_file_format");
+            throw GpudException.Invalid($"File {id} is not valid training data: {file.StatusDetails}", param, "invalid_file_format");
     }
-
-    private sealed record FileRecordView(string Purpose, string Status, string? Details);
-
-    private static string MethodJson(JobHyperparameters hyperparameters) => new JsonObject
-    {
-        ["type"] = "supervised",
-        ["supervised"] = new JsonObject { ["hyperparameters"] = hyperparameters.ToJson() },
-    }.ToJsonString();
 
     private static JobHyperparameters Hyperparameters(JsonElement body)
     {

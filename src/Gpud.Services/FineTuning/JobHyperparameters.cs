@@ -137,8 +137,22 @@ public sealed record JobHyperparameters
         return h;
     }
 
+    /// <summary>The job's stored <c>method</c> object: <c>{"type":"supervised","supervised":{"hyperparameters":{…}}}</c>.</summary>
+    public string ToMethodJson() => new JsonObject
+    {
+        ["type"] = "supervised",
+        ["supervised"] = new JsonObject { ["hyperparameters"] = ToJson() },
+    }.ToJsonString();
+
+    /// <summary>Reads a stored <c>method</c> object back (written by <see cref="ToMethodJson"/>).</summary>
+    public static JobHyperparameters FromMethodJson(string method)
+    {
+        using var document = JsonDocument.Parse(method);
+        return FromJson(document.RootElement.GetProperty("supervised").GetProperty("hyperparameters"));
+    }
+
     /// <summary>Reads the stored JSON back (written by <see cref="ToJson"/>, so already valid).</summary>
-    public static JobHyperparameters FromJson(JsonElement json) => Parse(json, "hyperparameters", allowExtensions: true, stored: true) with
+    private static JobHyperparameters FromJson(JsonElement json) => Parse(json, "hyperparameters", allowExtensions: true, stored: true) with
     {
         LearningRate = json.TryGetProperty("learning_rate", out var rate) && rate.ValueKind == JsonValueKind.Number ? rate.GetDouble() : null,
     };

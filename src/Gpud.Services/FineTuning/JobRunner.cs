@@ -8,7 +8,6 @@ using Gpud.Engine.Training;
 using Gpud.Services.Files;
 using Gpud.Services.Ids;
 using Gpud.Services.Models;
-using Gpud.Services.Projects;
 using Gpud.Storage.FineTuning;
 using Microsoft.Extensions.Logging;
 using static TorchSharp.torch;
@@ -72,7 +71,7 @@ public sealed partial class JobRunner(
             if (job.ResumeStep is { } step && Directory.Exists(settings.CheckpointDirectory(job.Id, step)))
                 resumeFrom = settings.CheckpointDirectory(job.Id, step);
             var name = FineTunedModelName(job);
-            sink = new JobSink(this, job, name, slot.Name, control, watch, resumeFrom is null ? 0 : job.ResumeStep!.Value,
+            sink = new JobSink(this, job, name, slot.Name, control, watch, resumeFrom is null ? 0 : job.ResumeStep!.Value, hyper.CheckpointEverySteps,
                 dir => PeftAdapter.Save(dir, model, hyper.Lora, targets, baseModel.Name));
 
             var started = new List<JobEventRecord> { events.Info(job.Id, $"Loaded {baseModel.Name} on {slot.Name} ({dtype}); training {parameters.Sum(p => p.numel())} adapter parameters") };
@@ -155,8 +154,7 @@ public sealed partial class JobRunner(
     public static string FineTunedModelName(JobRecord job)
     {
         ArgumentNullException.ThrowIfNull(job);
-        var org = job.Project == Project.Default ? "gpud" : job.Project;
-        return $"ft:{job.Model}:{org}:{job.Suffix}:{job.Id}";
+        return $"ft:{job.Model}:{FineTuningJobView.Organization(job.Project)}:{job.Suffix}:{job.Id}";
     }
 
     private string Stopped(JobRecord job, JobControl control, int step)
@@ -216,12 +214,15 @@ public sealed partial class JobRunner(
         private readonly Stopwatch _watch;
         private readonly Action<string> _export;
         private readonly double _baseDeviceSeconds;
+        private readonly int _checkpointEvery;
         private TimeSpan? _lastEvent;
         private long _countedTokens;
         private TrainingProgress? _last;
 
-        public JobSink(JobRunner runner, JobRecord job, string name, string device, JobControl control, Stopwatch watch, int resumeStep, Action<string> export)
+        public JobSink(JobRunner runner, JobRecord job, string name, string device, JobControl control, Stopwatch watch, int resumeStep,
+            int checkpointEvery, Action<string> export)
         {
+            _checkpointEvery = checkpointEvery;
             _runner = runner;
             _job = job;
             _name = name;
@@ -275,18 +276,15 @@ public sealed partial class JobRunner(
 
         public string? CheckpointDirectory(int step, bool endOfEpoch)
         {
-            var every = FineTuningJobView.From(_job).Hyperparameters.CheckpointEverySteps;
-            var visible = endOfEpoch || (every > 0 && step % every == 0);
             var stopping = _control.StopRequested is JobStopReason.Pause or JobStopReason.Shutdown && step < (_last?.TotalSteps ?? 0);
-            return visible || stopping ? _runner.Settings.CheckpointDirectory(_job.Id, step) : null;
+            return IsVisible(step, endOfEpoch) || stopping ? _runner.Settings.CheckpointDirectory(_job.Id, step) : null;
         }
 
         public void ExportAdapter(string directory) => _export(directory);
 
         public void OnCheckpoint(int step, string directory, bool endOfEpoch)
         {
-            var every = FineTuningJobView.From(_job).Hyperparameters.CheckpointEverySteps;
-            var visible = endOfEpoch || (every > 0 && step % every == 0);
+            var visible = IsVisible(step, endOfEpoch);
             var runner = _runner;
             JobCheckpointRecord? checkpoint = null;
             var news = new List<JobEventRecord>();
@@ -314,6 +312,9 @@ public sealed partial class JobRunner(
                     Directory.Delete(old, recursive: true);
             }
         }
+
+        /// <summary>Checkpoints a client sees (epoch ends and every N steps); pause and shutdown ones are resume points only.</summary>
+        private bool IsVisible(int step, bool endOfEpoch) => endOfEpoch || (_checkpointEvery > 0 && step % _checkpointEvery == 0);
 
         public bool StopAfterStep(int step) => _control.StopRequested is JobStopReason.Pause or JobStopReason.Shutdown;
 

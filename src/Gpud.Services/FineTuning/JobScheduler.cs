@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using System.Text.Json;
 using Gpud.Engine.Compute;
 using Gpud.Services.Models;
 using Gpud.Storage.FineTuning;
@@ -21,13 +20,13 @@ public enum JobStopReason
     Shutdown,
 }
 
-/// <summary>A queued job's place: 1-based position and, when throughput is known, the estimated start (unix s).</summary>
-public readonly record struct QueueEntry(int Position, long? EstimatedStart);
-
-/// <summary>The queue as last computed by the scheduler (positions are read from it, not recomputed per request).</summary>
-public sealed record QueueSnapshot(IReadOnlyDictionary<string, QueueEntry> Positions)
+/// <summary>
+/// Estimated starts (unix s) of queued jobs as the scheduler last computed them; a job is absent until the device it
+/// would take has a measured throughput. (Positions are read from the database, consistent with the statuses.)
+/// </summary>
+public sealed record QueueEstimates(IReadOnlyDictionary<string, long> EstimatedStarts)
 {
-    public static QueueSnapshot Empty { get; } = new(new Dictionary<string, QueueEntry>());
+    public static QueueEstimates Empty { get; } = new(new Dictionary<string, long>());
 }
 
 /// <summary>
@@ -51,7 +50,7 @@ public sealed partial class JobScheduler : BackgroundService
     private readonly SemaphoreSlim _wake = new(0);
     private readonly ConcurrentDictionary<string, JobControl> _active = new(StringComparer.Ordinal);
     private readonly Lock _dispatch = new();
-    private QueueSnapshot _queue = QueueSnapshot.Empty;
+    private QueueEstimates _estimates = QueueEstimates.Empty;
 
     public JobScheduler(JobRepository jobs, JobRunner runner, ModelCatalog models, FineTuningSettings settings, JobValidationWorker validator,
         ComputeBackend compute, JobEvents events, FineTuningMetrics metrics, TimeProvider time, ILogger<JobScheduler> logger)
@@ -70,10 +69,7 @@ public sealed partial class JobScheduler : BackgroundService
         validator.Validated += Wake;
     }
 
-    public QueueSnapshot Queue => Volatile.Read(ref _queue);
-
-    /// <summary>The devices jobs run on, and the job each runs now.</summary>
-    public IReadOnlyList<(string Device, string? JobId)> Slots => _slots.Select(s => (s.Definition.Name, s.Running?.JobId)).ToList();
+    public QueueEstimates Estimates => Volatile.Read(ref _estimates);
 
     public void Wake()
     {
@@ -94,7 +90,7 @@ public sealed partial class JobScheduler : BackgroundService
         while (!stoppingToken.IsCancellationRequested)
         {
             if (_models.Loaded) Dispatch();
-            RefreshQueue();
+            RefreshEstimates();
             try
             {
                 await _wake.WaitAsync(TimeSpan.FromSeconds(5), stoppingToken);
@@ -223,41 +219,34 @@ public sealed partial class JobScheduler : BackgroundService
         task.Start(TaskScheduler.Default);
     }
 
-    /// <summary>Recomputes positions and estimated starts: each queued job takes the slot that frees up first.</summary>
-    private void RefreshQueue()
+    /// <summary>Recomputes estimated starts: in queue order, each job takes the slot that frees up first.</summary>
+    private void RefreshEstimates()
     {
         var queued = _jobs.WithStatus(JobStatus.Queued);
         var now = _time.GetUtcNow().ToUnixTimeSeconds();
         var free = _slots.Select(s => s.Running is null ? (long?)now : _jobs.Get(s.Running.JobId)?.EstimatedFinish).ToArray();
-        var positions = new Dictionary<string, QueueEntry>(StringComparer.Ordinal);
-        for (var i = 0; i < queued.Count; i++)
+        var starts = new Dictionary<string, long>(StringComparer.Ordinal);
+        foreach (var job in queued)
         {
-            long? start = null;
             var best = -1;
             for (var s = 0; s < free.Length; s++)
             {
                 if (free[s] is { } t && (best < 0 || t < free[best]!.Value)) best = s;
             }
-            if (best >= 0)
-            {
-                start = Math.Max(now, free[best]!.Value);
-                var duration = EstimateSeconds(queued[i], _slots[best]);
-                free[best] = duration is { } d ? start + (long)d : null;
-            }
-            positions[queued[i].Id] = new QueueEntry(i + 1, start);
+            if (best < 0) break; // no slot has a known free time: later jobs cannot be estimated either
+            var start = Math.Max(now, free[best]!.Value);
+            starts[job.Id] = start;
+            free[best] = EstimateSeconds(job, _slots[best]) is { } seconds ? start + (long)seconds : null;
         }
-        Volatile.Write(ref _queue, new QueueSnapshot(positions));
-        _metrics.QueueDepth.Set(queued.Count);
+        Volatile.Write(ref _estimates, new QueueEstimates(starts));
     }
 
     /// <summary>Tokens to process over the slot's last measured throughput; null until the slot has run a job.</summary>
     private static double? EstimateSeconds(JobRecord job, Slot slot)
     {
-        if (slot.TokensPerSecond is not { } rate || job.Dataset is null) return null;
-        var dataset = JsonSerializer.Deserialize<JobDataset>(job.Dataset, FineTuningJobView.Json);
-        using var method = JsonDocument.Parse(job.Method);
-        var epochs = method.RootElement.GetProperty("supervised").GetProperty("hyperparameters").GetProperty("n_epochs");
-        return dataset is null || epochs.ValueKind != JsonValueKind.Number ? null : dataset.Tokens * epochs.GetInt32() / rate;
+        if (slot.TokensPerSecond is not { } rate) return null;
+        var view = FineTuningJobView.From(job);
+        return view.Dataset is { } dataset && view.Hyperparameters.NEpochs is { } epochs ? dataset.Tokens * epochs / rate : null;
     }
 
     public override void Dispose()

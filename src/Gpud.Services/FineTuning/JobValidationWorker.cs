@@ -1,5 +1,4 @@
 using System.Text.Json;
-using System.Text.Json.Nodes;
 using Gpud.Engine.Training;
 using Gpud.Services.Files;
 using Gpud.Services.Models;
@@ -67,14 +66,10 @@ public sealed partial class JobValidationWorker(
             var validation = job.ValidationFile is null ? null
                 : JobData.Load(model, files, job.Project, job.ValidationFile, "validation_file", settings.MaxSequenceLength, requireMinimum: false);
 
-            using var method = JsonDocument.Parse(job.Method);
-            var requested = JobHyperparameters.FromJson(method.RootElement.GetProperty("supervised").GetProperty("hyperparameters"));
-            var resolved = requested.Resolve(training.Examples, training.Sequences.Count, model.Config.ParameterCount, validation is not null);
+            var resolved = JobHyperparameters.FromMethodJson(job.Method).Resolve(training.Examples, training.Sequences.Count, model.Config.ParameterCount, validation is not null);
             var totalSteps = resolved.NEpochs!.Value * (int)Math.Ceiling(training.Sequences.Count / (double)resolved.BatchSize!.Value);
             var dataset = new JobDataset(training.Examples, training.Sequences.Count, training.TotalTokens, training.TrainedTokens,
                 training.TruncatedExamples, validation?.Examples, totalSteps);
-            var methodJson = JsonNode.Parse(job.Method)!;
-            methodJson["supervised"]!["hyperparameters"] = resolved.ToJson();
 
             var news = new List<JobEventRecord>
             {
@@ -93,7 +88,7 @@ public sealed partial class JobValidationWorker(
                 Status = JobStatus.Queued,
                 Queue = QueuePlacement.Tail,
                 QueuedAt = time.GetUtcNow().ToUnixTimeMilliseconds(),
-                Method = methodJson.ToJsonString(),
+                Method = resolved.ToMethodJson(),
                 Dataset = JsonSerializer.Serialize(dataset, FineTuningJobView.Json),
             }, news);
             if (queued is not null) LogQueued(logger, job.Id, training.Examples, totalSteps);

@@ -1,6 +1,5 @@
 using System.Text.Json;
 using Gpud.Services.FineTuning;
-using Gpud.Services.Projects;
 using Gpud.Storage.FineTuning;
 
 namespace Gpud.Api.FineTuning;
@@ -53,7 +52,7 @@ public sealed record FineTuningJobObject(
             job.FinishedAt,
             HyperparametersObject.From(h),
             job.Model,
-            job.Project == Project.Default ? "gpud" : job.Project,
+            FineTuningJobView.Organization(job.Project),
             view.ResultFiles,
             job.Status,
             job.TrainedTokens,
