@@ -60,11 +60,7 @@ public sealed class FileRepository(GpudDatabase database)
         var cursor = "";
         if (after is not null)
         {
-            using var find = connection.CreateCommand();
-            find.CommandText = "SELECT seq FROM files WHERE id = $id AND project = $project";
-            find.Parameters.AddWithValue("$id", after);
-            find.Parameters.AddWithValue("$project", project);
-            if (find.ExecuteScalar() is not long seq) return null;
+            if (Keyset.CursorOf(connection, "files", after, "project", project) is not { } seq) return null;
             cursor = $"AND seq {comparison} $cursor";
             command.Parameters.AddWithValue("$cursor", seq);
         }
@@ -77,13 +73,7 @@ public sealed class FileRepository(GpudDatabase database)
         command.Parameters.AddWithValue("$project", project);
         if (purpose is not null) command.Parameters.AddWithValue("$purpose", purpose);
         command.Parameters.AddWithValue("$now", now);
-        command.Parameters.AddWithValue("$take", limit + 1);
-        var items = new List<FileRecord>(Math.Min(limit + 1, 1024));
-        using var reader = command.ExecuteReader();
-        while (reader.Read()) items.Add(Read(reader));
-        var hasMore = items.Count > limit;
-        if (hasMore) items.RemoveAt(items.Count - 1);
-        return new Page<FileRecord>(items, hasMore);
+        return Keyset.ReadPage(command, limit, Read);
     }
 
     /// <summary>Marks the file deleted. Returns false if no live file of this project has that id.</summary>

@@ -16,6 +16,13 @@ public sealed class JobRepository(GpudDatabase database)
         "queued_at, started_at, error, fine_tuned_model, finished_at, trained_tokens, result_files, estimated_finish, device, " +
         "stage, progress, device_seconds, hourly_price, resume_step, dataset";
 
+    /// <summary>Nullable columns a <see cref="JobChanges.Clear"/> may reset.</summary>
+    private static readonly HashSet<string> ClearableColumns =
+    [
+        "queue_order", "queued_at", "started_at", "error", "fine_tuned_model", "finished_at", "trained_tokens", "result_files",
+        "estimated_finish", "device", "stage", "progress", "hourly_price", "resume_step", "dataset",
+    ];
+
     /// <summary>
     /// Inserts a job. Its <c>created_at</c> is never earlier than an already stored job's, so listing in insertion order
     /// is also listing by creation time when requests race (their clocks are read before the write lock).
@@ -80,11 +87,7 @@ public sealed class JobRepository(GpudDatabase database)
         var where = "project = $project";
         if (after is not null)
         {
-            using var find = connection.CreateCommand();
-            find.CommandText = "SELECT seq FROM fine_tuning_jobs WHERE id = $id AND project = $project";
-            find.Parameters.AddWithValue("$id", after);
-            find.Parameters.AddWithValue("$project", project);
-            if (find.ExecuteScalar() is not long seq) return null;
+            if (Keyset.CursorOf(connection, "fine_tuning_jobs", after, "project", project) is not { } seq) return null;
             where += " AND seq < $cursor";
             command.Parameters.AddWithValue("$cursor", seq);
         }
@@ -99,13 +102,7 @@ public sealed class JobRepository(GpudDatabase database)
         }
         command.CommandText = $"SELECT {Columns} FROM fine_tuning_jobs WHERE {where} ORDER BY seq DESC LIMIT $take";
         command.Parameters.AddWithValue("$project", project);
-        command.Parameters.AddWithValue("$take", limit + 1);
-        var items = new List<JobRecord>(Math.Min(limit + 1, 1024));
-        using var reader = command.ExecuteReader();
-        while (reader.Read()) items.Add(Read(reader));
-        var hasMore = items.Count > limit;
-        if (hasMore) items.RemoveAt(items.Count - 1);
-        return new Page<JobRecord>(items, hasMore);
+        return Keyset.ReadPage(command, limit, Read);
     }
 
     /// <summary>Jobs in these statuses, oldest first (queued ones in queue order).</summary>
@@ -197,7 +194,7 @@ public sealed class JobRepository(GpudDatabase database)
         Set("queued_at", changes.QueuedAt);
         foreach (var column in changes.Clear)
         {
-            if (!Columns.Contains(column, StringComparison.Ordinal) || column is "id" or "project" or "status")
+            if (!ClearableColumns.Contains(column))
                 throw new ArgumentException($"{column} is not a nullable job column.", nameof(changes));
             sets.Add($"{column} = NULL");
         }
@@ -269,23 +266,13 @@ public sealed class JobRepository(GpudDatabase database)
         var where = scope;
         if (after is not null)
         {
-            using var find = connection.CreateCommand();
-            find.CommandText = $"SELECT seq FROM {table} WHERE id = $id AND job_id = $job";
-            find.Parameters.AddWithValue("$id", after);
-            find.Parameters.AddWithValue("$job", jobId);
-            if (find.ExecuteScalar() is not long seq) return null;
+            if (Keyset.CursorOf(connection, table, after, "job_id", jobId) is not { } seq) return null;
             where += " AND seq < $cursor";
             command.Parameters.AddWithValue("$cursor", seq);
         }
         command.CommandText = $"SELECT {columns} FROM {table} WHERE {where} ORDER BY seq DESC LIMIT $take";
         command.Parameters.AddWithValue("$job", jobId);
-        command.Parameters.AddWithValue("$take", limit + 1);
-        var items = new List<T>();
-        using var reader = command.ExecuteReader();
-        while (reader.Read()) items.Add(read(reader));
-        var hasMore = items.Count > limit;
-        if (hasMore) items.RemoveAt(items.Count - 1);
-        return new Page<T>(items, hasMore);
+        return Keyset.ReadPage(command, limit, read);
     }
 
     /// <summary>Hides all but the newest <paramref name="keep"/> checkpoints of a job; returns the steps hidden.</summary>
