@@ -138,18 +138,3 @@ public sealed partial class JobValidationWorker(
     [LoggerMessage(Level = LogLevel.Error, Message = "The files of fine-tuning job {JobId} could not be read")]
     private static partial void LogUnreadable(ILogger logger, Exception exception, string jobId);
 }
-
-/// <summary>Reads a job's JSONL file into training sequences with its model's tokenizer and chat template.</summary>
-internal static class JobData
-{
-    public static TrainingSet Load(BaseModel model, FilesService files, string project, string fileId, string param, int maxSequenceLength, bool requireMinimum)
-    {
-        var (_, content) = files.OpenContent(project, fileId);
-        using (content)
-        {
-            var chat = model.ChatTemplate is null ? null : model.Chat();
-            var encoder = new ExampleEncoder(model.Tokenizer, chat, Math.Min(maxSequenceLength, model.Config.MaxPositionEmbeddings));
-            return TrainingData.Load(content, encoder, param, requireMinimum);
-        }
-    }
-}

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Security.Claims;
 using Gpud.Api.Auth;
 using Gpud.Api.Errors;
+using Gpud.Api.Lists;
 using Gpud.Services.Files;
 using Microsoft.AspNetCore.Http.HttpResults;
 
@@ -45,13 +46,7 @@ internal static class FilesEndpoints
     private static Results<Ok<FileList>, JsonHttpResult<ErrorResponse>> List(
         ClaimsPrincipal user, FilesService files, string? purpose, string? limit, string? order, string? after)
     {
-        int? take = null;
-        if (limit is not null)
-        {
-            if (!int.TryParse(limit, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var parsed))
-                return ApiErrors.Result(400, "limit must be an integer.", "limit", "invalid_type");
-            take = parsed;
-        }
+        if (!ListQuery.TryParseLimit(limit, out var take, out var error)) return error;
         var page = files.List(user.Project(), purpose, take, order, string.IsNullOrEmpty(after) ? null : after);
         var data = page.Items.Select(FileObject.From).ToList();
         return TypedResults.Ok(new FileList("list", data, data.FirstOrDefault()?.Id, data.LastOrDefault()?.Id, page.HasMore));

@@ -1,8 +1,8 @@
-using System.Globalization;
 using System.Security.Claims;
 using System.Text.Json;
 using Gpud.Api.Auth;
 using Gpud.Api.Errors;
+using Gpud.Api.Lists;
 using Gpud.Services.FineTuning;
 using Microsoft.AspNetCore.Http.HttpResults;
 
@@ -36,7 +36,7 @@ internal static class FineTuningEndpoints
     private static Results<Ok<FineTuningJobList>, JsonHttpResult<ErrorResponse>> List(
         HttpContext context, ClaimsPrincipal user, FineTuningJobsService jobs, string? after, string? limit)
     {
-        if (!TryLimit(limit, out var take, out var error)) return error;
+        if (!ListQuery.TryParseLimit(limit, out var take, out var error)) return error;
         // metadata[key]=value, as the SDKs encode an object in a query string.
         var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var (key, value) in context.Request.Query)
@@ -63,7 +63,7 @@ internal static class FineTuningEndpoints
     private static Results<Ok<FineTuningJobEventList>, JsonHttpResult<ErrorResponse>> Events(
         ClaimsPrincipal user, FineTuningJobsService jobs, string id, string? after, string? limit)
     {
-        if (!TryLimit(limit, out var take, out var error)) return error;
+        if (!ListQuery.TryParseLimit(limit, out var take, out var error)) return error;
         var page = jobs.Events(user.Project(), id, take, string.IsNullOrEmpty(after) ? null : after);
         return TypedResults.Ok(new FineTuningJobEventList("list", page.Items.Select(FineTuningJobEventObject.From).ToList(), page.HasMore));
     }
@@ -71,23 +71,9 @@ internal static class FineTuningEndpoints
     private static Results<Ok<FineTuningJobCheckpointList>, JsonHttpResult<ErrorResponse>> Checkpoints(
         ClaimsPrincipal user, FineTuningJobsService jobs, string id, string? after, string? limit)
     {
-        if (!TryLimit(limit, out var take, out var error)) return error;
+        if (!ListQuery.TryParseLimit(limit, out var take, out var error)) return error;
         var page = jobs.Checkpoints(user.Project(), id, take, string.IsNullOrEmpty(after) ? null : after);
         var data = page.Items.Select(FineTuningJobCheckpointObject.From).ToList();
         return TypedResults.Ok(new FineTuningJobCheckpointList("list", data, data.FirstOrDefault()?.Id, data.LastOrDefault()?.Id, page.HasMore));
-    }
-
-    private static bool TryLimit(string? limit, out int? take, out JsonHttpResult<ErrorResponse> error)
-    {
-        take = null;
-        error = null!;
-        if (limit is null) return true;
-        if (int.TryParse(limit, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var parsed))
-        {
-            take = parsed;
-            return true;
-        }
-        error = ApiErrors.Result(400, "limit must be an integer.", "limit", "invalid_type");
-        return false;
     }
 }
