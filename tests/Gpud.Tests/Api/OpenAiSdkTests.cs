@@ -9,38 +9,25 @@ namespace Gpud.Tests.Api;
 public sealed class OpenAiSdkTests
 {
     [Fact]
-    public async Task The_official_openai_node_sdk_drives_the_files_api()
-    {
-        await JsPeers.EnsureInstalledAsync();
-        using var dir = new TempDir();
-        const string key = "sk-sdk-test-0123456789";
-        using var gpud = await DaemonProcess.StartAsync(dir.Path, $"--Gpud:ApiKeys:0={key}");
-
-        var (exit, output) = await JsPeers.RunAsync("node", ["--test", "--test-reporter=spec", "files.test.mjs"], new Dictionary<string, string>
-        {
-            ["GPUD_BASE_URL"] = new Uri(gpud.BaseAddress, "/v1").ToString(),
-            ["GPUD_API_KEY"] = key,
-        });
-
-        Assert.True(exit == 0, output);
-        Assert.Contains("pass 4", output);
-    }
+    public Task The_official_openai_node_sdk_drives_the_files_api() => RunAsync("files.test.mjs", passes: 4);
 
     [Fact]
-    public async Task The_official_openai_node_sdk_drives_the_fine_tuning_workflow()
+    public Task The_official_openai_node_sdk_drives_the_fine_tuning_workflow() => RunAsync("fine_tuning.test.mjs", passes: 2);
+
+    private static async Task RunAsync(string script, int passes)
     {
         await JsPeers.EnsureInstalledAsync();
         using var dir = new TempDir();
         const string key = "sk-sdk-test-0123456789";
         using var gpud = await DaemonProcess.StartAsync(dir.Path, $"--Gpud:ApiKeys:0={key}");
 
-        var (exit, output) = await JsPeers.RunAsync("node", ["--test", "--test-reporter=spec", "fine_tuning.test.mjs"], new Dictionary<string, string>
+        var (exit, output) = await JsPeers.RunAsync("node", ["--test", "--test-reporter=spec", script], new Dictionary<string, string>
         {
             ["GPUD_BASE_URL"] = new Uri(gpud.BaseAddress, "/v1").ToString(),
             ["GPUD_API_KEY"] = key,
         });
 
         Assert.True(exit == 0, output);
-        Assert.Contains("pass 2", output);
+        Assert.Contains($"pass {passes}", output);
     }
 }
