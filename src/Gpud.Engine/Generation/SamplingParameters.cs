@@ -6,6 +6,9 @@ namespace Gpud.Engine.Generation;
 /// <param name="Seed">Fixes the sampling RNG of this sequence: same seed, same prompt, same device → same tokens.</param>
 /// <param name="StopTokenIds">Tokens that end the sequence (usually the model's EOS ids); not included in the output.</param>
 /// <param name="TopLogprobs">Alternatives to report per generated token (0-20); null reports no logprobs at all.</param>
+/// <param name="PresencePenalty">OpenAI's: subtracted once from the logit of every token already generated.</param>
+/// <param name="FrequencyPenalty">OpenAI's: subtracted from a token's logit once per time it was generated.</param>
+/// <param name="LogitBias">Added to the logits of these token ids before choosing (-100 bans, 100 forces).</param>
 public sealed record SamplingParameters(
     int MaxTokens,
     double Temperature = 1.0,
@@ -13,8 +16,14 @@ public sealed record SamplingParameters(
     int TopK = 0,
     long? Seed = null,
     IReadOnlyCollection<int>? StopTokenIds = null,
-    int? TopLogprobs = null)
+    int? TopLogprobs = null,
+    double PresencePenalty = 0,
+    double FrequencyPenalty = 0,
+    IReadOnlyDictionary<int, float>? LogitBias = null)
 {
+    /// <summary>True when the logits need adjusting before a token is chosen.</summary>
+    public bool AdjustsLogits => PresencePenalty != 0 || FrequencyPenalty != 0 || LogitBias is { Count: > 0 };
+
     public static SamplingParameters Greedy(int maxTokens, IReadOnlyCollection<int>? stopTokenIds = null) =>
         new(maxTokens, Temperature: 0, StopTokenIds: stopTokenIds);
 }
@@ -27,6 +36,9 @@ public enum FinishReason
 
     /// <summary><see cref="SamplingParameters.MaxTokens"/> reached (or the context filled up).</summary>
     Length,
+
+    /// <summary>The caller cancelled (client gone); nothing is reported to anyone.</summary>
+    Cancelled,
 }
 
 /// <summary>A generated token with its log-probability under the model and the most likely alternatives.</summary>

@@ -28,6 +28,27 @@ public static class LoraModel
     }
 
     /// <summary>
+    /// The same projections from the config alone (no weights loaded), with their [in, out] features: enough to check an
+    /// adapter file against a base model before the model is on any device.
+    /// </summary>
+    public static IEnumerable<(string Path, string Name, long InFeatures, long OutFeatures)> ProjectionShapes(ModelConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        long hidden = config.HiddenSize, attention = (long)config.NumHeads * config.HeadDim, kv = (long)config.NumKeyValueHeads * config.HeadDim;
+        for (var i = 0; i < config.NumLayers; i++)
+        {
+            var (a, m) = ($"model.layers.{i}.self_attn", $"model.layers.{i}.mlp");
+            yield return ($"{a}.q_proj", "q_proj", hidden, attention);
+            yield return ($"{a}.k_proj", "k_proj", hidden, kv);
+            yield return ($"{a}.v_proj", "v_proj", hidden, kv);
+            yield return ($"{a}.o_proj", "o_proj", attention, hidden);
+            yield return ($"{m}.gate_proj", "gate_proj", hidden, config.IntermediateSize);
+            yield return ($"{m}.up_proj", "up_proj", hidden, config.IntermediateSize);
+            yield return ($"{m}.down_proj", "down_proj", config.IntermediateSize, hidden);
+        }
+    }
+
+    /// <summary>
     /// Attaches an adapter to every projection named in <paramref name="targetModules"/> (<c>"all-linear"</c> means all)
     /// and returns the trainable parameters. The seed fixes the Gaussian initialisation.
     /// </summary>

@@ -84,47 +84,85 @@ public static class PeftAdapter
     public static LoraSettings Load(string directory, CausalLanguageModel model)
     {
         ArgumentNullException.ThrowIfNull(model);
+        using var weights = Read(directory, model.Config);
+        var layers = LoraModel.Projections(model).ToDictionary(p => p.Path, p => p.Layer, StringComparer.Ordinal);
+        foreach (var (path, projection) in weights.Projections)
+        {
+            var layer = layers[path];
+            layer.Attach(LoraAdapter.FromWeights(layer, weights.Settings, projection.A, projection.B, projection.Magnitude));
+        }
+        return weights.Settings;
+    }
+
+    /// <summary>
+    /// Reads a PEFT LoRA adapter into host memory (float32) and checks it against a base model's config: peft_type,
+    /// rank, every tensor's name and shape. Nothing needs the base weights, so an upload is validated before any model
+    /// is on a device. Errors are <see cref="ModelLoadException"/>s whose messages name the offending key.
+    /// </summary>
+    public static LoraWeights Read(string directory, ModelConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
         var configPath = Path.Combine(directory, ConfigFile);
         if (!File.Exists(configPath)) throw new ModelLoadException($"{directory}: no {ConfigFile}.");
-        JsonNode config;
+        JsonNode json;
         try
         {
-            config = JsonNode.Parse(File.ReadAllText(configPath)) ?? throw new ModelLoadException($"{configPath} is empty.");
+            json = JsonNode.Parse(File.ReadAllText(configPath)) ?? throw new ModelLoadException($"{ConfigFile} is empty.");
         }
         catch (JsonException e)
         {
-            throw new ModelLoadException($"{configPath} is not valid JSON: {e.Message}", e);
+            throw new ModelLoadException($"{ConfigFile} is not valid JSON: {e.Message}", e);
         }
-        if ((string?)config["peft_type"] != "LORA") throw new ModelLoadException($"{configPath}: peft_type must be LORA.");
-        var rank = (int?)config["r"] ?? throw new ModelLoadException($"{configPath}: 'r' is missing.");
-        var settings = new LoraSettings(rank, (double?)config["lora_alpha"] ?? rank, (double?)config["lora_dropout"] ?? 0,
-            (bool?)config["use_rslora"] ?? false, (bool?)config["use_dora"] ?? false);
-
-        using var weights = new SafetensorsFile(Path.Combine(directory, WeightsFile));
-        var attached = 0;
-        // No dispose scope here: the adapters' parameters created below must outlive this method.
-        foreach (var (path, _, layer) in LoraModel.Projections(model))
+        LoraSettings settings;
+        try
         {
-            var prefix = $"base_model.model.{path}";
-            if (!weights.Contains($"{prefix}.lora_A.weight")) continue;
-            using var a = Read(weights, $"{prefix}.lora_A.weight", [rank, layer.InFeatures]);
-            using var b = Read(weights, $"{prefix}.lora_B.weight", [layer.OutFeatures, rank]);
-            using var magnitude = settings.UseDora ? Read(weights, $"{prefix}.lora_magnitude_vector", [layer.OutFeatures]) : null;
-            layer.Attach(LoraAdapter.FromWeights(layer, settings, a, b, magnitude));
-            attached++;
+            if ((string?)json["peft_type"] != "LORA") throw new ModelLoadException($"{ConfigFile}: peft_type must be \"LORA\".");
+            var rank = (int?)json["r"] ?? throw new ModelLoadException($"{ConfigFile}: 'r' is missing.");
+            if (rank < 1) throw new ModelLoadException($"{ConfigFile}: 'r' must be at least 1.");
+            if (json["rank_pattern"] is JsonObject { Count: > 0 } || json["alpha_pattern"] is JsonObject { Count: > 0 })
+                throw new ModelLoadException($"{ConfigFile}: per-module rank_pattern/alpha_pattern is not supported.");
+            settings = new LoraSettings(rank, (double?)json["lora_alpha"] ?? rank, (double?)json["lora_dropout"] ?? 0,
+                (bool?)json["use_rslora"] ?? false, (bool?)json["use_dora"] ?? false);
         }
-        var unknown = weights.Names.FirstOrDefault(n => !LoraModel.Projections(model).Any(p => n.StartsWith($"base_model.model.{p.Path}.", StringComparison.Ordinal)));
-        if (unknown is not null) throw new ModelLoadException($"{directory}: '{unknown}' matches no projection of the base model.");
-        if (attached == 0) throw new ModelLoadException($"{directory}: the adapter has no LoRA weights for this model.");
-        return settings;
+        catch (Exception e) when (e is InvalidOperationException or FormatException)
+        {
+            throw new ModelLoadException($"{ConfigFile}: a field has the wrong type ({e.Message}).", e);
+        }
+
+        var weightsPath = Path.Combine(directory, WeightsFile);
+        if (!File.Exists(weightsPath)) throw new ModelLoadException($"{directory}: no {WeightsFile}.");
+        using var file = new SafetensorsFile(weightsPath);
+        var shapes = LoraModel.ProjectionShapes(config).ToList();
+        var unknown = file.Names.FirstOrDefault(n => !shapes.Any(p => n.StartsWith($"base_model.model.{p.Path}.", StringComparison.Ordinal)));
+        if (unknown is not null) throw new ModelLoadException($"{WeightsFile}: '{unknown}' matches no projection of the base model (another architecture?).");
+        var projections = new Dictionary<string, LoraProjection>(StringComparer.Ordinal);
+        try
+        {
+            foreach (var (path, name, inFeatures, outFeatures) in shapes)
+            {
+                var prefix = $"base_model.model.{path}";
+                if (!file.Contains($"{prefix}.lora_A.weight")) continue;
+                var a = Read(file, $"{prefix}.lora_A.weight", [settings.Rank, inFeatures]);
+                var b = Read(file, $"{prefix}.lora_B.weight", [outFeatures, settings.Rank]);
+                var magnitude = settings.UseDora ? Read(file, $"{prefix}.lora_magnitude_vector", [outFeatures]) : null;
+                projections[path] = new LoraProjection(name, a, b, magnitude);
+            }
+        }
+        catch
+        {
+            foreach (var p in projections.Values) p.Dispose();
+            throw;
+        }
+        if (projections.Count == 0) throw new ModelLoadException($"{WeightsFile}: the adapter has no LoRA weights for this model.");
+        return new LoraWeights(settings, projections, (string?)json["base_model_name_or_path"]);
     }
 
     private static Tensor Read(SafetensorsFile file, string name, long[] shape)
     {
-        if (!file.Contains(name)) throw new ModelLoadException($"{file.Path}: '{name}' is missing.");
+        if (!file.Contains(name)) throw new ModelLoadException($"{WeightsFile}: '{name}' is missing.");
         var actual = file.ShapeOf(name);
         if (!actual.SequenceEqual(shape))
-            throw new ModelLoadException($"{file.Path}: '{name}' has shape [{string.Join(", ", actual)}], the base model needs [{string.Join(", ", shape)}] (another base or rank?).");
+            throw new ModelLoadException($"{WeightsFile}: '{name}' has shape [{string.Join(", ", actual)}], the base model needs [{string.Join(", ", shape)}] (another base or rank?).");
         return file.Read(name, ScalarType.Float32);
     }
 

@@ -1,3 +1,4 @@
+using Gpud.Engine.Lora;
 using Gpud.Engine.Models.Layers;
 using Gpud.Engine.Weights;
 using TorchSharp.Modules;
@@ -61,8 +62,9 @@ public sealed class CausalLanguageModel : nn.Module
     /// <param name="inputIds">[batch, seq] int64 token ids.</param>
     /// <param name="positionIds">[batch, seq] int64 positions (restarting per packed example, offset by the cache).</param>
     /// <param name="mask">null for plain causal attention, else a boolean [batch, 1, seq, keys] mask.</param>
-    /// <param name="cache">One <see cref="LayerKvCache"/> per layer, or null.</param>
-    public Tensor Hidden(Tensor inputIds, Tensor positionIds, Tensor? mask = null, IReadOnlyList<LayerKvCache>? cache = null)
+    /// <param name="cache">One <see cref="IKvCache"/> per layer, or null.</param>
+    /// <param name="adapters">Per-row LoRA adapters from an <see cref="AdapterPool"/>, or null for the base (and any attached adapter).</param>
+    public Tensor Hidden(Tensor inputIds, Tensor positionIds, Tensor? mask = null, IReadOnlyList<IKvCache>? cache = null, BatchLora? adapters = null)
     {
         ArgumentNullException.ThrowIfNull(inputIds);
         using var scope = NewDisposeScope();
@@ -76,7 +78,7 @@ public sealed class CausalLanguageModel : nn.Module
             mask = ones([seq, past + seq], ScalarType.Bool, Device).tril(past).view(1, 1, seq, past + seq);
         }
         for (var i = 0; i < Body.Layers.Count; i++)
-            hidden = Body.Layers[i].Forward(hidden, cos, sin, mask, cache?[i]);
+            hidden = Body.Layers[i].Forward(hidden, cos, sin, mask, cache?[i], adapters);
         return Body.Norm.forward(hidden).MoveToOuterDisposeScope();
     }
 

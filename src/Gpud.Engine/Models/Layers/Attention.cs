@@ -37,14 +37,15 @@ public sealed class Attention : nn.Module
     /// <param name="mask">null for plain causal attention over <paramref name="hidden"/>; otherwise a boolean
     /// [batch, 1, seq, keys] mask (true = may attend), for padding, packing or a KV cache.</param>
     /// <param name="cache">This layer's key/value cache, or null.</param>
-    public Tensor Forward(Tensor hidden, Tensor cos, Tensor sin, Tensor? mask, LayerKvCache? cache)
+    /// <param name="adapters">Per-row serving adapters, or null.</param>
+    public Tensor Forward(Tensor hidden, Tensor cos, Tensor sin, Tensor? mask, IKvCache? cache, Lora.BatchLora? adapters = null)
     {
         using var scope = NewDisposeScope();
         var batch = hidden.shape[0];
         var seq = hidden.shape[1];
-        var q = QProj.forward(hidden).view(batch, seq, _heads, _headDim).transpose(1, 2);
-        var k = KProj.forward(hidden).view(batch, seq, _kvHeads, _headDim).transpose(1, 2);
-        var v = VProj.forward(hidden).view(batch, seq, _kvHeads, _headDim).transpose(1, 2);
+        var q = QProj.Project(hidden, adapters).view(batch, seq, _heads, _headDim).transpose(1, 2);
+        var k = KProj.Project(hidden, adapters).view(batch, seq, _kvHeads, _headDim).transpose(1, 2);
+        var v = VProj.Project(hidden, adapters).view(batch, seq, _kvHeads, _headDim).transpose(1, 2);
         q = RotaryEmbedding.Apply(q, cos, sin);
         k = RotaryEmbedding.Apply(k, cos, sin);
         if (cache is not null) (k, v) = cache.Append(k, v);
@@ -53,7 +54,7 @@ public sealed class Attention : nn.Module
         v = RepeatKv(v);
         var attended = nn.functional.scaled_dot_product_attention(q, k, v, mask, 0.0, mask is null && seq > 1);
         var merged = attended.transpose(1, 2).reshape(batch, seq, (long)_heads * _headDim);
-        return OProj.forward(merged).MoveToOuterDisposeScope();
+        return OProj.Project(merged, adapters).MoveToOuterDisposeScope();
     }
 
     private Tensor RepeatKv(Tensor x)

@@ -47,4 +47,7 @@ public sealed class BaseLinear : nn.Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor input) =>
         Adapter is null ? nn.functional.linear(input, Weight, Bias) : Adapter.Forward(input, this);
+
+    /// <summary>The forward pass with serving adapters applied per row (see <see cref="Lora.BatchLora"/>), when given.</summary>
+    public Tensor Project(Tensor input, Lora.BatchLora? adapters) => adapters?.Apply(this, input) ?? forward(input);
 }

@@ -23,10 +23,10 @@ public sealed class DecoderLayer : nn.Module
     public RmsNorm PostAttentionLayernorm { get; }
     public Mlp Mlp { get; }
 
-    public Tensor Forward(Tensor hidden, Tensor cos, Tensor sin, Tensor? mask, LayerKvCache? cache)
+    public Tensor Forward(Tensor hidden, Tensor cos, Tensor sin, Tensor? mask, IKvCache? cache, Lora.BatchLora? adapters = null)
     {
         using var scope = NewDisposeScope();
-        var attended = hidden + SelfAttn.Forward(InputLayernorm.forward(hidden), cos, sin, mask, cache);
-        return (attended + Mlp.forward(PostAttentionLayernorm.forward(attended))).MoveToOuterDisposeScope();
+        var attended = hidden + SelfAttn.Forward(InputLayernorm.forward(hidden), cos, sin, mask, cache, adapters);
+        return (attended + Mlp.Apply(PostAttentionLayernorm.forward(attended), adapters)).MoveToOuterDisposeScope();
     }
 }

@@ -20,10 +20,12 @@ public sealed class Mlp : nn.Module<Tensor, Tensor>
     public BaseLinear UpProj { get; }
     public BaseLinear DownProj { get; }
 
-    public override Tensor forward(Tensor input)
+    public override Tensor forward(Tensor input) => Apply(input, null);
+
+    public Tensor Apply(Tensor input, Lora.BatchLora? adapters)
     {
         using var scope = NewDisposeScope();
-        var gated = nn.functional.silu(GateProj.forward(input)) * UpProj.forward(input);
-        return DownProj.forward(gated).MoveToOuterDisposeScope();
+        var gated = nn.functional.silu(GateProj.Project(input, adapters)) * UpProj.Project(input, adapters);
+        return DownProj.Project(gated, adapters).MoveToOuterDisposeScope();
     }
 }

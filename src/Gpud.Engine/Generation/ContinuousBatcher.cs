@@ -1,0 +1,210 @@
+using Gpud.Engine.Lora;
+using Gpud.Engine.Models;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Gpud.Engine.Generation;
+
+/// <summary>
+/// Continuous batching over one resident model, as vLLM schedules it at the granularity of a decode step: a request
+/// joins with <see cref="Admit"/> (its prompt is prefilled into a free row at once), every <see cref="Step"/> decodes
+/// one token for every running sequence, and a sequence leaves the moment it finishes, freeing its row for the next
+/// request. Rows of one step may use different adapters from an <see cref="AdapterPool"/>. Not thread-safe: one thread
+/// (the device's serving loop) owns it; every call runs in its own dispose scope, so live tensors stay flat.
+/// </summary>
+public sealed class ContinuousBatcher : IDisposable
+{
+    private readonly CausalLanguageModel _model;
+    private readonly AdapterPool? _adapters;
+    private readonly SlotKvCache _cache;
+    private readonly List<Sequence> _rows = []; // row i of the cache belongs to _rows[i]
+
+    public ContinuousBatcher(CausalLanguageModel model, int maxSequences, int contextLength, AdapterPool? adapters = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxSequences, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(contextLength, 2);
+        _model = model;
+        _adapters = adapters;
+        _cache = new SlotKvCache(model.Config, maxSequences, contextLength, model.DType, model.Device);
+    }
+
+    public int MaxSequences => _cache.Rows;
+
+    /// <summary>Tokens a sequence may hold, prompt plus generated.</summary>
+    public int ContextLength => _cache.Capacity;
+
+    public int Running => _rows.Count;
+
+    public int FreeRows => MaxSequences - _rows.Count;
+
+    /// <summary>Positions in use over all rows (the KV-cache usage numerator).</summary>
+    public long CachedTokens => _rows.Sum(r => (long)r.Length);
+
+    public long CacheBytes => _cache.Bytes;
+
+    /// <summary>Running sequences that use a pool slot (a slot in use must not be reloaded).</summary>
+    public bool UsesSlot(int slot) => _rows.Any(r => r.Group.AdapterSlot == slot);
+
+    /// <summary>
+    /// Prefills the group's prompt into free rows and chooses every choice's first token. Throws (and admits nothing)
+    /// when the rows or the context do not suffice.
+    /// </summary>
+    public void Admit(SequenceGroup group)
+    {
+        ArgumentNullException.ThrowIfNull(group);
+        var choices = group.Choices.Count;
+        var length = group.Prompt.Count;
+        if (choices == 0 || choices > FreeRows) throw new InvalidOperationException($"{choices} rows needed, {FreeRows} free.");
+        if (length == 0 || length >= ContextLength) throw new ArgumentException($"The prompt needs 1..{ContextLength - 1} tokens, it has {length}.", nameof(group));
+
+        var row = _rows.Count;
+        var sequences = group.Choices.Select((p, c) => new Sequence(group, c, p, length)).ToList();
+        try
+        {
+            using var noGrad = no_grad();
+            using var scope = NewDisposeScope();
+            var ids = tensor(group.Prompt.Select(t => (long)t).ToArray(), device: _model.Device).unsqueeze(0);
+            var positions = arange(length, ScalarType.Int64, _model.Device).unsqueeze(0);
+            var caches = _cache.ForPrefill(row);
+            Tensor hidden;
+            using (var adapters = group.AdapterSlot == 0 ? null : _adapters!.Select([group.AdapterSlot]))
+            {
+                hidden = _model.Hidden(ids, positions, null, caches, adapters);
+            }
+            if (group.PromptLogprobs is { } k) group.Sink.OnPromptLogprobs(PromptLogprobs(hidden, group.Prompt, k));
+            for (var c = 1; c < choices; c++) _cache.CopyRow(row, row + c, length);
+            var logits = _model.Logits(hidden[.., ^1..]).squeeze(1).expand(choices, -1);
+            var (tokens, logprobs) = TokenSampler.Choose(logits, sequences);
+            _rows.AddRange(sequences);
+            Deliver(sequences, tokens, logprobs);
+        }
+        catch
+        {
+            foreach (var s in sequences) s.Dispose();
+            _rows.RemoveAll(r => sequences.Contains(r));
+            throw;
+        }
+        RemoveFinished();
+    }
+
+    /// <summary>Decodes one token for every running sequence; sequences whose caller cancelled leave first.</summary>
+    public void Step()
+    {
+        foreach (var sequence in _rows.Where(r => r.Group.CancellationToken.IsCancellationRequested)) Finish(sequence, FinishReason.Cancelled);
+        RemoveFinished();
+        var n = _rows.Count;
+        if (n == 0) return;
+
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        var lengths = _rows.Select(r => (long)r.Length).ToArray();
+        var keyLength = lengths.Max() + 1;
+        var positions = tensor(lengths, device: _model.Device);
+        var ids = tensor(_rows.Select(r => (long)r.Next).ToArray(), device: _model.Device).unsqueeze(1);
+        // Row b sees its own positions 0..length_b (the token being written included) and nothing beyond.
+        var mask = arange(keyLength, ScalarType.Int64, _model.Device).view(1, 1, 1, keyLength) <= positions.view(n, 1, 1, 1);
+        var caches = _cache.ForDecode(n, positions, keyLength);
+        Tensor hidden;
+        using (var adapters = _adapters?.Select(_rows.Select(r => r.Group.AdapterSlot).ToList()))
+        {
+            hidden = _model.Hidden(ids, positions.unsqueeze(1), mask, caches, adapters);
+        }
+        var logits = _model.Logits(hidden).squeeze(1);
+        foreach (var sequence in _rows) sequence.Length++;
+        var (tokens, logprobs) = TokenSampler.Choose(logits, _rows);
+        Deliver(_rows, tokens, logprobs);
+        RemoveFinished();
+    }
+
+    /// <summary>Ends every running sequence without reporting (after a device failure the caller reports it).</summary>
+    public IReadOnlyList<SequenceGroup> Clear()
+    {
+        var groups = _rows.Select(r => r.Group).Distinct().ToList();
+        foreach (var sequence in _rows) sequence.Dispose();
+        _rows.Clear();
+        return groups;
+    }
+
+    public void Dispose()
+    {
+        Clear();
+        _cache.Dispose();
+    }
+
+    private TokenLogprob?[] PromptLogprobs(Tensor hidden, IReadOnlyList<int> prompt, int k)
+    {
+        var result = new TokenLogprob?[prompt.Count];
+        if (prompt.Count < 2) return result;
+        var logSoftmax = _model.Logits(hidden[0, ..^1]).log_softmax(-1); // [len - 1, vocab]: predictions of tokens 1..len-1
+        var next = tensor(prompt.Skip(1).Select(t => (long)t).ToArray(), device: _model.Device).unsqueeze(1);
+        var actual = logSoftmax.gather(1, next).squeeze(1).to(CPU).data<float>().ToArray();
+        var (values, indices) = k > 0 ? TokenSampler.Top(logSoftmax, k) : ([], []);
+        for (var i = 1; i < prompt.Count; i++)
+        {
+            var top = new List<(int, float)>(k);
+            for (var j = 0; j < k; j++) top.Add(((int)indices[(i - 1) * k + j], values[(i - 1) * k + j]));
+            result[i] = new TokenLogprob(prompt[i], actual[i - 1], top);
+        }
+        return result;
+    }
+
+    private void Deliver(IReadOnlyList<Sequence> sequences, long[] tokens, TokenLogprob?[] logprobs)
+    {
+        for (var i = 0; i < sequences.Count; i++)
+        {
+            var sequence = sequences[i];
+            var token = (int)tokens[i];
+            if (sequence.Parameters.StopTokenIds?.Contains(token) == true)
+            {
+                Finish(sequence, FinishReason.Stop); // the stop token is not part of the output
+                continue;
+            }
+            sequence.Generated.Add(token);
+            sequence.Next = token;
+            if (!sequence.Group.Sink.OnToken(sequence.Choice, token, logprobs[i])) Finish(sequence, FinishReason.Stop);
+            else if (sequence.Generated.Count >= sequence.Parameters.MaxTokens || sequence.Length >= ContextLength) Finish(sequence, FinishReason.Length);
+        }
+    }
+
+    private static void Finish(Sequence sequence, FinishReason reason)
+    {
+        if (sequence.Finished) return;
+        sequence.Finished = true;
+        sequence.Group.Sink.OnFinished(sequence.Choice, reason);
+    }
+
+    /// <summary>Removes finished rows, moving the last row into each gap so running rows stay 0..n-1.</summary>
+    private void RemoveFinished()
+    {
+        for (var i = _rows.Count - 1; i >= 0; i--)
+        {
+            if (!_rows[i].Finished) continue;
+            _rows[i].Dispose();
+            var last = _rows.Count - 1;
+            if (i != last)
+            {
+                _cache.CopyRow(last, i, _rows[last].Length);
+                _rows[i] = _rows[last];
+            }
+            _rows.RemoveAt(last);
+        }
+    }
+
+    private sealed class Sequence(SequenceGroup group, int choice, SamplingParameters parameters, int length) : ISampledRow, IDisposable
+    {
+        public SequenceGroup Group { get; } = group;
+        public int Choice { get; } = choice;
+        public SamplingParameters Parameters { get; } = parameters;
+        public torch.Generator? Rng { get; } = parameters.Temperature > 0 ? new torch.Generator(0, CPU).manual_seed(parameters.Seed ?? Random.Shared.NextInt64()) : null;
+        public List<int> Generated { get; } = [];
+        IReadOnlyList<int> ISampledRow.Generated => Generated;
+
+        /// <summary>Positions in the cache; the token at position Length is <see cref="Next"/>, not yet fed.</summary>
+        public int Length { get; set; } = length;
+        public int Next { get; set; }
+        public bool Finished { get; set; }
+
+        public void Dispose() => Rng?.Dispose();
+    }
+}

@@ -1,0 +1,166 @@
+using Gpud.Engine.Generation;
+using Gpud.Engine.Lora;
+using Gpud.Engine.Models;
+using Gpud.Tests.Infrastructure;
+using static TorchSharp.torch;
+
+namespace Gpud.Tests.Engine;
+
+public sealed class ContinuousBatcherTests : IDisposable
+{
+    private static readonly string ModelDir = Repo.File("tests/fixtures/models/llama3-tiny");
+    private static readonly int[][] Prompts = [[5, 17, 99, 3, 42, 8, 200], [77], [10, 11, 12, 13], [30, 31, 32, 33, 34]];
+
+    private readonly TempDir _dir = new();
+    private readonly CausalLanguageModel _model = CausalLanguageModel.Load(ModelDir, CPU, ScalarType.Float32);
+
+    public void Dispose()
+    {
+        _model.Dispose();
+        _dir.Dispose();
+    }
+
+    [Fact]
+    public void Rows_for_different_adapters_and_the_base_in_one_batch_each_match_that_adapter_attached_alone()
+    {
+        string[] adapters =
+        [
+            Adapters.Write(_dir["a1"], ModelDir, 1),
+            Adapters.Write(_dir["a2"], ModelDir, 2, new LoraSettings(8, 4, UseRslora: true), ["q_proj", "v_proj", "down_proj"]),
+            Adapters.Write(_dir["a3"], ModelDir, 3, new LoraSettings(2, 4, UseDora: true)),
+        ];
+        using var pool = new AdapterPool(_model, slots: 3, maxRank: 8);
+        for (var i = 0; i < adapters.Length; i++)
+        {
+            using var weights = PeftAdapter.Read(adapters[i], _model.Config);
+            pool.Load(i + 1, weights);
+        }
+
+        // Eight requests over slots 0..3, admitted at different steps so they also join a running batch.
+        var requests = Enumerable.Range(0, 8).Select(i => (Prompt: Prompts[i % Prompts.Length], Slot: i % 4)).ToList();
+        var sinks = requests.Select(_ => new RecordingSink()).ToList();
+        using (var batcher = new ContinuousBatcher(_model, 8, 64, pool))
+        {
+            for (var i = 0; i < requests.Count; i++)
+            {
+                batcher.Admit(new SequenceGroup(requests[i].Prompt, [SamplingParameters.Greedy(10 + i)], sinks[i], requests[i].Slot));
+                batcher.Step();
+            }
+            while (batcher.Running > 0) batcher.Step();
+        }
+
+        for (var i = 0; i < requests.Count; i++)
+        {
+            var (prompt, slot) = requests[i];
+            Assert.Equal(Reference(slot == 0 ? null : adapters[slot - 1], prompt, 10 + i), sinks[i].Tokens[0]);
+            Assert.Equal(FinishReason.Length, sinks[i].Finish[0]);
+        }
+        // The adapters change the output (else the comparison above proves nothing).
+        var perSlot = Enumerable.Range(0, 4).Select(s => string.Join(",", sinks[s].Tokens[0].Take(10))).ToList();
+        Assert.Equal(4, perSlot.Distinct().Count());
+    }
+
+    [Fact]
+    public void Choices_of_one_prompt_share_its_prefill_but_sample_independently()
+    {
+        var sink = new RecordingSink();
+        using var batcher = new ContinuousBatcher(_model, 4, 64);
+        var choice = new SamplingParameters(12, Temperature: 1.0, Seed: 11);
+        batcher.Admit(new SequenceGroup(Prompts[0], [choice, choice with { Seed = 12 }, choice], sink));
+        while (batcher.Running > 0) batcher.Step();
+
+        Assert.Equal(sink.Tokens[0], sink.Tokens[2]); // same seed, same tokens
+        Assert.NotEqual(sink.Tokens[0], sink.Tokens[1]);
+        var alone = new TokenGenerator(_model).Generate([Prompts[0]], [choice])[0].TokenIds;
+        Assert.Equal(alone, sink.Tokens[0]);
+    }
+
+    [Fact]
+    public void A_cancelled_group_leaves_at_the_next_step_and_frees_its_rows()
+    {
+        using var cancel = new CancellationTokenSource();
+        var gone = new RecordingSink();
+        var stays = new RecordingSink();
+        using var batcher = new ContinuousBatcher(_model, 2, 64);
+        batcher.Admit(new SequenceGroup(Prompts[0], [SamplingParameters.Greedy(40)], gone, CancellationToken: cancel.Token));
+        batcher.Admit(new SequenceGroup(Prompts[2], [SamplingParameters.Greedy(20)], stays));
+        batcher.Step();
+        Assert.Equal(0, batcher.FreeRows);
+
+        cancel.Cancel();
+        batcher.Step();
+
+        Assert.Equal(1, batcher.FreeRows);
+        Assert.Equal(FinishReason.Cancelled, gone.Finish[0]);
+        while (batcher.Running > 0) batcher.Step();
+        Assert.Equal(Reference(null, Prompts[2], 20), stays.Tokens[0]); // moved to row 0 mid-flight, unharmed
+    }
+
+    [Fact]
+    public void Logit_bias_and_penalties_change_the_choice_the_way_openai_documents()
+    {
+        var greedy = Reference(null, Prompts[0], 6);
+        var banned = Run(SamplingParameters.Greedy(6) with { LogitBias = new Dictionary<int, float> { [greedy[0]] = -100 } });
+        Assert.NotEqual(greedy[0], banned[0]);
+        var forced = Run(SamplingParameters.Greedy(6) with { LogitBias = new Dictionary<int, float> { [123] = 100 } });
+        Assert.All(forced, t => Assert.Equal(123, t));
+        var repetitive = Run(SamplingParameters.Greedy(30) with { LogitBias = new Dictionary<int, float> { [123] = 5 } });
+        var penalised = Run(SamplingParameters.Greedy(30) with { LogitBias = new Dictionary<int, float> { [123] = 5 }, FrequencyPenalty = 2 });
+        Assert.True(penalised.Count(t => t == 123) < repetitive.Count(t => t == 123), $"{penalised.Count(t => t == 123)} vs {repetitive.Count(t => t == 123)}");
+    }
+
+    [Fact]
+    public void Echo_logprobs_score_every_prompt_token_after_the_first()
+    {
+        var sink = new RecordingSink();
+        using var batcher = new ContinuousBatcher(_model, 1, 64);
+        batcher.Admit(new SequenceGroup(Prompts[0], [SamplingParameters.Greedy(1)], sink, PromptLogprobs: 2));
+
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        var ids = tensor(Prompts[0].Select(t => (long)t).ToArray()).unsqueeze(0);
+        var expected = _model.Logits(_model.Hidden(ids, arange(ids.shape[1], ScalarType.Int64).unsqueeze(0)))[0].log_softmax(-1);
+        Assert.Null(sink.Prompt![0]);
+        for (var i = 1; i < Prompts[0].Length; i++)
+        {
+            Assert.Equal(Prompts[0][i], sink.Prompt[i]!.TokenId);
+            Assert.Equal(expected[i - 1, Prompts[0][i]].item<float>(), sink.Prompt[i]!.Logprob, 4);
+            Assert.Equal(2, sink.Prompt[i]!.Top.Count);
+        }
+    }
+
+    private List<int> Run(SamplingParameters parameters)
+    {
+        var sink = new RecordingSink();
+        using var batcher = new ContinuousBatcher(_model, 1, 64);
+        batcher.Admit(new SequenceGroup(Prompts[0], [parameters], sink));
+        while (batcher.Running > 0) batcher.Step();
+        return sink.Tokens[0];
+    }
+
+    /// <summary>Greedy tokens with the adapter attached the training way (LoraAdapter on a fresh model), no batching.</summary>
+    private static List<int> Reference(string? adapter, int[] prompt, int count)
+    {
+        using var model = CausalLanguageModel.Load(ModelDir, CPU, ScalarType.Float32);
+        if (adapter is not null) PeftAdapter.Load(adapter, model);
+        return new TokenGenerator(model).Generate([prompt], [SamplingParameters.Greedy(count)])[0].TokenIds.ToList();
+    }
+
+    private sealed class RecordingSink : ISequenceSink
+    {
+        public Dictionary<int, List<int>> Tokens { get; } = [];
+        public Dictionary<int, FinishReason> Finish { get; } = [];
+        public IReadOnlyList<TokenLogprob?>? Prompt { get; private set; }
+
+        public void OnPromptLogprobs(IReadOnlyList<TokenLogprob?> logprobs) => Prompt = logprobs;
+
+        public bool OnToken(int choice, int tokenId, TokenLogprob? logprob)
+        {
+            if (!Tokens.TryGetValue(choice, out var list)) Tokens[choice] = list = [];
+            list.Add(tokenId);
+            return true;
+        }
+
+        public void OnFinished(int choice, FinishReason reason) => Finish[choice] = reason;
+    }
+}
