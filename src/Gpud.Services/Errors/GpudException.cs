@@ -6,6 +6,9 @@ public enum ErrorKind
     InvalidRequest,
     NotFound,
     PayloadTooLarge,
+
+    /// <summary>Busy: 429 with Retry-After (the SDKs retry it).</summary>
+    TooManyRequests,
 }
 
 /// <summary>A failure meant for the caller: its message, <see cref="Param"/> and <see cref="Code"/> reach the client.</summary>

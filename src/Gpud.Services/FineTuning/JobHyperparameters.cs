@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using Gpud.Engine.Lora;
 using Gpud.Engine.Training;
 using Gpud.Services.Errors;
+using static Gpud.Services.Errors.RequestFields;
 
 namespace Gpud.Services.FineTuning;
 
@@ -162,42 +163,6 @@ public sealed record JobHyperparameters
             ? value.GetString() == "auto" ? null : throw Invalid(param, "must be \"auto\" or a number")
             : parse(value);
 
-    private static int Integer(JsonElement value, string param, int min, int max)
-    {
-        if (value.ValueKind != JsonValueKind.Number || !value.TryGetInt64(out var n))
-            throw Invalid(param, "must be an integer", "invalid_type");
-        if (n < min || n > max)
-            throw Invalid(param, max == int.MaxValue ? $"must be at least {min}" : $"must be between {min} and {max}", "integer_out_of_range");
-        return (int)n;
-    }
-
-    private static double Number(JsonElement value, string param, double min, double max, bool exclusiveMin = false, bool exclusiveMax = false)
-    {
-        if (value.ValueKind != JsonValueKind.Number) throw Invalid(param, "must be a number", "invalid_type");
-        var x = value.GetDouble();
-        if (x < min || x > max || (exclusiveMin && x <= min) || (exclusiveMax && x >= max) || !double.IsFinite(x))
-        {
-            var low = exclusiveMin ? $"greater than {Format(min)}" : $"at least {Format(min)}";
-            var high = exclusiveMax ? $"less than {Format(max)}" : $"at most {Format(max)}";
-            throw Invalid(param, $"must be {low} and {high}", "number_out_of_range");
-        }
-        return x;
-    }
-
-    private static string Format(double x) => x.ToString(CultureInfo.InvariantCulture);
-
-    private static bool Boolean(JsonElement value, string param) => value.ValueKind switch
-    {
-        JsonValueKind.True => true,
-        JsonValueKind.False => false,
-        _ => throw Invalid(param, "must be true or false", "invalid_type"),
-    };
-
-    private static T Choice<T>(JsonElement value, string param, Dictionary<string, T> choices) =>
-        value.ValueKind == JsonValueKind.String && choices.TryGetValue(value.GetString()!, out var choice)
-            ? choice
-            : throw Invalid(param, $"must be one of {string.Join(", ", choices.Keys.Select(k => $"'{k}'"))}");
-
     private static List<string> Targets(JsonElement value, string param)
     {
         var names = value.ValueKind switch
@@ -214,6 +179,4 @@ public sealed record JobHyperparameters
         return names.Distinct(StringComparer.Ordinal).ToList();
     }
 
-    private static GpudException Invalid(string param, string what, string? code = null) =>
-        GpudException.Invalid($"Invalid value for '{param}': it {what}.", param, code);
 }

@@ -45,7 +45,7 @@ public sealed partial class JobRunner(
             var hyper = view.Hyperparameters;
             var baseModel = models.Get(job.Model);
             var device = new Device(slot.Name);
-            var dtype = DType(baseModel.Definition.Dtype, device);
+            var dtype = baseModel.DTypeOn(device);
 
             using var model = CausalLanguageModel.Load(baseModel.Definition.Path, device, dtype);
             var targets = hyper.TargetModules;
@@ -191,14 +191,6 @@ public sealed partial class JobRunner(
         metrics.Failures.WithLabels(error.Code).Inc();
         LogFailed(logger, job.Id, error.Code, error.Message);
     }
-
-    private static ScalarType DType(string? configured, Device device) => configured?.ToLowerInvariant() switch
-    {
-        "float32" or "f32" or "fp32" => ScalarType.Float32,
-        "bfloat16" or "bf16" => ScalarType.BFloat16,
-        "float16" or "f16" or "fp16" => ScalarType.Float16,
-        _ => device.type == TorchSharp.DeviceType.CUDA ? ScalarType.BFloat16 : ScalarType.Float32,
-    };
 
     /// <summary>
     /// What the trainer reports, turned into the job's progress, events, metrics and checkpoints. Progress is written

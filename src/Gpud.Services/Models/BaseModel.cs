@@ -2,6 +2,7 @@ using Gpud.Engine.Models;
 using Gpud.Engine.Templates;
 using Gpud.Engine.Tokenization;
 using Gpud.Services.Errors;
+using static TorchSharp.torch;
 
 namespace Gpud.Services.Models;
 
@@ -16,6 +17,15 @@ public sealed record BaseModel(BaseModelDefinition Definition, ModelConfig Confi
     ChatTemplate? ChatTemplate, string? ChatTemplateError)
 {
     public string Name => Definition.Name;
+
+    /// <summary>The configured dtype, else bfloat16 on CUDA and float32 on the CPU.</summary>
+    public ScalarType DTypeOn(Device device) => Definition.Dtype?.ToLowerInvariant() switch
+    {
+        "float32" or "f32" or "fp32" => ScalarType.Float32,
+        "bfloat16" or "bf16" => ScalarType.BFloat16,
+        "float16" or "f16" or "fp16" => ScalarType.Float16,
+        _ => device?.type == TorchSharp.DeviceType.CUDA ? ScalarType.BFloat16 : ScalarType.Float32,
+    };
 
     /// <summary>The formatter chat requests use; a model without a usable template fails chat requests only.</summary>
     public ChatFormatter Chat() => ChatTemplate is not null

@@ -34,7 +34,8 @@ public sealed record JobRecord(
     double DeviceSeconds = 0,
     double? HourlyPrice = null,
     int? ResumeStep = null,
-    string? Dataset = null);
+    string? Dataset = null,
+    long? ModelDeletedAt = null);
 
 /// <summary>A job event: a stage message, a warning, an error, or per-step <c>metrics</c>.</summary>
 public sealed record JobEventRecord(string Id, string JobId, long CreatedAt, string Level, string Message, string Type, string? Data);

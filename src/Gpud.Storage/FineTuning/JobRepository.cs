@@ -14,7 +14,7 @@ public sealed class JobRepository(GpudDatabase database)
     private const string Columns =
         "id, project, created_at, model, training_file, validation_file, suffix, seed, metadata, method, status, queue_order, " +
         "queued_at, started_at, error, fine_tuned_model, finished_at, trained_tokens, result_files, estimated_finish, device, " +
-        "stage, progress, device_seconds, hourly_price, resume_step, dataset";
+        "stage, progress, device_seconds, hourly_price, resume_step, dataset, model_deleted_at";
 
     /// <summary>Nullable columns a <see cref="JobChanges.Clear"/> may reset.</summary>
     private static readonly HashSet<string> ClearableColumns =
@@ -295,6 +295,49 @@ public sealed class JobRepository(GpudDatabase database)
         return steps;
     }
 
+    /// <summary>The project's succeeded jobs whose fine-tuned model was not deleted, oldest first.</summary>
+    public List<JobRecord> FineTunedModels(string project)
+    {
+        using var connection = database.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = $"SELECT {Columns} FROM fine_tuning_jobs WHERE project = $project AND status = 'succeeded' AND fine_tuned_model IS NOT NULL AND model_deleted_at IS NULL ORDER BY seq";
+        command.Parameters.AddWithValue("$project", project);
+        var jobs = new List<JobRecord>();
+        using var reader = command.ExecuteReader();
+        while (reader.Read()) jobs.Add(Read(reader));
+        return jobs;
+    }
+
+    /// <summary>Marks a succeeded job's fine-tuned model deleted; false if it is not a live fine-tuned model.</summary>
+    public bool DeleteModel(string id, long now)
+    {
+        using var connection = database.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "UPDATE fine_tuning_jobs SET model_deleted_at = $now WHERE id = $id AND status = 'succeeded' AND model_deleted_at IS NULL";
+        command.Parameters.AddWithValue("$id", id);
+        command.Parameters.AddWithValue("$now", now);
+        return command.ExecuteNonQuery() == 1;
+    }
+
+    /// <summary>The project's live checkpoints (newest first per job), for the models list.</summary>
+    public List<(JobCheckpointRecord Checkpoint, string BaseModel)> LiveCheckpoints(string project)
+    {
+        using var connection = database.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = """
+            SELECT c.id, c.job_id, c.created_at, c.step_number, c.fine_tuned_model_checkpoint, c.metrics, j.model
+            FROM fine_tuning_checkpoints c JOIN fine_tuning_jobs j ON j.id = c.job_id
+            WHERE j.project = $project AND c.deleted_at IS NULL
+            ORDER BY c.seq
+            """;
+        command.Parameters.AddWithValue("$project", project);
+        var list = new List<(JobCheckpointRecord, string)>();
+        using var reader = command.ExecuteReader();
+        while (reader.Read())
+            list.Add((new JobCheckpointRecord(reader.GetString(0), reader.GetString(1), reader.GetInt64(2), reader.GetInt32(3), reader.GetString(4), reader.GetString(5)), reader.GetString(6)));
+        return list;
+    }
+
     /// <summary>Steps of the job's live checkpoints (their directories must be kept).</summary>
     public HashSet<int> LiveCheckpointSteps(string jobId)
     {
@@ -349,6 +392,6 @@ public sealed class JobRepository(GpudDatabase database)
         long? L(int i) => r.IsDBNull(i) ? null : r.GetInt64(i);
         return new JobRecord(r.GetString(0), r.GetString(1), r.GetInt64(2), r.GetString(3), r.GetString(4), S(5), S(6), r.GetInt64(7),
             S(8), r.GetString(9), r.GetString(10), L(11), L(12), L(13), S(14), S(15), L(16), L(17), S(18), L(19), S(20), S(21), S(22),
-            r.GetDouble(23), r.IsDBNull(24) ? null : r.GetDouble(24), r.IsDBNull(25) ? null : r.GetInt32(25), S(26));
+            r.GetDouble(23), r.IsDBNull(24) ? null : r.GetDouble(24), r.IsDBNull(25) ? null : r.GetInt32(25), S(26), L(27));
     }
 }

@@ -88,6 +88,23 @@ public static class Schema
             );
             CREATE INDEX fine_tuning_checkpoints_by_job ON fine_tuning_checkpoints (job_id, seq) WHERE deleted_at IS NULL;
             """),
+        new(4, "deleted fine-tuned models and imported adapters", """
+            ALTER TABLE fine_tuning_jobs ADD COLUMN model_deleted_at INTEGER;
+
+            CREATE TABLE adapters (
+                seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+                id             TEXT    NOT NULL UNIQUE,
+                project        TEXT    NOT NULL,
+                name           TEXT    NOT NULL,
+                base_model     TEXT    NOT NULL,
+                rank           INTEGER NOT NULL,
+                target_modules TEXT    NOT NULL,
+                bytes          INTEGER NOT NULL,
+                created_at     INTEGER NOT NULL,
+                deleted_at     INTEGER
+            );
+            CREATE UNIQUE INDEX adapters_by_name ON adapters (name) WHERE deleted_at IS NULL;
+            """),
     ];
 
     public static int LatestVersion => Migrations[^1].Version;

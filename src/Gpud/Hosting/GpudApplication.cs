@@ -3,6 +3,7 @@ using Gpud.Api.Files;
 using Gpud.Api.FineTuning;
 using Gpud.Api.Models;
 using Gpud.Api.Health;
+using Gpud.Api.Inference;
 using Gpud.Api.Observability;
 using Gpud.Api.System;
 using Microsoft.Extensions.Options;
@@ -58,6 +59,7 @@ internal static class GpudApplication
         v1.MapFiles();
         v1.MapFineTuning();
         v1.MapModels();
+        v1.MapTextGeneration();
         v1.MapSystem();
         return app;
     }

@@ -7,6 +7,8 @@ using Gpud.Engine.Demo;
 using Gpud.Services.Models;
 using Gpud.Services.Files;
 using Gpud.Services.FineTuning;
+using Gpud.Services.Inference;
+using Gpud.Storage.Adapters;
 using Gpud.Storage.FineTuning;
 using Prometheus;
 using Gpud.Storage.Blobs;
@@ -40,6 +42,10 @@ internal static class GpudServices
             .Bind(configuration.GetSection(GpudOptions.Section))
             .ValidateOnStart();
         services.AddSingleton<IValidateOptions<FineTuningOptions>, FineTuningOptionsValidator>();
+        services.AddOptions<InferenceOptions>()
+            .Bind(configuration.GetSection(GpudOptions.Section))
+            .ValidateOnStart();
+        services.AddSingleton<IValidateOptions<InferenceOptions>, InferenceOptionsValidator>();
 
         // State, then the services over it. Lower layers take plain values, not IOptions, so they stay host-agnostic.
         services.AddSingleton(TimeProvider.System);
@@ -72,6 +78,19 @@ internal static class GpudServices
         services.AddSingleton<JobValidationWorker>();
         services.AddSingleton<JobScheduler>();
         services.AddSingleton<FineTuningJobsService>();
+        services.AddSingleton(sp =>
+        {
+            var s = sp.GetRequiredService<IOptions<InferenceOptions>>().Value.Inference;
+            return new InferenceSettings(s.Device, s.MaxBatchSize, s.MaxModelLength, s.MaxWaitingRequests, s.MaxGpuAdapters, s.MaxHostAdapters, s.MaxLoraRank);
+        });
+        services.AddSingleton<InferenceMetrics>();
+        services.AddSingleton<InferenceService>();
+        services.AddSingleton<AdapterRepository>();
+        services.AddSingleton<ModelsService>();
+        services.AddSingleton(sp => new ModelResolver(
+            sp.GetRequiredService<ModelCatalog>(), sp.GetRequiredService<JobRepository>(), sp.GetRequiredService<AdapterRepository>(),
+            sp.GetRequiredService<FineTuningSettings>(),
+            sp.GetRequiredService<IOptions<InferenceOptions>>().Value.Adapters.Select(a => new ConfiguredAdapter(a.Key, a.Value.Path, a.Value.BaseModel)).ToList()));
 
         // Start-up order matters: refuse an unsafe listen address, then repair state, then load libtorch.
         services.AddHostedService<ListenAddressGuard>();

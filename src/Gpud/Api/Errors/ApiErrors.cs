@@ -20,6 +20,9 @@ public static class ApiErrors
         return Result(StatusFor(exception.Kind), exception.Message, exception.Param, exception.Code);
     }
 
+    /// <summary>Seconds a client should wait before retrying a 429 (the SDKs honour it).</summary>
+    public const string RetryAfterSeconds = "1";
+
     public static ErrorResponse Envelope(int status, string message, string? param = null, string? code = null) =>
         new(new ErrorBody(message, status >= 500 ? ServerError : InvalidRequest, param, code));
 
@@ -28,6 +31,7 @@ public static class ApiErrors
         ErrorKind.InvalidRequest => StatusCodes.Status400BadRequest,
         ErrorKind.NotFound => StatusCodes.Status404NotFound,
         ErrorKind.PayloadTooLarge => StatusCodes.Status413PayloadTooLarge,
+        ErrorKind.TooManyRequests => StatusCodes.Status429TooManyRequests,
         _ => StatusCodes.Status500InternalServerError,
     };
 

@@ -18,6 +18,7 @@ internal sealed partial class ApiExceptionHandler(ILogger<ApiExceptionHandler> l
         switch (exception)
         {
             case GpudException e:
+                if (e.Kind == ErrorKind.TooManyRequests) httpContext.Response.Headers.RetryAfter = ApiErrors.RetryAfterSeconds;
                 await ApiErrors.WriteAsync(httpContext, ApiErrors.StatusFor(e.Kind), e.Message, e.Param, e.Code);
                 return true;
             case Files.UnsupportedMediaTypeException e:

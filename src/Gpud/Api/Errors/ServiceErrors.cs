@@ -16,6 +16,7 @@ internal static class ServiceErrors
         }
         catch (GpudException e)
         {
+            if (e.Kind == ErrorKind.TooManyRequests) context.HttpContext.Response.Headers.RetryAfter = ApiErrors.RetryAfterSeconds;
             return ApiErrors.FromException(e);
         }
     }

@@ -1,0 +1,50 @@
+using System.Globalization;
+using System.Text.Json;
+
+namespace Gpud.Services.Errors;
+
+/// <summary>
+/// Typed reads of request JSON fields, each failure a 400 naming the field (<c>param</c>) with an OpenAI-style message:
+/// "Invalid value for 'temperature': it must be at least 0 and at most 2."
+/// </summary>
+public static class RequestFields
+{
+    public static int Integer(JsonElement value, string param, int min, int max)
+    {
+        if (value.ValueKind != JsonValueKind.Number || !value.TryGetInt64(out var n))
+            throw Invalid(param, "must be an integer", "invalid_type");
+        if (n < min || n > max)
+            throw Invalid(param, max == int.MaxValue ? $"must be at least {min}" : $"must be between {min} and {max}", "integer_out_of_range");
+        return (int)n;
+    }
+
+    public static double Number(JsonElement value, string param, double min, double max, bool exclusiveMin = false, bool exclusiveMax = false)
+    {
+        if (value.ValueKind != JsonValueKind.Number) throw Invalid(param, "must be a number", "invalid_type");
+        var x = value.GetDouble();
+        if (x < min || x > max || (exclusiveMin && x <= min) || (exclusiveMax && x >= max) || !double.IsFinite(x))
+        {
+            var low = exclusiveMin ? $"greater than {Format(min)}" : $"at least {Format(min)}";
+            var high = exclusiveMax ? $"less than {Format(max)}" : $"at most {Format(max)}";
+            throw Invalid(param, $"must be {low} and {high}", "number_out_of_range");
+        }
+        return x;
+    }
+
+    public static string Format(double x) => x.ToString(CultureInfo.InvariantCulture);
+
+    public static bool Boolean(JsonElement value, string param) => value.ValueKind switch
+    {
+        JsonValueKind.True => true,
+        JsonValueKind.False => false,
+        _ => throw Invalid(param, "must be true or false", "invalid_type"),
+    };
+
+    public static T Choice<T>(JsonElement value, string param, Dictionary<string, T> choices) =>
+        value.ValueKind == JsonValueKind.String && choices.TryGetValue(value.GetString()!, out var choice)
+            ? choice
+            : throw Invalid(param, $"must be one of {string.Join(", ", choices.Keys.Select(k => $"'{k}'"))}");
+
+    public static GpudException Invalid(string param, string what, string? code = null) =>
+        GpudException.Invalid($"Invalid value for '{param}': it {what}.", param, code);
+}

@@ -1,0 +1,260 @@
+using Gpud.Engine.Generation;
+using Gpud.Engine.Lora;
+using Gpud.Engine.Models;
+using Gpud.Services.Errors;
+using Gpud.Services.Models;
+using Microsoft.Extensions.Logging;
+using TorchSharp;
+
+namespace Gpud.Services.Inference;
+
+/// <summary>
+/// Serves one base model on one device from a dedicated thread: the model is loaded once (the first request waits
+/// for it), then every loop iteration admits waiting prompts into free batch rows (copying their adapter into a device
+/// slot first if needed) and decodes one step for everything running. Requests for adapters still loading from disk
+/// wait without holding up others; a full waiting queue answers 429.
+/// </summary>
+internal sealed partial class ModelServer : IDisposable
+{
+    private readonly BaseModel _base;
+    private readonly InferenceSettings _settings;
+    private readonly InferenceMetrics _metrics;
+    private readonly AdapterHostCache _hostCache;
+    private readonly ILogger _logger;
+    private readonly Lock _gate = new();
+    private readonly List<Pending> _incoming = [];
+    private readonly List<string> _forget = [];
+    private readonly SemaphoreSlim _wake = new(0);
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Thread _thread;
+    private int _waiting; // incoming + not yet admitted, for 429 and the gauge
+    private Exception? _loadFailure;
+
+    // Owned by the serving thread.
+    private readonly List<Pending> _queue = [];
+    private readonly Dictionary<string, int> _slotOf = new(StringComparer.Ordinal);
+    private readonly LinkedList<string> _slotRecency = new(); // most recent first
+
+    public ModelServer(BaseModel baseModel, string device, InferenceSettings settings, InferenceMetrics metrics, AdapterHostCache hostCache, ILogger logger)
+    {
+        _base = baseModel;
+        Device = device;
+        _settings = settings;
+        _metrics = metrics;
+        _hostCache = hostCache;
+        _logger = logger;
+        ContextLength = Math.Min(settings.MaxModelLength, baseModel.Config.MaxPositionEmbeddings);
+        _thread = new Thread(Run) { IsBackground = true, Name = $"gpud-serve {baseModel.Name}" };
+        _thread.Start();
+    }
+
+    public string Device { get; }
+
+    /// <summary>Tokens a sequence may hold (prompt + completion).</summary>
+    public int ContextLength { get; }
+
+    public void Submit(GenerationRun run, string? adapterDirectory)
+    {
+        lock (_gate)
+        {
+            if (_loadFailure is { } failure)
+                throw new InvalidOperationException($"The model '{_base.Name}' could not be loaded on {Device}: {failure.Message}", failure);
+            if (_waiting + run.Inputs.Count > _settings.MaxWaitingRequests)
+            {
+                _metrics.Rejected.WithLabels(_base.Name).Inc();
+                throw new GpudException(ErrorKind.TooManyRequests,
+                    $"The model '{_base.Name}' has {_waiting} requests waiting (Gpud:Inference:MaxWaitingRequests is {_settings.MaxWaitingRequests}). Retry shortly.",
+                    null, "server_overloaded");
+            }
+            for (var i = 0; i < run.Inputs.Count; i++) _incoming.Add(new Pending(run, i, adapterDirectory));
+            _waiting += run.Inputs.Count;
+            _metrics.Waiting.WithLabels(_base.Name).Set(_waiting);
+        }
+        _wake.Release();
+    }
+
+    /// <summary>Drops a deleted adapter from the device slots (at the next iteration).</summary>
+    public void Forget(string adapterDirectory)
+    {
+        lock (_gate) _forget.Add(adapterDirectory);
+        _wake.Release();
+    }
+
+    public void Dispose()
+    {
+        _stop.Cancel();
+        _wake.Release();
+        _thread.Join(TimeSpan.FromSeconds(30));
+        _stop.Dispose();
+        _wake.Dispose();
+    }
+
+    private void Run()
+    {
+        CausalLanguageModel? model = null;
+        AdapterPool? pool = null;
+        ContinuousBatcher? batcher = null;
+        try
+        {
+            var device = new torch.Device(Device);
+            model = CausalLanguageModel.Load(_base.Definition.Path, device, _base.DTypeOn(device));
+            pool = new AdapterPool(model, _settings.MaxGpuAdapters, _settings.MaxLoraRank);
+            batcher = new ContinuousBatcher(model, _settings.MaxBatchSize, ContextLength, pool);
+            _metrics.ModelLoads.WithLabels(_base.Name).Inc();
+            LogLoaded(_logger, _base.Name, Device, model.DType.ToString(), batcher.CacheBytes / (1 << 20), pool.Bytes / (1 << 20));
+        }
+        catch (Exception e)
+        {
+            LogLoadFailed(_logger, _base.Name, Device, e);
+            lock (_gate)
+            {
+                _loadFailure = e;
+                foreach (var p in _incoming) p.Run.Fail(e);
+                _incoming.Clear();
+            }
+            model?.Dispose();
+            return;
+        }
+
+        using (model)
+        using (pool)
+        using (batcher)
+        {
+            while (!_stop.IsCancellationRequested)
+            {
+                TakeIncoming();
+                Admit(batcher, pool);
+                if (batcher.Running > 0)
+                {
+                    try
+                    {
+                        batcher.Step();
+                    }
+                    catch (Exception e)
+                    {
+                        LogStepFailed(_logger, _base.Name, e);
+                        var groups = batcher.Clear();
+                        foreach (var run in _queue.Select(p => p.Run).Concat(groups.Select(g => ((GenerationRun.PromptSink)g.Sink).Owner)).Distinct())
+                            run.Fail(e);
+                    }
+                }
+                _metrics.Running.WithLabels(_base.Name).Set(batcher.Running);
+                _metrics.KvCacheUsage.WithLabels(_base.Name).Set(batcher.CachedTokens / (double)(batcher.MaxSequences * (long)batcher.ContextLength));
+                if (batcher.Running == 0) _wake.Wait(_queue.Count > 0 ? 20 : 1000); // nothing to decode: sleep until work (or an adapter) arrives
+            }
+            foreach (var run in _queue.Select(p => p.Run).Distinct()) run.Fail(new OperationCanceledException("gpud is shutting down."));
+        }
+    }
+
+    private void TakeIncoming()
+    {
+        lock (_gate)
+        {
+            _queue.AddRange(_incoming);
+            _incoming.Clear();
+            foreach (var directory in _forget)
+            {
+                if (_slotOf.Remove(directory)) _slotRecency.Remove(directory); // the slot is reused later; its rows (if any) finish with the old weights
+            }
+            _forget.Clear();
+        }
+    }
+
+    private void Admit(ContinuousBatcher batcher, AdapterPool pool)
+    {
+        for (var i = 0; i < _queue.Count;)
+        {
+            var pending = _queue[i];
+            var input = pending.Run.Inputs[pending.Prompt];
+            if (pending.Run.CancellationToken.IsCancellationRequested)
+            {
+                Dequeue(i);
+                var sink = pending.Run.Sinks[pending.Prompt];
+                for (var c = 0; c < input.Choices.Count; c++) sink.OnFinished(c, FinishReason.Cancelled);
+                continue;
+            }
+            if (input.Choices.Count > batcher.FreeRows) break; // first come, first served for rows
+            int? slot;
+            try
+            {
+                slot = SlotFor(pending, batcher, pool);
+            }
+            catch (Exception e)
+            {
+                Dequeue(i);
+                if (pending.AdapterDirectory is not null) _hostCache.Forget(pending.AdapterDirectory);
+                pending.Run.Fail(new InvalidOperationException($"The adapter could not be loaded: {e.Message}", e));
+                continue;
+            }
+            if (slot is null)
+            {
+                i++; // its adapter is still loading (or every slot is busy): let the next request in
+                continue;
+            }
+            Dequeue(i);
+            try
+            {
+                _metrics.PromptTokens.WithLabels(_base.Name).Inc(input.Prompt.Count);
+                batcher.Admit(new SequenceGroup(input.Prompt, input.Choices, pending.Run.Sinks[pending.Prompt], slot.Value, input.PromptLogprobs, pending.Run.CancellationToken));
+            }
+            catch (Exception e)
+            {
+                LogStepFailed(_logger, _base.Name, e);
+                pending.Run.Fail(e);
+            }
+        }
+    }
+
+    private void Dequeue(int index)
+    {
+        _queue.RemoveAt(index);
+        lock (_gate)
+        {
+            _waiting--;
+            _metrics.Waiting.WithLabels(_base.Name).Set(_waiting);
+        }
+    }
+
+    /// <summary>The pool slot for the request's adapter: 0 for the base; null while it cannot be placed yet.</summary>
+    private int? SlotFor(Pending pending, ContinuousBatcher batcher, AdapterPool pool)
+    {
+        if (pending.AdapterDirectory is not { } directory) return 0;
+        if (_slotOf.TryGetValue(directory, out var slot))
+        {
+            _slotRecency.Remove(directory);
+            _slotRecency.AddFirst(directory);
+            _metrics.AdapterHits.WithLabels("device").Inc();
+            return slot;
+        }
+        var load = _hostCache.Get(directory, _base.Config, () => _wake.Release());
+        if (!load.IsCompleted) return null;
+        if (load.IsFaulted) throw load.Exception!.GetBaseException();
+
+        var free = Enumerable.Range(1, pool.Slots).Where(s => !_slotOf.ContainsValue(s) && !batcher.UsesSlot(s)).Cast<int?>().FirstOrDefault();
+        if (free is null)
+        {
+            // Evict the least recently used adapter no running row still needs.
+            var victim = _slotRecency.Reverse().FirstOrDefault(d => !batcher.UsesSlot(_slotOf[d]));
+            if (victim is null) return null;
+            free = _slotOf[victim];
+            _slotOf.Remove(victim);
+            _slotRecency.Remove(victim);
+        }
+        if (!_hostCache.TryUse(directory, weights => pool.Load(free.Value, weights))) return null; // evicted from host meanwhile: reload
+        _metrics.AdapterLoads.WithLabels("device").Inc();
+        _slotOf[directory] = free.Value;
+        _slotRecency.AddFirst(directory);
+        return free;
+    }
+
+    private sealed record Pending(GenerationRun Run, int Prompt, string? AdapterDirectory);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Serving {Model} on {Device} ({DType}): KV cache {CacheMib} MiB, adapter pool {PoolMib} MiB")]
+    private static partial void LogLoaded(ILogger logger, string model, string device, string dtype, long cacheMib, long poolMib);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Could not load {Model} on {Device} for serving")]
+    private static partial void LogLoadFailed(ILogger logger, string model, string device, Exception exception);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "A serving step of {Model} failed; its running requests fail")]
+    private static partial void LogStepFailed(ILogger logger, string model, Exception exception);
+}

@@ -1,0 +1,48 @@
+using System.Text.Json.Serialization;
+
+namespace Gpud.Api.Inference;
+
+/// <summary>OpenAI's <c>usage</c>: prompt tokens once per prompt, completion tokens over every choice generated (best_of included).</summary>
+public sealed record Usage(int PromptTokens, int CompletionTokens, int TotalTokens);
+
+/// <summary>Completions' <c>logprobs</c>: parallel lists per token (the first echoed prompt token has null logprob).</summary>
+public sealed record CompletionLogprobs(List<string> Tokens, List<float?> TokenLogprobs, List<Dictionary<string, float>?> TopLogprobs, List<int> TextOffset);
+
+public sealed record CompletionChoice(string Text, int Index, CompletionLogprobs? Logprobs, string? FinishReason);
+
+/// <summary><c>text_completion</c>: the response of <c>POST /v1/completions</c>, and each streamed chunk.</summary>
+public sealed record CompletionResponse(string Id, string Object, long Created, string Model, string SystemFingerprint, IReadOnlyList<CompletionChoice> Choices, Usage? Usage);
+
+public sealed record TopLogprob(string Token, float Logprob, IReadOnlyList<int> Bytes);
+
+public sealed record ChatTokenLogprob(string Token, float Logprob, IReadOnlyList<int> Bytes, IReadOnlyList<TopLogprob> TopLogprobs);
+
+public sealed record ChatLogprobs(IReadOnlyList<ChatTokenLogprob> Content, IReadOnlyList<ChatTokenLogprob>? Refusal);
+
+public sealed record ChatMessage(string Role, string Content, string? Refusal);
+
+public sealed record ChatChoice(int Index, ChatMessage Message, ChatLogprobs? Logprobs, string FinishReason);
+
+/// <summary><c>chat.completion</c>: the response of <c>POST /v1/chat/completions</c>.</summary>
+public sealed record ChatCompletionResponse(string Id, string Object, long Created, string Model, string SystemFingerprint, IReadOnlyList<ChatChoice> Choices, Usage Usage);
+
+/// <summary>A streamed delta: <c>role</c> in a choice's first chunk, then <c>content</c> pieces.</summary>
+public sealed record ChatDelta(
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Role,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Content);
+
+public sealed record ChatChunkChoice(int Index, ChatDelta Delta, ChatLogprobs? Logprobs, string? FinishReason);
+
+/// <summary><c>chat.completion.chunk</c></summary>
+public sealed record ChatCompletionChunk(string Id, string Object, long Created, string Model, string SystemFingerprint, IReadOnlyList<ChatChunkChoice> Choices, Usage? Usage);
+
+/// <summary>Documents the request bodies in the OpenAPI spec; the endpoints read the JSON themselves (field-by-field 400s).</summary>
+public sealed record CreateCompletionRequest(
+    string Model, object Prompt, int? MaxTokens, double? Temperature, double? TopP, int? N, bool? Stream, object? StreamOptions,
+    int? Logprobs, bool? Echo, object? Stop, double? PresencePenalty, double? FrequencyPenalty, int? BestOf,
+    Dictionary<string, double>? LogitBias, long? Seed, string? Suffix, string? User);
+
+public sealed record CreateChatCompletionRequest(
+    string Model, IReadOnlyList<object> Messages, int? MaxCompletionTokens, double? Temperature, double? TopP, int? N, bool? Stream,
+    object? StreamOptions, object? Stop, double? PresencePenalty, double? FrequencyPenalty, Dictionary<string, double>? LogitBias,
+    bool? Logprobs, int? TopLogprobs, long? Seed, string? User);

@@ -1,0 +1,331 @@
+using System.Net.ServerSentEvents;
+using System.Runtime.CompilerServices;
+using System.Security.Claims;
+using System.Text;
+using System.Text.Json;
+using Gpud.Api.Auth;
+using Gpud.Api.Errors;
+using Gpud.Engine.Generation;
+using Gpud.Engine.Tokenization;
+using Gpud.Services.Errors;
+using Gpud.Services.Ids;
+using Gpud.Services.Inference;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Http.Json;
+using Microsoft.Extensions.Options;
+
+namespace Gpud.Api.Inference;
+
+/// <summary>
+/// OpenAI's <c>/v1/completions</c> and <c>/v1/chat/completions</c>. Validation errors are plain JSON 4xx before any
+/// stream starts; a failure mid-stream is a <c>data: {"error": …}</c> chunk. A client that goes away cancels its rows.
+/// </summary>
+internal static class TextGenerationEndpoints
+{
+    private const string Fingerprint = "fp_gpud";
+
+    public static RouteGroupBuilder MapTextGeneration(this RouteGroupBuilder v1)
+    {
+        v1.MapPost("/completions", Completions).WithTags("Completions")
+            .Accepts<CreateCompletionRequest>("application/json")
+            .Produces<CompletionResponse>(StatusCodes.Status200OK, "application/json", "text/event-stream")
+            .Produces<ErrorResponse>(StatusCodes.Status429TooManyRequests)
+            .WithName("createCompletion").WithSummary("Complete a prompt with a base model, a fine-tuned model, a checkpoint or an adapter.");
+        v1.MapPost("/chat/completions", Chat).WithTags("Chat")
+            .Accepts<CreateChatCompletionRequest>("application/json")
+            .Produces<ChatCompletionResponse>(StatusCodes.Status200OK, "application/json", "text/event-stream")
+            .Produces<ErrorResponse>(StatusCodes.Status429TooManyRequests)
+            .WithName("createChatCompletion").WithSummary("Answer a conversation, formatted with the model's chat template.");
+        return v1;
+    }
+
+    private static async Task<IResult> Completions(JsonElement body, ClaimsPrincipal user, ModelResolver models, InferenceService inference,
+        IOptions<JsonOptions> json, HttpContext context)
+    {
+        var request = TextGenerationRequest.Parse(TextGenerationKind.Completion, body, name => models.Resolve(user.Project(), name), inference);
+        var run = inference.Submit(request.Model, request.Inputs, context.RequestAborted);
+        var id = ResourceId.New("cmpl-");
+        var created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+        if (request.Stream) return Stream(CompletionChunks(request, run, id, created, json.Value.SerializerOptions, context.RequestAborted));
+        var result = await Collect(run, request, context.RequestAborted);
+        var tokenizer = request.Model.Base.Tokenizer;
+        var choices = new List<CompletionChoice>();
+        for (var p = 0; p < request.Inputs.Count; p++)
+        {
+            foreach (var (choice, rank) in result.Best(p, request).Select((c, r) => (c, r)))
+            {
+                var text = (request.Echo ? request.PromptTexts[p] : "") + choice.Text;
+                choices.Add(new CompletionChoice(text, p * request.N + rank,
+                    request.Logprobs is { } k ? CompletionLogprobs(tokenizer, request.Echo ? result.Prompt[p] : null, request.Echo ? request.Inputs[p].Prompt : null, choice, k) : null,
+                    FinishReason(choice.Reason)));
+            }
+        }
+        return TypedResults.Ok(new CompletionResponse(id, "text_completion", created, request.Model.Id, Fingerprint, choices, result.Usage(request)));
+    }
+
+    private static async Task<IResult> Chat(JsonElement body, ClaimsPrincipal user, ModelResolver models, InferenceService inference,
+        IOptions<JsonOptions> json, HttpContext context)
+    {
+        var request = TextGenerationRequest.Parse(TextGenerationKind.Chat, body, name => models.Resolve(user.Project(), name), inference);
+        var run = inference.Submit(request.Model, request.Inputs, context.RequestAborted);
+        var id = ResourceId.New("chatcmpl-");
+        var created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+        if (request.Stream) return Stream(ChatChunks(request, run, id, created, json.Value.SerializerOptions, context.RequestAborted));
+        var result = await Collect(run, request, context.RequestAborted);
+        var tokenizer = request.Model.Base.Tokenizer;
+        var choices = result.Best(0, request).Select((c, i) => new ChatChoice(i, new ChatMessage("assistant", c.Text, null),
+            request.Logprobs is { } k ? new ChatLogprobs(c.Logprobs.Select(l => ChatLogprob(tokenizer, l, k)).ToList(), null) : null,
+            FinishReason(c.Reason))).ToList();
+        return TypedResults.Ok(new ChatCompletionResponse(id, "chat.completion", created, request.Model.Id, Fingerprint, choices, result.Usage(request)));
+    }
+
+    private static ServerSentEventsResult<string> Stream(IAsyncEnumerable<string> chunks) => TypedResults.ServerSentEvents(Done(chunks));
+
+    private static async IAsyncEnumerable<string> Done(IAsyncEnumerable<string> chunks)
+    {
+        await foreach (var chunk in chunks) yield return chunk;
+        yield return "[DONE]";
+    }
+
+    private static async IAsyncEnumerable<string> CompletionChunks(TextGenerationRequest request, GenerationRun run, string id, long created,
+        JsonSerializerOptions json, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        var tokenizer = request.Model.Base.Tokenizer;
+        var usage = request.IncludeUsage ? new UsageCounter(request) : null;
+        string Chunk(CompletionChoice choice) => JsonSerializer.Serialize(new CompletionResponse(id, "text_completion", created, request.Model.Id, Fingerprint, [choice], null), json);
+        if (request.Echo)
+        {
+            for (var p = 0; p < request.Inputs.Count; p++)
+                for (var c = 0; c < request.N; c++) yield return Chunk(new CompletionChoice(request.PromptTexts[p], p * request.N + c, null, null));
+        }
+        var offsets = new int[request.Inputs.Count * request.N];
+        await foreach (var e in Events(run, json, cancellationToken))
+        {
+            if (e.Error is { } error)
+            {
+                yield return error;
+                yield break;
+            }
+            var ev = e.Event!;
+            var index = ev.Prompt * request.N + ev.Choice;
+            if (ev.Kind == GenerationEventKind.Token)
+            {
+                usage?.Add();
+                CompletionLogprobs? logprobs = null;
+                if (request.Logprobs is { } k && ev.Logprob is { } lp)
+                {
+                    var token = TokenText(tokenizer, lp.TokenId);
+                    logprobs = new CompletionLogprobs([token], [lp.Logprob], [Top(tokenizer, lp, k)], [offsets[index]]);
+                }
+                offsets[index] += ev.Text.Length;
+                if (ev.Text.Length > 0 || logprobs is not null) yield return Chunk(new CompletionChoice(ev.Text, index, logprobs, null));
+            }
+            else if (ev.Kind == GenerationEventKind.Finished && ev.Reason != Engine.Generation.FinishReason.Cancelled)
+            {
+                yield return Chunk(new CompletionChoice(ev.Text, index, null, FinishReason(ev.Reason)));
+            }
+        }
+        if (usage is not null)
+            yield return JsonSerializer.Serialize(new CompletionResponse(id, "text_completion", created, request.Model.Id, Fingerprint, [], usage.Usage), json);
+    }
+
+    private static async IAsyncEnumerable<string> ChatChunks(TextGenerationRequest request, GenerationRun run, string id, long created,
+        JsonSerializerOptions json, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        var tokenizer = request.Model.Base.Tokenizer;
+        var usage = request.IncludeUsage ? new UsageCounter(request) : null;
+        string Chunk(ChatChunkChoice choice) => JsonSerializer.Serialize(new ChatCompletionChunk(id, "chat.completion.chunk", created, request.Model.Id, Fingerprint, [choice], null), json);
+        for (var c = 0; c < request.N; c++) yield return Chunk(new ChatChunkChoice(c, new ChatDelta("assistant", ""), null, null));
+        await foreach (var e in Events(run, json, cancellationToken))
+        {
+            if (e.Error is { } error)
+            {
+                yield return error;
+                yield break;
+            }
+            var ev = e.Event!;
+            if (ev.Kind == GenerationEventKind.Token)
+            {
+                usage?.Add();
+                var logprobs = request.Logprobs is { } k && ev.Logprob is { } lp ? new ChatLogprobs([ChatLogprob(tokenizer, lp, k)], null) : null;
+                if (ev.Text.Length > 0 || logprobs is not null) yield return Chunk(new ChatChunkChoice(ev.Choice, new ChatDelta(null, ev.Text), logprobs, null));
+            }
+            else if (ev.Kind == GenerationEventKind.Finished && ev.Reason != Engine.Generation.FinishReason.Cancelled)
+            {
+                yield return Chunk(new ChatChunkChoice(ev.Choice, new ChatDelta(null, ev.Text.Length > 0 ? ev.Text : null), null, FinishReason(ev.Reason)));
+            }
+        }
+        if (usage is not null)
+            yield return JsonSerializer.Serialize(new ChatCompletionChunk(id, "chat.completion.chunk", created, request.Model.Id, Fingerprint, [], usage.Usage), json);
+    }
+
+    /// <summary>The run's events; a failure becomes one OpenAI error chunk (the stream has already started).</summary>
+    private static async IAsyncEnumerable<(GenerationEvent? Event, string? Error)> Events(GenerationRun run, JsonSerializerOptions json,
+        [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        var reader = run.Events;
+        while (true)
+        {
+            string? error = null;
+            bool more;
+            try
+            {
+                more = await reader.WaitToReadAsync(cancellationToken);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                yield break;
+            }
+            catch (Exception e)
+            {
+                var status = e is GpudException g ? ApiErrors.StatusFor(g.Kind) : StatusCodes.Status500InternalServerError;
+                error = JsonSerializer.Serialize(ApiErrors.Envelope(status, e is GpudException ? e.Message : $"Generation failed: {e.Message}"), json);
+                more = false;
+            }
+            if (error is not null)
+            {
+                yield return (null, error);
+                yield break;
+            }
+            if (!more) yield break;
+            while (reader.TryRead(out var e)) yield return (e, null);
+        }
+    }
+
+    private static async Task<CollectedRun> Collect(GenerationRun run, TextGenerationRequest request, CancellationToken cancellationToken)
+    {
+        var result = new CollectedRun(request);
+        try
+        {
+            await foreach (var e in run.Events.ReadAllAsync(cancellationToken)) result.Add(e);
+        }
+        catch (Exception e) when (e is not (GpudException or OperationCanceledException))
+        {
+            throw new InvalidOperationException($"Generation failed: {e.Message}", e);
+        }
+        return result;
+    }
+
+    private static string FinishReason(FinishReason reason) => reason switch
+    {
+        Engine.Generation.FinishReason.Length => "length",
+        _ => "stop",
+    };
+
+    private static CompletionLogprobs CompletionLogprobs(TextTokenizer tokenizer, IReadOnlyList<TokenLogprob?>? prompt, IReadOnlyList<int>? promptTokens,
+        CollectedChoice choice, int k)
+    {
+        var result = new CompletionLogprobs([], [], [], []);
+        var offset = 0;
+        if (promptTokens is not null)
+        {
+            for (var i = 0; i < promptTokens.Count; i++)
+            {
+                var token = TokenText(tokenizer, promptTokens[i]);
+                var lp = prompt is not null && i < prompt.Count ? prompt[i] : null;
+                result.Tokens.Add(token);
+                result.TokenLogprobs.Add(lp?.Logprob);
+                result.TopLogprobs.Add(lp is null ? null : Top(tokenizer, lp, k));
+                result.TextOffset.Add(offset);
+                offset += token.Length;
+            }
+        }
+        for (var i = 0; i < choice.Logprobs.Count; i++)
+        {
+            var lp = choice.Logprobs[i];
+            result.Tokens.Add(TokenText(tokenizer, lp.TokenId));
+            result.TokenLogprobs.Add(lp.Logprob);
+            result.TopLogprobs.Add(Top(tokenizer, lp, k));
+            result.TextOffset.Add(offset + choice.Offsets[i]);
+        }
+        return result;
+    }
+
+    private static Dictionary<string, float> Top(TextTokenizer tokenizer, TokenLogprob logprob, int k)
+    {
+        var top = new Dictionary<string, float>(StringComparer.Ordinal);
+        foreach (var (token, value) in logprob.Top.Take(k)) top.TryAdd(TokenText(tokenizer, token), value);
+        return top;
+    }
+
+    private static ChatTokenLogprob ChatLogprob(TextTokenizer tokenizer, TokenLogprob logprob, int k)
+    {
+        var token = TokenText(tokenizer, logprob.TokenId);
+        return new ChatTokenLogprob(token, logprob.Logprob, Bytes(token),
+            logprob.Top.Take(k).Select(t => { var s = TokenText(tokenizer, t.TokenId); return new TopLogprob(s, t.Logprob, Bytes(s)); }).ToList());
+    }
+
+    private static string TokenText(TextTokenizer tokenizer, int id) => tokenizer.Decode([id], skipSpecialTokens: false, cleanUpSpaces: false);
+
+    private static int[] Bytes(string token) => Encoding.UTF8.GetBytes(token).Select(b => (int)b).ToArray();
+
+    private sealed class UsageCounter(TextGenerationRequest request)
+    {
+        private int _completion;
+
+        public void Add() => _completion++;
+
+        public Usage Usage
+        {
+            get
+            {
+                var prompt = request.Inputs.Sum(i => i.Prompt.Count);
+                return new Usage(prompt, _completion, prompt + _completion);
+            }
+        }
+    }
+
+    /// <summary>A choice's whole output, assembled from its events.</summary>
+    private sealed class CollectedChoice
+    {
+        public StringBuilder Builder { get; } = new();
+        public string Text => Builder.ToString();
+        public List<TokenLogprob> Logprobs { get; } = [];
+        public List<int> Offsets { get; } = [];
+        public int Tokens { get; set; }
+        public FinishReason Reason { get; set; } = Engine.Generation.FinishReason.Length;
+        public double Score => Logprobs.Sum(l => (double)l.Logprob);
+    }
+
+    private sealed class CollectedRun(TextGenerationRequest request)
+    {
+        private readonly CollectedChoice[][] _choices = request.Inputs.Select(i => i.Choices.Select(_ => new CollectedChoice()).ToArray()).ToArray();
+
+        public IReadOnlyList<TokenLogprob?>?[] Prompt { get; } = new IReadOnlyList<TokenLogprob?>?[request.Inputs.Count];
+
+        public void Add(GenerationEvent e)
+        {
+            switch (e.Kind)
+            {
+                case GenerationEventKind.PromptScored:
+                    Prompt[e.Prompt] = e.PromptLogprobs;
+                    break;
+                case GenerationEventKind.Token:
+                    var choice = _choices[e.Prompt][e.Choice];
+                    choice.Tokens++;
+                    if (e.Logprob is not null)
+                    {
+                        choice.Logprobs.Add(e.Logprob);
+                        choice.Offsets.Add(choice.Builder.Length);
+                    }
+                    choice.Builder.Append(e.Text);
+                    break;
+                case GenerationEventKind.Finished:
+                    _choices[e.Prompt][e.Choice].Builder.Append(e.Text);
+                    _choices[e.Prompt][e.Choice].Reason = e.Reason;
+                    break;
+            }
+        }
+
+        /// <summary>The prompt's n choices; with best_of, the n with the highest total logprob, best first.</summary>
+        public IEnumerable<CollectedChoice> Best(int prompt, TextGenerationRequest r) =>
+            r.BestOf > r.N ? _choices[prompt].OrderByDescending(c => c.Score).Take(r.N) : _choices[prompt];
+
+        public Usage Usage(TextGenerationRequest r)
+        {
+            var prompt = r.Inputs.Sum(i => i.Prompt.Count);
+            var completion = _choices.Sum(p => p.Sum(c => c.Tokens));
+            return new Usage(prompt, completion, prompt + completion);
+        }
+    }
+}
