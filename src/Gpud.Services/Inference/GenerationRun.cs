@@ -99,6 +99,7 @@ public sealed class GenerationRun
         public void OnFinished(int choice, FinishReason reason)
         {
             var rest = reason == FinishReason.Cancelled ? "" : _texts[choice].Finish();
+            if (reason == FinishReason.Length && _texts[choice].Stopped) reason = FinishReason.Stop; // the flush completed a stop string
             run.Write(new GenerationEvent(GenerationEventKind.Finished, prompt, choice, rest, Reason: reason));
             run.ChoiceDone(reason);
         }

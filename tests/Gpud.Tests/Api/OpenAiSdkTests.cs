@@ -1,3 +1,5 @@
+using Gpud.Engine.Demo;
+using Gpud.Engine.Lora;
 using Gpud.Tests.Infrastructure;
 
 namespace Gpud.Tests.Api;
@@ -14,12 +16,23 @@ public sealed class OpenAiSdkTests
     [Fact]
     public Task The_official_openai_node_sdk_drives_the_fine_tuning_workflow() => RunAsync("fine_tuning.test.mjs", passes: 2);
 
-    private static async Task RunAsync(string script, int passes)
+    [Fact]
+    public Task The_official_openai_node_sdk_drives_inference_with_fine_tuned_models_checkpoints_and_adapters() =>
+        RunAsync("inference.test.mjs", passes: 5, dir =>
+        {
+            // An adapter "trained elsewhere": PEFT files for gpud-tiny, registered from configuration.
+            var model = DemoModel.EnsureCreated(Path.Combine(dir, "models", DemoModel.Name));
+            Adapters.Write(Path.Combine(dir, "imported", "tiny-peft"), model, seed: 7, new LoraSettings(8, 16, UseRslora: true));
+            return [$"--Gpud:Adapters:tiny-peft:Path={Path.Combine(dir, "imported", "tiny-peft")}", "--Gpud:Adapters:tiny-peft:BaseModel=gpud-tiny"];
+        });
+
+    private static async Task RunAsync(string script, int passes, Func<string, string[]>? prepare = null)
     {
         await JsPeers.EnsureInstalledAsync();
         using var dir = new TempDir();
         const string key = "sk-sdk-test-0123456789";
-        using var gpud = await DaemonProcess.StartAsync(dir.Path, $"--Gpud:ApiKeys:0={key}");
+        var extra = prepare?.Invoke(dir.Path) ?? [];
+        using var gpud = await DaemonProcess.StartAsync(dir.Path, [$"--Gpud:ApiKeys:0={key}", .. extra]);
 
         var (exit, output) = await JsPeers.RunAsync("node", ["--test", "--test-reporter=spec", script], new Dictionary<string, string>
         {

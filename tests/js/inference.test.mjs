@@ -1,0 +1,132 @@
+// Inference as the official OpenAI Node SDK drives it: completions and chat, plain and streamed, against the base
+// model, a fine-tuned model, one of its checkpoints and an imported PEFT adapter; then the Models API and errors.
+// GPUD_BASE_URL points at a gpud serving gpud-tiny with GPUD_ADAPTER registered (OpenAiSdkTests starts one).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import OpenAI, { toFile, BadRequestError, NotFoundError } from 'openai';
+
+const baseURL = process.env.GPUD_BASE_URL ?? 'http://127.0.0.1:8080/v1';
+const client = new OpenAI({ baseURL, apiKey: process.env.GPUD_API_KEY ?? 'sk-local', maxRetries: 0 });
+const adapter = process.env.GPUD_ADAPTER ?? 'tiny-peft';
+
+const jsonl = Array.from({ length: 20 }, (_, i) => JSON.stringify({
+  messages: [{ role: 'user', content: `Say ${i}` }, { role: 'assistant', content: `Number ${i} it is.` }],
+})).join('\n') + '\n';
+
+async function fineTune() {
+  const file = await client.files.create({ file: await toFile(Buffer.from(jsonl), 'numbers.jsonl'), purpose: 'fine-tune' });
+  const created = await client.fineTuning.jobs.create({
+    model: 'gpud-tiny', training_file: file.id, suffix: 'serve', seed: 1,
+    method: { type: 'supervised', supervised: { hyperparameters: { n_epochs: 2, batch_size: 4, learning_rate_multiplier: 10 } } },
+  });
+  for (let i = 0; i < 1200; i++) {
+    const job = await client.fineTuning.jobs.retrieve(created.id);
+    if (job.status === 'succeeded') {
+      const checkpoints = [];
+      for await (const c of client.fineTuning.jobs.checkpoints.list(job.id)) checkpoints.push(c);
+      return { model: job.fine_tuned_model, checkpoint: checkpoints.at(-1).fine_tuned_model_checkpoint };
+    }
+    assert.ok(!['failed', 'cancelled'].includes(job.status), JSON.stringify(job.error));
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('the job did not finish');
+}
+
+const trained = await fineTune();
+const models = ['gpud-tiny', trained.model, trained.checkpoint, adapter];
+
+test('completions: plain and streamed give the same text with the same seed, for base, fine-tuned, checkpoint and adapter', async () => {
+  const texts = new Set();
+  for (const model of models) {
+    const params = { model, prompt: 'Say 3', max_tokens: 24, temperature: 0.9, seed: 1234 };
+    const plain = await client.completions.create(params);
+    assert.equal(plain.object, 'text_completion');
+    assert.equal(plain.model, model);
+    assert.equal(plain.choices.length, 1);
+    assert.ok(['stop', 'length'].includes(plain.choices[0].finish_reason));
+    assert.equal(plain.usage.total_tokens, plain.usage.prompt_tokens + plain.usage.completion_tokens);
+
+    let streamed = '';
+    let usage = null;
+    let finish = null;
+    const stream = await client.completions.create({ ...params, stream: true, stream_options: { include_usage: true } });
+    for await (const chunk of stream) {
+      if (chunk.usage) usage = chunk.usage;
+      for (const choice of chunk.choices) {
+        streamed += choice.text;
+        finish = choice.finish_reason ?? finish;
+      }
+    }
+    assert.equal(streamed, plain.choices[0].text, model);
+    assert.equal(finish, plain.choices[0].finish_reason);
+    assert.deepEqual(usage, plain.usage);
+    texts.add(plain.choices[0].text);
+  }
+  assert.equal(texts.size, models.length, 'each adapter changes the output');
+});
+
+test('chat completions: plain and streamed agree; the stream sends the role first, then content', async () => {
+  for (const model of models) {
+    const params = { model, messages: [{ role: 'user', content: 'Say 7' }], max_completion_tokens: 20, temperature: 0.7, seed: 99 };
+    const plain = await client.chat.completions.create(params);
+    assert.equal(plain.object, 'chat.completion');
+    assert.equal(plain.choices[0].message.role, 'assistant');
+
+    const stream = await client.chat.completions.create({ ...params, stream: true });
+    const deltas = [];
+    for await (const chunk of stream) deltas.push(...chunk.choices.map((c) => c.delta));
+    assert.equal(deltas[0].role, 'assistant');
+    assert.equal(deltas.map((d) => d.content ?? '').join(''), plain.choices[0].message.content, model);
+  }
+});
+
+test('logprobs, n and stop behave as in the contract', async () => {
+  const withLogprobs = await client.chat.completions.create({
+    model: trained.model, messages: [{ role: 'user', content: 'Say 1' }], max_completion_tokens: 5, temperature: 0, logprobs: true, top_logprobs: 3,
+  });
+  const content = withLogprobs.choices[0].logprobs.content;
+  assert.equal(content.map((t) => t.token).join(''), withLogprobs.choices[0].message.content);
+  assert.ok(content.every((t) => t.top_logprobs.length === 3 && t.logprob <= 0));
+
+  const many = await client.completions.create({ model: adapter, prompt: ['a', 'b'], n: 2, max_tokens: 4, seed: 5 });
+  assert.deepEqual(many.choices.map((c) => c.index), [0, 1, 2, 3]);
+
+  const greedy = await client.completions.create({ model: 'gpud-tiny', prompt: 'Say 2', max_tokens: 12, temperature: 0 });
+  const stopAt = greedy.choices[0].text.slice(3, 5);
+  const stopped = await client.completions.create({ model: 'gpud-tiny', prompt: 'Say 2', max_tokens: 12, temperature: 0, stop: [stopAt] });
+  assert.equal(stopped.choices[0].text, greedy.choices[0].text.slice(0, greedy.choices[0].text.indexOf(stopAt)));
+  assert.equal(stopped.choices[0].finish_reason, 'stop');
+});
+
+test('models: list shows every kind with its parent; deleting the fine-tuned model makes it unknown', async () => {
+  const listed = [];
+  for await (const m of client.models.list()) listed.push(m);
+  const byId = Object.fromEntries(listed.map((m) => [m.id, m]));
+  assert.equal(byId['gpud-tiny'].parent, null);
+  for (const id of [trained.model, trained.checkpoint, adapter]) assert.equal(byId[id]?.parent, 'gpud-tiny', id);
+  assert.equal(byId[trained.model].owned_by, 'gpud');
+
+  const deleted = await client.models.delete(trained.model);
+  assert.deepEqual(deleted, { id: trained.model, object: 'model', deleted: true });
+  await assert.rejects(client.completions.create({ model: trained.model, prompt: 'x' }),
+    (e) => e instanceof NotFoundError && e.status === 404 && e.code === 'model_not_found' && e.param === 'model');
+  // Its checkpoint is still there.
+  assert.equal((await client.models.retrieve(trained.checkpoint)).id, trained.checkpoint);
+});
+
+test('errors surface as the SDK typed errors with status, code and param', async () => {
+  const cases = [
+    [{ model: 'gpud-tiny', prompt: 'x', max_tokens: 5000 }, 'max_tokens', 'context_length_exceeded'],
+    [{ model: 'gpud-tiny', prompt: 'x', suffix: 'y' }, 'suffix', 'unsupported_parameter'],
+    [{ model: 'gpud-tiny', prompt: 'x', temperature: 3 }, 'temperature', 'number_out_of_range'],
+    [{ model: 'gpud-tiny', prompt: 'x', n: 2, best_of: 1 }, 'best_of', null],
+  ];
+  for (const [params, param, code] of cases) {
+    await assert.rejects(client.completions.create(params),
+      (e) => e instanceof BadRequestError && e.status === 400 && e.param === param && e.code === code && typeof e.requestID === 'string', param);
+  }
+  await assert.rejects(client.chat.completions.create({ model: 'gpud-tiny', messages: [{ role: 'user', content: 'x' }], tools: [{ type: 'function', function: { name: 'f' } }] }),
+    (e) => e instanceof BadRequestError && e.param === 'tools');
+  await assert.rejects(client.completions.create({ model: 'no-such-model', prompt: 'x' }),
+    (e) => e instanceof NotFoundError && e.code === 'model_not_found');
+});
