@@ -1,0 +1,220 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using Gpud.Engine.Demo;
+using Gpud.Engine.Lora;
+using Gpud.Tests.Infrastructure;
+
+namespace Gpud.Tests.Api;
+
+public sealed class InferenceApiTests
+{
+    // gpud-tiny's <|end_of_text|> and <|eot_id|>: banned where a request must run to max_tokens.
+    private static readonly Dictionary<string, int> NoEos = new() { ["257"] = -100, ["260"] = -100 };
+
+    /// <summary>A base model under a name no other test uses (metrics are process-wide), plus adapters for it.</summary>
+    private static (string Model, Dictionary<string, string?> Settings) ServedSetup(TempDir dir, int adapters, params (string Key, string Value)[] extra)
+    {
+        var model = "tiny-" + Guid.NewGuid().ToString("N")[..8];
+        var path = DemoModel.EnsureCreated(dir["base"]);
+        var settings = new Dictionary<string, string?> { [$"Gpud:Models:{model}:Path"] = path };
+        for (var i = 1; i <= adapters; i++)
+        {
+            Adapters.Write(dir[$"a{i}"], path, seed: i, new LoraSettings(2 * i, 4 * i, UseDora: i == 3));
+            settings[$"Gpud:Adapters:{model}-a{i}:Path"] = dir[$"a{i}"];
+            settings[$"Gpud:Adapters:{model}-a{i}:BaseModel"] = model;
+        }
+        foreach (var (key, value) in extra) settings[key] = value;
+        return (model, settings);
+    }
+
+    [Fact]
+    public async Task Sixteen_concurrent_requests_over_four_adapters_and_the_base_each_return_what_they_return_alone()
+    {
+        using var dir = new TempDir();
+        var (model, settings) = ServedSetup(dir, adapters: 4);
+        using var factory = new GpudFactory(settings);
+        var client = factory.Client();
+        string[] prompts = ["The capital of", "Once upon a time", "def main():"];
+        var requests = Enumerable.Range(0, 16)
+            .Select(i => new { model = i % 5 == 0 ? model : $"{model}-a{i % 5}", prompt = prompts[i % 3], max_tokens = 20 + i, temperature = 0, logit_bias = NoEos })
+            .ToList();
+
+        var alone = new List<string>();
+        foreach (var request in requests) alone.Add(await TextOf(await client.PostAsJsonAsync("/v1/completions", request)));
+        var together = await Task.WhenAll(requests.Select(async r => await TextOf(await client.PostAsJsonAsync("/v1/completions", r))));
+
+        Assert.Equal(alone, together);
+        // Same prompt, five models, five different texts: the adapters were applied, each to its own rows.
+        var firstPrompt = Enumerable.Range(0, 5).Select(m => requests.Select((r, i) => (r, i)).First(x => x.r.model == (m == 0 ? model : $"{model}-a{m}")).i);
+        Assert.Equal(5, firstPrompt.Select(i => alone[i][..Math.Min(20, alone[i].Length)] + requests[i].prompt).Distinct().Count());
+        var metrics = await client.GetStringAsync("/metrics");
+        Assert.Contains($"gpud_model_loads_total{{model_name=\"{model}\"}} 1", metrics); // adapter switches never reload the base
+        Assert.Matches("gpud_adapter_cache_hits_total\\{tier=\"device\"\\} [1-9]", metrics);
+    }
+
+    [Fact]
+    public async Task A_client_that_disconnects_mid_stream_frees_its_row_for_the_next_request()
+    {
+        using var dir = new TempDir();
+        var (model, settings) = ServedSetup(dir, adapters: 0, ("Gpud:Inference:MaxBatchSize", "1"));
+        using var factory = new GpudFactory(settings);
+        var client = factory.Client();
+
+        using (var cancel = new CancellationTokenSource())
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions")
+            {
+                Content = JsonContent.Create(new { model, prompt = "go", max_tokens = 2000, stream = true, logit_bias = NoEos }),
+            };
+            using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancel.Token);
+            Assert.Equal("text/event-stream", response.Content.Headers.ContentType?.MediaType);
+            var reader = new StreamReader(await response.Content.ReadAsStreamAsync(cancel.Token));
+            Assert.StartsWith("data: {", await reader.ReadLineAsync(cancel.Token));
+            await cancel.CancelAsync();
+        }
+
+        // The only row is free again long before 2000 tokens could have been generated.
+        var next = await client.PostAsJsonAsync("/v1/completions", new { model, prompt = "next", max_tokens = 3 });
+        Assert.Equal(HttpStatusCode.OK, next.StatusCode);
+        var generated = await Metric(client, $"gpud_generation_tokens_total{{model_name=\"{model}\"}}");
+        Assert.True(generated < 1500, $"{generated} tokens generated: the abandoned request kept running");
+        Assert.Equal(0, await Metric(client, $"gpud_num_requests_running{{model_name=\"{model}\"}}"));
+    }
+
+    [Fact]
+    public async Task A_full_waiting_queue_answers_429_with_retry_after()
+    {
+        using var dir = new TempDir();
+        var (model, settings) = ServedSetup(dir, adapters: 0, ("Gpud:Inference:MaxBatchSize", "1"), ("Gpud:Inference:MaxWaitingRequests", "1"));
+        using var factory = new GpudFactory(settings);
+        var client = factory.Client();
+        using var cancel = new CancellationTokenSource();
+        using var running = new HttpRequestMessage(HttpMethod.Post, "/v1/completions")
+        {
+            Content = JsonContent.Create(new { model, prompt = "busy", max_tokens = 2000, stream = true, logit_bias = NoEos }),
+        };
+        using var first = await client.SendAsync(running, HttpCompletionOption.ResponseHeadersRead, cancel.Token);
+        var waiting = client.PostAsJsonAsync("/v1/completions", new { model, prompt = "wait", max_tokens = 2 });
+        for (var i = 0; i < 200 && await Metric(client, $"gpud_num_requests_waiting{{model_name=\"{model}\"}}") < 1; i++) await Task.Delay(25);
+
+        var refused = await client.PostAsJsonAsync("/v1/completions", new { model, prompt = "one too many", max_tokens = 2 });
+
+        await refused.AssertError(HttpStatusCode.TooManyRequests, code: "server_overloaded");
+        Assert.Equal(TimeSpan.FromSeconds(1), refused.Headers.RetryAfter?.Delta);
+        await cancel.CancelAsync();
+        Assert.Equal(HttpStatusCode.OK, (await waiting).StatusCode);
+    }
+
+    [Fact]
+    public async Task The_four_prompt_shapes_echo_best_of_and_n_follow_the_contract()
+    {
+        using var factory = new GpudFactory();
+        var client = factory.Client();
+        var tokens = (await (await client.PostAsJsonAsync("/v1/completions", new { model = "gpud-tiny", prompt = "Hi", max_tokens = 1, echo = true, logprobs = 0 })).Json())
+            .GetProperty("choices")[0].GetProperty("logprobs").GetProperty("tokens").GetArrayLength();
+        Assert.True(tokens >= 3); // BOS, "H", "i" echoed, then one generated token
+
+        async Task<List<string>> Texts(object prompt, int n = 1) =>
+            (await (await client.PostAsJsonAsync("/v1/completions", new { model = "gpud-tiny", prompt, max_tokens = 6, temperature = 0, n })).Json())
+            .GetProperty("choices").EnumerateArray().Select(c => c.GetProperty("text").GetString()!).ToList();
+        var one = await Texts("Hi");
+        // gpud-tiny's tokens are bytes after <|begin_of_text|> (256): the same prompt as ids gives the same text.
+        var ids = new[] { 256, 'H', 'i' };
+        Assert.Equal(one, await Texts(ids));
+        Assert.Equal([one[0], one[0]], await Texts(new[] { "Hi", "Hi" }));
+        Assert.Equal([one[0], one[0]], await Texts(new[] { ids, ids }));
+        Assert.Equal([one[0], one[0]], await Texts("Hi", n: 2)); // greedy: every choice alike
+
+        var echoed = await (await client.PostAsJsonAsync("/v1/completions", new { model = "gpud-tiny", prompt = "Hi", max_tokens = 6, temperature = 0, echo = true })).Json();
+        Assert.Equal("Hi" + one[0], echoed.GetProperty("choices")[0].GetProperty("text").GetString());
+
+        var best = await (await client.PostAsJsonAsync("/v1/completions", new { model = "gpud-tiny", prompt = "Hi", max_tokens = 8, n = 2, best_of = 5, seed = 3 })).Json();
+        Assert.Equal(2, best.GetProperty("choices").GetArrayLength());
+        Assert.True(best.GetProperty("usage").GetProperty("completion_tokens").GetInt32() > 16, "best_of counts every generated choice");
+    }
+
+    [Theory]
+    [InlineData("""{"prompt":"x"}""", "model", null)]
+    [InlineData("""{"model":"gpud-tiny"}""", "prompt", null)]
+    [InlineData("""{"model":"gpud-tiny","prompt":[]}""", "prompt", null)]
+    [InlineData("""{"model":"gpud-tiny","prompt":[1,99999]}""", "prompt", null)]
+    [InlineData("""{"model":"gpud-tiny","prompt":[1,"a"]}""", "prompt", "invalid_type")]
+    [InlineData("""{"model":"gpud-tiny","prompt":"x","max_tokens":2048}""", "max_tokens", "context_length_exceeded")]
+    [InlineData("""{"model":"gpud-tiny","prompt":"x","max_tokens":0}""", "max_tokens", "integer_out_of_range")]
+    [InlineData("""{"model":"gpud-tiny","prompt":"x","temperature":2.5}""", "temperature", "number_out_of_range")]
+    [InlineData("""{"model":"gpud-tiny","prompt":"x","top_p":0}""", "top_p", "number_out_of_range")]
+    [InlineData("""{"model":"gpud-tiny","prompt":"x","n":0}""", "n", "integer_out_of_range")]
+    [InlineData("""{"model":"gpud-tiny","prompt":"x","n":3,"best_of":2}""", "best_of", null)]
+    [InlineData("""{"model":"gpud-tiny","prompt":"x","best_of":2,"stream":true}""", "best_of", null)]
+    [InlineData("""{"model":"gpud-tiny","prompt":"x","stream_options":{"include_usage":true}}""", "stream_options", null)]
+    [InlineData("""{"model":"gpud-tiny","prompt":"x","logprobs":6}""", "logprobs", "integer_out_of_range")]
+    [InlineData("""{"model":"gpud-tiny","prompt":"x","stop":["a","b","c","d","e"]}""", "stop", null)]
+    [InlineData("""{"model":"gpud-tiny","prompt":"x","stop":7}""", "stop", "invalid_type")]
+    [InlineData("""{"model":"gpud-tiny","prompt":"x","presence_penalty":-2.1}""", "presence_penalty", "number_out_of_range")]
+    [InlineData("""{"model":"gpud-tiny","prompt":"x","frequency_penalty":3}""", "frequency_penalty", "number_out_of_range")]
+    [InlineData("""{"model":"gpud-tiny","prompt":"x","logit_bias":{"abc":1}}""", "logit_bias", null)]
+    [InlineData("""{"model":"gpud-tiny","prompt":"x","logit_bias":{"5":101}}""", "logit_bias.5", "number_out_of_range")]
+    [InlineData("""{"model":"gpud-tiny","prompt":"x","seed":1.5}""", "seed", "invalid_type")]
+    [InlineData("""{"model":"gpud-tiny","prompt":"x","suffix":"end"}""", "suffix", "unsupported_parameter")]
+    [InlineData("""{"model":"gpud-tiny","prompt":"x","frobnicate":1}""", "frobnicate", "unknown_parameter")]
+    public async Task Completion_requests_with_a_bad_field_get_a_400_naming_it(string body, string param, string? code)
+    {
+        using var factory = new GpudFactory();
+        var response = await factory.Client().PostAsync("/v1/completions", new StringContent(body, System.Text.Encoding.UTF8, "application/json"));
+        await response.AssertError(HttpStatusCode.BadRequest, param, code);
+    }
+
+    [Theory]
+    [InlineData("""{"model":"gpud-tiny"}""", "messages", null)]
+    [InlineData("""{"model":"gpud-tiny","messages":[{"content":"x"}]}""", "messages[0].role", null)]
+    [InlineData("""{"model":"gpud-tiny","messages":[{"role":"robot","content":"x"}]}""", "messages[0].role", null)]
+    [InlineData("""{"model":"gpud-tiny","messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f"}}]}""", "tools", "unsupported_parameter")]
+    [InlineData("""{"model":"gpud-tiny","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_object"}}""", "response_format", "unsupported_parameter")]
+    [InlineData("""{"model":"gpud-tiny","messages":[{"role":"user","content":"x"}],"top_logprobs":2}""", "top_logprobs", null)]
+    [InlineData("""{"model":"gpud-tiny","messages":[{"role":"user","content":"x"}],"max_completion_tokens":5000}""", "max_completion_tokens", "context_length_exceeded")]
+    public async Task Chat_requests_with_a_bad_field_get_a_400_naming_it(string body, string param, string? code)
+    {
+        using var factory = new GpudFactory();
+        var response = await factory.Client().PostAsync("/v1/chat/completions", new StringContent(body, System.Text.Encoding.UTF8, "application/json"));
+        await response.AssertError(HttpStatusCode.BadRequest, param, code);
+    }
+
+    [Fact]
+    public async Task Unknown_models_and_adapters_of_another_project_are_404_model_not_found()
+    {
+        using var factory = new GpudFactory();
+        var response = await factory.Client().PostAsJsonAsync("/v1/completions", new { model = "ft:gpud-tiny:gpud::ftjob-abc", prompt = "x" });
+        await response.AssertError(HttpStatusCode.NotFound, "model", "model_not_found");
+        response = await factory.Client().PostAsJsonAsync("/v1/chat/completions", new { model = "nope", messages = new[] { new { role = "user", content = "x" } } });
+        await response.AssertError(HttpStatusCode.NotFound, "model", "model_not_found");
+    }
+
+    [Fact]
+    public async Task The_model_of_a_job_that_has_not_finished_cannot_be_deleted()
+    {
+        using var factory = new GpudFactory(new Dictionary<string, string?> { ["Gpud:Devices:0:Name"] = "cuda:7" }); // no slot: the job stays queued
+        var client = factory.Client();
+        var job = await client.CreateJobAsync(await client.UploadTrainingFileAsync(), suffix: "keep");
+        var id = job.GetProperty("id").GetString()!;
+        await client.WaitForJobAsync(id, j => j.Status() == "queued");
+
+        var response = await client.DeleteAsync($"/v1/models/ft:gpud-tiny:gpud:keep:{id}");
+
+        await response.AssertError(HttpStatusCode.BadRequest, "model", "model_in_use");
+        await (await client.DeleteAsync("/v1/models/gpud-tiny")).AssertError(HttpStatusCode.BadRequest, "model", "model_not_deletable");
+    }
+
+    private static async Task<string> TextOf(HttpResponseMessage response)
+    {
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.True(response.IsSuccessStatusCode, body);
+        return JsonDocument.Parse(body).RootElement.GetProperty("choices")[0].GetProperty("text").GetString()!;
+    }
+
+    private static async Task<double> Metric(HttpClient client, string series)
+    {
+        var line = (await client.GetStringAsync("/metrics")).Split('\n').FirstOrDefault(l => l.StartsWith(series + " ", StringComparison.Ordinal));
+        return line is null ? 0 : double.Parse(line[(series.Length + 1)..], System.Globalization.CultureInfo.InvariantCulture);
+    }
+}
