@@ -10,9 +10,13 @@ using static TorchSharp.torch;
 //                     [--dtype float32|bfloat16|float16] [--repeat 3]
 // Prints prefill and decode tokens/s as key=value lines (the scripts parse them).
 var arguments = Arguments.Parse(args);
+if (arguments.Command == "serve") return await Gpud.Bench.ServeBenchmark.RunAsync(arguments);
+if (arguments.Command == "adapters") return Gpud.Bench.ServeBenchmark.WriteAdapters(arguments);
 if (arguments.Command is not ("generate" or "train"))
 {
     Console.Error.WriteLine("usage: gpud-bench generate --model DIR|gpud-tiny [--batch N] [--prompt-tokens N] [--new-tokens N] [--device cpu|cuda:0] [--dtype float32|bfloat16|float16] [--repeat N]");
+    Console.Error.WriteLine("       gpud-bench serve    --url URL --models a,b,c [--concurrency 16] [--requests N] [--max-tokens 64]");
+    Console.Error.WriteLine("       gpud-bench adapters --model DIR --out DIR [--count 8] [--rank 16]");
     Console.Error.WriteLine("       gpud-bench train    --model DIR|gpud-tiny [--batch N] [--seq N] [--steps N] [--rank 16] [--device ...] [--dtype ...]");
     return 2;
 }

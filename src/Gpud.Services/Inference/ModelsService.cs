@@ -29,13 +29,13 @@ public sealed class ModelsService(ModelResolver resolver, JobRepository jobs, Ad
         {
             case ServedModelKind.FineTuned when jobs.DeleteModel(model.JobId!, now):
                 break;
-            case ServedModelKind.Imported when model.OwnedBy != ModelResolver.SystemOwner && adapters.FindByName(name) is { } row && adapters.Delete(row.Id, now):
+            case ServedModelKind.Imported when adapters.FindByName(name) is { } row && row.Project == project && adapters.Delete(row.Id, now):
                 break;
             case ServedModelKind.Base:
                 throw GpudException.Invalid($"'{name}' is a base model; only fine-tuned models and uploaded adapters can be deleted.", "model", "model_not_deletable");
             case ServedModelKind.Checkpoint:
                 throw GpudException.Invalid($"'{name}' is a checkpoint; delete its fine-tuned model or rely on the job's checkpoint retention.", "model", "model_not_deletable");
-            case ServedModelKind.Imported when model.OwnedBy == ModelResolver.SystemOwner:
+            case ServedModelKind.Imported when adapters.FindByName(name) is null:
                 throw GpudException.Invalid($"'{name}' is registered in configuration (Gpud:Adapters); remove it there.", "model", "model_not_deletable");
             default:
                 throw ModelsNotFound(name); // deleted concurrently

@@ -87,6 +87,7 @@ internal static class GpudServices
         services.AddSingleton<InferenceService>();
         services.AddSingleton<AdapterRepository>();
         services.AddSingleton<ModelsService>();
+        services.AddSingleton<AdaptersService>();
         services.AddSingleton(sp => new ModelResolver(
             sp.GetRequiredService<ModelCatalog>(), sp.GetRequiredService<JobRepository>(), sp.GetRequiredService<AdapterRepository>(),
             sp.GetRequiredService<FineTuningSettings>(),

@@ -205,6 +205,41 @@ public sealed class InferenceApiTests
         await (await client.DeleteAsync("/v1/models/gpud-tiny")).AssertError(HttpStatusCode.BadRequest, "model", "model_not_deletable");
     }
 
+    [Fact]
+    public async Task An_uploaded_peft_adapter_is_checked_against_its_base_served_by_name_and_deleted()
+    {
+        using var factory = new GpudFactory();
+        var client = factory.Client();
+        using var dir = new TempDir();
+        var tiny = DemoModel.EnsureCreated(dir["tiny"]);
+        Adapters.Write(dir["good"], tiny, seed: 4, new LoraSettings(4, 8));
+        Adapters.Write(dir["other"], Repo.File("tests/fixtures/models/llama3-tiny"), seed: 4); // another base: other shapes
+        MultipartFormDataContent Form(string name, string adapter)
+        {
+            var form = new MultipartFormDataContent { { new StringContent(name), "name" }, { new StringContent("gpud-tiny"), "base_model" } };
+            foreach (var file in new[] { "adapter_config.json", "adapter_model.safetensors" })
+                form.Add(new ByteArrayContent(File.ReadAllBytes(Path.Combine(adapter, file))), "file", file);
+            return form;
+        }
+
+        var uploaded = await (await client.PostAsync("/v1/adapters", Form("team/peft-1", dir["good"]))).Json();
+        Assert.Equal(("adapter", 4), (uploaded.GetProperty("object").GetString(), uploaded.GetProperty("rank").GetInt32()));
+        await (await client.PostAsync("/v1/adapters", Form("team/peft-1", dir["good"]))).AssertError(HttpStatusCode.BadRequest, "name", "adapter_name_taken");
+        var misfit = await client.PostAsync("/v1/adapters", Form("misfit", dir["other"]));
+        var error = await misfit.AssertError(HttpStatusCode.BadRequest, "file", "invalid_adapter");
+        Assert.Contains("shape", error.GetProperty("message").GetString());
+
+        var completion = await client.PostAsJsonAsync("/v1/completions", new { model = "team/peft-1", prompt = "Hi", max_tokens = 4 });
+        Assert.Equal(HttpStatusCode.OK, completion.StatusCode);
+        var listed = await (await client.GetAsync("/v1/models")).Json();
+        var entry = listed.GetProperty("data").EnumerateArray().Single(m => m.GetProperty("id").GetString() == "team/peft-1");
+        Assert.Equal(("gpud-tiny", "adapter"), (entry.GetProperty("parent").GetString(), entry.GetProperty("kind").GetString()));
+
+        Assert.Equal(HttpStatusCode.OK, (await client.DeleteAsync("/v1/models/team/peft-1")).StatusCode);
+        await (await client.PostAsJsonAsync("/v1/completions", new { model = "team/peft-1", prompt = "Hi" })).AssertError(HttpStatusCode.NotFound, "model", "model_not_found");
+        Assert.Empty(Directory.EnumerateDirectories(Path.Combine(factory.DataDir, "adapters", "imported")));
+    }
+
     private static async Task<string> TextOf(HttpResponseMessage response)
     {
         var body = await response.Content.ReadAsStringAsync();
