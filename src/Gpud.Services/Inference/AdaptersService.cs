@@ -19,9 +19,9 @@ public sealed class AdaptersService(ModelResolver resolver, ModelCatalog catalog
     public async Task<AdapterRecord> ImportAsync(string project, string? name, string? baseModel, Func<string, Task> writeFiles)
     {
         ArgumentNullException.ThrowIfNull(writeFiles);
-        if (string.IsNullOrEmpty(name) || name.Length > 128 || !name.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.' or '/' or ':'))
-            throw GpudException.Invalid("'name' is required: letters, digits, '-', '_', '.', '/' and ':' (at most 128).", "name");
-        if (resolver.IsReserved(name)) throw GpudException.Invalid($"'{name}' is a base model, a configured adapter or in the 'ft:' namespace.", "name", "adapter_name_taken");
+        if (string.IsNullOrEmpty(name) || !ServedModel.IsValidAdapterName(name))
+            throw GpudException.Invalid($"'name' is required: {ServedModel.AdapterNameRule}.", "name");
+        if (resolver.IsReserved(name)) throw GpudException.Invalid($"'{name}' is a base model or an adapter from configuration.", "name", "adapter_name_taken");
         if (string.IsNullOrEmpty(baseModel)) throw GpudException.Invalid("'base_model' is required: the model the adapter was trained on.", "base_model");
         var model = catalog.Get(baseModel);
 

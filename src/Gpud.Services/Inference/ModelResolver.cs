@@ -79,10 +79,8 @@ public sealed partial class ModelResolver(
         return list;
     }
 
-    /// <summary>True for names an upload may not take: base models, configured adapters, and the <c>ft:</c> namespace.</summary>
-    public bool IsReserved(string name) =>
-        catalog.TryGet(name, out _) || _configured.ContainsKey(name) || name.StartsWith("ft:", StringComparison.Ordinal)
-        || catalog.Definitions.Any(d => d.Name == name);
+    /// <summary>True for names an upload may not take: base models (configured, even if broken) and configured adapters.</summary>
+    public bool IsReserved(string name) => catalog.Definitions.Any(d => d.Name == name) || _configured.ContainsKey(name);
 
     /// <summary>The job id a fine-tuned or checkpoint name ends with (<c>ft:base:org:suffix:ftjob-…[:ckpt-step-N]</c>).</summary>
     public static (string FineTunedName, string JobId, int? Step)? ParseFineTuned(string name)

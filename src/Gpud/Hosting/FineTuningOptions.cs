@@ -43,7 +43,7 @@ internal sealed class FineTuningOptionsValidator : IValidateOptions<FineTuningOp
         for (var i = 0; i < options.Devices.Count; i++)
         {
             var device = options.Devices[i];
-            if (device.Name != "cpu" && !(device.Name.StartsWith("cuda:", StringComparison.Ordinal) && int.TryParse(device.Name.AsSpan(5), out var index) && index >= 0))
+            if (!Engine.Compute.ComputeDevice.IsValidId(device.Name))
                 failures.Add($"Gpud:Devices:{i}:Name must be 'cpu' or 'cuda:N' (got '{device.Name}').");
             if (device.HourlyPrice is < 0 or double.NaN)
                 failures.Add($"Gpud:Devices:{i}:HourlyPrice must not be negative.");

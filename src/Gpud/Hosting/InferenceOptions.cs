@@ -60,12 +60,12 @@ internal sealed class InferenceOptionsValidator : IValidateOptions<InferenceOpti
         Range(nameof(s.MaxGpuAdapters), s.MaxGpuAdapters, 1, 1024);
         Range(nameof(s.MaxHostAdapters), s.MaxHostAdapters, 1, 100_000);
         Range(nameof(s.MaxLoraRank), s.MaxLoraRank, 1, 1024);
-        if (s.Device is { } device && device != "cpu" && !(device.StartsWith("cuda:", StringComparison.Ordinal) && int.TryParse(device.AsSpan(5), out var index) && index >= 0))
+        if (s.Device is { } device && !Engine.Compute.ComputeDevice.IsValidId(device))
             failures.Add($"Gpud:Inference:Device must be 'cpu' or 'cuda:N' (got '{device}').");
         foreach (var (adapter, entry) in options.Adapters)
         {
-            if (adapter.Length is 0 or > 128 || adapter.StartsWith("ft:", StringComparison.Ordinal) || !adapter.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.' or '/' or ':'))
-                failures.Add($"Gpud:Adapters:{adapter}: adapter names use letters, digits, '-', '_', '.', '/' and ':' (at most 128) and do not start with 'ft:'.");
+            if (!Services.Inference.ServedModel.IsValidAdapterName(adapter))
+                failures.Add($"Gpud:Adapters:{adapter}: {Services.Inference.ServedModel.AdapterNameRule}.");
             if (string.IsNullOrWhiteSpace(entry.Path)) failures.Add($"Gpud:Adapters:{adapter}:Path must name a PEFT adapter directory.");
             if (string.IsNullOrWhiteSpace(entry.BaseModel)) failures.Add($"Gpud:Adapters:{adapter}:BaseModel must name the model it applies to.");
         }

@@ -41,7 +41,7 @@ internal sealed class ModelOptionsValidator : IValidateOptions<ModelOptions>
                 failures.Add($"Gpud:Models:{model}:Dtype must be bfloat16, float16 or float32 (got '{entry.Dtype}').");
             foreach (var device in entry.Devices)
             {
-                if (device != "cpu" && !(device.StartsWith("cuda:", StringComparison.Ordinal) && int.TryParse(device.AsSpan(5), out var index) && index >= 0))
+                if (!Engine.Compute.ComputeDevice.IsValidId(device))
                     failures.Add($"Gpud:Models:{model}:Devices: '{device}' is not 'cpu' or 'cuda:N'.");
             }
         }
