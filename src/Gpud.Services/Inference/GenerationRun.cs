@@ -37,6 +37,11 @@ public sealed class GenerationRun
     private readonly Channel<GenerationEvent> _events = Channel.CreateUnbounded<GenerationEvent>(new UnboundedChannelOptions { SingleReader = true });
     private readonly InferenceMetrics _metrics;
     private readonly string _label;
+
+    // The model's labelled series, looked up once per request rather than once per token (the sinks run on the batch's thread).
+    private readonly Prometheus.Counter.Child _generated;
+    private readonly Prometheus.Histogram.Child _firstTokenSeconds;
+    private readonly Prometheus.Histogram.Child _interTokenSeconds;
     private readonly long _started = Stopwatch.GetTimestamp();
     private int _open;
     private int _firstToken;
@@ -45,6 +50,9 @@ public sealed class GenerationRun
     {
         _metrics = metrics;
         _label = modelLabel;
+        _generated = metrics.GenerationTokens.WithLabels(modelLabel);
+        _firstTokenSeconds = metrics.TimeToFirstToken.WithLabels(modelLabel);
+        _interTokenSeconds = metrics.InterTokenLatency.WithLabels(modelLabel);
         _open = inputs.Sum(i => i.Choices.Count);
         Inputs = inputs;
         CancellationToken = cancellationToken;
@@ -86,11 +94,11 @@ public sealed class GenerationRun
         {
             var now = Stopwatch.GetTimestamp();
             if (Interlocked.Exchange(ref run._firstToken, 1) == 0)
-                run._metrics.TimeToFirstToken.WithLabels(run._label).Observe(Stopwatch.GetElapsedTime(run._started, now).TotalSeconds);
+                run._firstTokenSeconds.Observe(Stopwatch.GetElapsedTime(run._started, now).TotalSeconds);
             else if (_lastToken[choice] != 0)
-                run._metrics.InterTokenLatency.WithLabels(run._label).Observe(Stopwatch.GetElapsedTime(_lastToken[choice], now).TotalSeconds);
+                run._interTokenSeconds.Observe(Stopwatch.GetElapsedTime(_lastToken[choice], now).TotalSeconds);
             _lastToken[choice] = now;
-            run._metrics.GenerationTokens.WithLabels(run._label).Inc();
+            run._generated.Inc();
             var text = _texts[choice].Add(tokenId);
             run.Write(new GenerationEvent(GenerationEventKind.Token, prompt, choice, text, tokenId, logprob));
             return !_texts[choice].Stopped;

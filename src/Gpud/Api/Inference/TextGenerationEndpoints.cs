@@ -42,10 +42,7 @@ internal static class TextGenerationEndpoints
     private static async Task<IResult> Completions(JsonElement body, ClaimsPrincipal user, ModelResolver models, InferenceService inference,
         IOptions<JsonOptions> json, HttpContext context)
     {
-        var request = TextGenerationRequest.Parse(TextGenerationKind.Completion, body, name => models.Resolve(user.Project(), name), inference);
-        var run = inference.Submit(request.Model, request.Inputs, context.RequestAborted);
-        var id = ResourceId.New("cmpl-");
-        var created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+        var (request, run, id, created) = Start(TextGenerationKind.Completion, "cmpl-", body, user, models, inference, context);
         if (request.Stream) return Stream(CompletionChunks(request, run, id, created, json.Value.SerializerOptions, context.RequestAborted));
         var result = await Collect(run, request, context.RequestAborted);
         var tokenizer = request.Model.Base.Tokenizer;
@@ -66,10 +63,7 @@ internal static class TextGenerationEndpoints
     private static async Task<IResult> Chat(JsonElement body, ClaimsPrincipal user, ModelResolver models, InferenceService inference,
         IOptions<JsonOptions> json, HttpContext context)
     {
-        var request = TextGenerationRequest.Parse(TextGenerationKind.Chat, body, name => models.Resolve(user.Project(), name), inference);
-        var run = inference.Submit(request.Model, request.Inputs, context.RequestAborted);
-        var id = ResourceId.New("chatcmpl-");
-        var created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+        var (request, run, id, created) = Start(TextGenerationKind.Chat, "chatcmpl-", body, user, models, inference, context);
         if (request.Stream) return Stream(ChatChunks(request, run, id, created, json.Value.SerializerOptions, context.RequestAborted));
         var result = await Collect(run, request, context.RequestAborted);
         var tokenizer = request.Model.Base.Tokenizer;
@@ -77,6 +71,15 @@ internal static class TextGenerationEndpoints
             request.Logprobs is { } k ? new ChatLogprobs(c.Logprobs.Select(l => ChatLogprob(tokenizer, l, k)).ToList(), null) : null,
             FinishReason(c.Reason))).ToList();
         return TypedResults.Ok(new ChatCompletionResponse(id, "chat.completion", created, request.Model.Id, Fingerprint, choices, result.Usage(request)));
+    }
+
+    /// <summary>Validates and queues the request (every 4xx happens here, before a stream could start).</summary>
+    private static (TextGenerationRequest Request, GenerationRun Run, string Id, long Created) Start(TextGenerationKind kind, string idPrefix,
+        JsonElement body, ClaimsPrincipal user, ModelResolver models, InferenceService inference, HttpContext context)
+    {
+        var request = TextGenerationRequest.Parse(kind, body, name => models.Resolve(user.Project(), name), inference);
+        var run = inference.Submit(request.Model, request.Inputs, context.RequestAborted);
+        return (request, run, ResourceId.New(idPrefix), DateTimeOffset.UtcNow.ToUnixTimeSeconds());
     }
 
     private static ServerSentEventsResult<string> Stream(IAsyncEnumerable<string> chunks) => TypedResults.ServerSentEvents(Done(chunks));
@@ -91,7 +94,7 @@ internal static class TextGenerationEndpoints
         JsonSerializerOptions json, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         var tokenizer = request.Model.Base.Tokenizer;
-        var usage = request.IncludeUsage ? new UsageCounter(request) : null;
+        int? completionTokens = request.IncludeUsage ? 0 : null;
         string Chunk(CompletionChoice choice) => JsonSerializer.Serialize(new CompletionResponse(id, "text_completion", created, request.Model.Id, Fingerprint, [choice], null), json);
         if (request.Echo)
         {
@@ -110,7 +113,7 @@ internal static class TextGenerationEndpoints
             var index = ev.Prompt * request.N + ev.Choice;
             if (ev.Kind == GenerationEventKind.Token)
             {
-                usage?.Add();
+                completionTokens++;
                 CompletionLogprobs? logprobs = null;
                 if (request.Logprobs is { } k && ev.Logprob is { } lp)
                 {
@@ -125,15 +128,15 @@ internal static class TextGenerationEndpoints
                 yield return Chunk(new CompletionChoice(ev.Text, index, null, FinishReason(ev.Reason)));
             }
         }
-        if (usage is not null)
-            yield return JsonSerializer.Serialize(new CompletionResponse(id, "text_completion", created, request.Model.Id, Fingerprint, [], usage.Usage), json);
+        if (completionTokens is { } completed)
+            yield return JsonSerializer.Serialize(new CompletionResponse(id, "text_completion", created, request.Model.Id, Fingerprint, [], UsageOf(request, completed)), json);
     }
 
     private static async IAsyncEnumerable<string> ChatChunks(TextGenerationRequest request, GenerationRun run, string id, long created,
         JsonSerializerOptions json, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         var tokenizer = request.Model.Base.Tokenizer;
-        var usage = request.IncludeUsage ? new UsageCounter(request) : null;
+        int? completionTokens = request.IncludeUsage ? 0 : null;
         string Chunk(ChatChunkChoice choice) => JsonSerializer.Serialize(new ChatCompletionChunk(id, "chat.completion.chunk", created, request.Model.Id, Fingerprint, [choice], null), json);
         for (var c = 0; c < request.N; c++) yield return Chunk(new ChatChunkChoice(c, new ChatDelta("assistant", ""), null, null));
         await foreach (var e in Events(run, json, cancellationToken))
@@ -146,7 +149,7 @@ internal static class TextGenerationEndpoints
             var ev = e.Event!;
             if (ev.Kind == GenerationEventKind.Token)
             {
-                usage?.Add();
+                completionTokens++;
                 var logprobs = request.Logprobs is { } k && ev.Logprob is { } lp ? new ChatLogprobs([ChatLogprob(tokenizer, lp, k)], null) : null;
                 if (ev.Text.Length > 0 || logprobs is not null) yield return Chunk(new ChatChunkChoice(ev.Choice, new ChatDelta(null, ev.Text), logprobs, null));
             }
@@ -155,8 +158,8 @@ internal static class TextGenerationEndpoints
                 yield return Chunk(new ChatChunkChoice(ev.Choice, new ChatDelta(null, ev.Text.Length > 0 ? ev.Text : null), null, FinishReason(ev.Reason)));
             }
         }
-        if (usage is not null)
-            yield return JsonSerializer.Serialize(new ChatCompletionChunk(id, "chat.completion.chunk", created, request.Model.Id, Fingerprint, [], usage.Usage), json);
+        if (completionTokens is { } completed)
+            yield return JsonSerializer.Serialize(new ChatCompletionChunk(id, "chat.completion.chunk", created, request.Model.Id, Fingerprint, [], UsageOf(request, completed)), json);
     }
 
     /// <summary>The run's events; a failure becomes one OpenAI error chunk (the stream has already started).</summary>
@@ -259,20 +262,11 @@ internal static class TextGenerationEndpoints
 
     private static int[] Bytes(string token) => Encoding.UTF8.GetBytes(token).Select(b => (int)b).ToArray();
 
-    private sealed class UsageCounter(TextGenerationRequest request)
+    /// <summary>Prompt tokens once per prompt (not per choice), completion tokens over every choice generated.</summary>
+    private static Usage UsageOf(TextGenerationRequest request, int completionTokens)
     {
-        private int _completion;
-
-        public void Add() => _completion++;
-
-        public Usage Usage
-        {
-            get
-            {
-                var prompt = request.Inputs.Sum(i => i.Prompt.Count);
-                return new Usage(prompt, _completion, prompt + _completion);
-            }
-        }
+        var prompt = request.Inputs.Sum(i => i.Prompt.Count);
+        return new Usage(prompt, completionTokens, prompt + completionTokens);
     }
 
     /// <summary>A choice's whole output, assembled from its events.</summary>
@@ -321,11 +315,6 @@ internal static class TextGenerationEndpoints
         public IEnumerable<CollectedChoice> Best(int prompt, TextGenerationRequest r) =>
             r.BestOf > r.N ? _choices[prompt].OrderByDescending(c => c.Score).Take(r.N) : _choices[prompt];
 
-        public Usage Usage(TextGenerationRequest r)
-        {
-            var prompt = r.Inputs.Sum(i => i.Prompt.Count);
-            var completion = _choices.Sum(p => p.Sum(c => c.Tokens));
-            return new Usage(prompt, completion, prompt + completion);
-        }
+        public Usage Usage(TextGenerationRequest r) => UsageOf(r, _choices.Sum(p => p.Sum(c => c.Tokens)));
     }
 }
