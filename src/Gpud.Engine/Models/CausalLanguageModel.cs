@@ -82,6 +82,57 @@ public sealed class CausalLanguageModel : nn.Module
         return Body.Norm.forward(hidden).MoveToOuterDisposeScope();
     }
 
+    /// <summary>
+    /// The training forward with activation checkpointing: the decoder layers run without building a graph, keeping only
+    /// each layer's input; <paramref name="head"/> receives the final (normed) hidden states as part of a graph rooted
+    /// just after the last layer and must call backward on its loss; then each layer is recomputed from its saved input,
+    /// last to first, and back-propagated on its own. Peak activation memory is one layer's graph instead of all of them,
+    /// for about one extra forward pass. Gradients equal the ordinary forward's.
+    /// </summary>
+    /// <param name="dropout">The generator the LoRA dropout draws from: each layer's recomputation replays the draws
+    /// of its first run, and afterwards the generator is left where the first pass left it.</param>
+    public void BackwardCheckpointed(Tensor inputIds, Tensor positionIds, Tensor? mask, Generator? dropout, Action<Tensor> head)
+    {
+        ArgumentNullException.ThrowIfNull(inputIds);
+        ArgumentNullException.ThrowIfNull(head);
+        using var scope = NewDisposeScope();
+        var inputs = new List<Tensor>(Body.Layers.Count + 1);
+        var rngStates = new List<Tensor?>(Body.Layers.Count);
+        Tensor cos, sin;
+        using (no_grad())
+        {
+            inputs.Add(Body.Embed(inputIds));
+            (cos, sin) = _rotary.Angles(positionIds, inputs[0].dtype);
+            for (var i = 0; i < Body.Layers.Count; i++)
+            {
+                rngStates.Add(dropout?.get_state());
+                inputs.Add(Body.Layers[i].Forward(inputs[i], cos, sin, mask, null));
+            }
+        }
+        var afterForward = dropout?.get_state();
+
+        var last = inputs[^1].detach().requires_grad_(true);
+        head(Body.Norm.forward(last));
+        var gradient = last.grad;
+        if (gradient is null)
+        {
+            // Nothing trained in this batch (every label ignored): no gradient to carry down.
+            if (dropout is not null) dropout.set_state(afterForward!);
+            return;
+        }
+        for (var i = Body.Layers.Count - 1; i >= 0; i--)
+        {
+            using var layerScope = NewDisposeScope();
+            if (dropout is not null) dropout.set_state(rngStates[i]!);
+            var input = inputs[i].detach().requires_grad_(true);
+            var output = Body.Layers[i].Forward(input, cos, sin, mask, null);
+            output.backward([gradient]);
+            gradient = input.grad!.detach().MoveToOuterDisposeScope();
+            inputs[i + 1].Dispose(); // no longer needed: free it as the walk goes down
+        }
+        if (dropout is not null) dropout.set_state(afterForward!);
+    }
+
     /// <summary>Logits in float32 for the given hidden states [.., hidden] → [.., vocab].</summary>
     public Tensor Logits(Tensor hidden)
     {

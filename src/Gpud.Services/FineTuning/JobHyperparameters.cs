@@ -30,6 +30,9 @@ public sealed record JobHyperparameters
     public bool UseDora { get; init; }
     public LoraInit Init { get; init; } = LoraInit.Gaussian;
     public bool Packing { get; init; } = true;
+
+    /// <summary>Recompute each decoder layer during backward instead of keeping its activations (long contexts).</summary>
+    public bool GradientCheckpointing { get; init; }
     public LearningRateSchedule Scheduler { get; init; } = LearningRateSchedule.Linear;
     public double WarmupRatio { get; init; } = 0.03;
     public double WeightDecay { get; init; }
@@ -84,6 +87,7 @@ public sealed record JobHyperparameters
         json["use_dora"] = UseDora;
         json["init"] = Init.ToString().ToLowerInvariant();
         json["packing"] = Packing;
+        json["gradient_checkpointing"] = GradientCheckpointing;
         json["scheduler"] = Scheduler.ToString().ToLowerInvariant();
         json["warmup_ratio"] = WarmupRatio;
         json["weight_decay"] = WeightDecay;
@@ -121,6 +125,7 @@ public sealed record JobHyperparameters
                 "use_dora" => h with { UseDora = Boolean(value, param) },
                 "init" => h with { Init = Choice(value, param, new Dictionary<string, LoraInit> { ["gaussian"] = LoraInit.Gaussian, ["pissa"] = LoraInit.Pissa }) },
                 "packing" => h with { Packing = Boolean(value, param) },
+                "gradient_checkpointing" => h with { GradientCheckpointing = Boolean(value, param) },
                 "scheduler" => h with
                 {
                     Scheduler = Choice(value, param, new Dictionary<string, LearningRateSchedule>

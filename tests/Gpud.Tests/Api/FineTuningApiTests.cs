@@ -160,7 +160,7 @@ public sealed class FineTuningApiTests
         {
             batch_size = "auto", n_epochs = 4, lora_r = 8, lora_alpha = 16, lora_dropout = 0.1, target_modules = new[] { "q_proj", "v_proj" },
             use_rslora = true, use_dora = true, init = "pissa", packing = false, scheduler = "cosine", warmup_ratio = 0.1, weight_decay = 0.01,
-            checkpoint_every_steps = 7,
+            checkpoint_every_steps = 7, gradient_checkpointing = true,
         });
         var id = job.GetProperty("id").GetString()!;
 
@@ -174,6 +174,7 @@ public sealed class FineTuningApiTests
         Assert.True(h.GetProperty("use_rslora").GetBoolean() && h.GetProperty("use_dora").GetBoolean() && !h.GetProperty("packing").GetBoolean());
         Assert.Equal(("pissa", "cosine"), (h.GetProperty("init").GetString(), h.GetProperty("scheduler").GetString()));
         Assert.Equal(7, h.GetProperty("checkpoint_every_steps").GetInt32());
+        Assert.True(h.GetProperty("gradient_checkpointing").GetBoolean());
         Assert.Equal(0.005, h.GetProperty("learning_rate").GetDouble()); // gpud-tiny's base rate x multiplier 1
         Assert.Equal(0, h.GetProperty("eval_every_steps").GetInt32()); // no validation file
         Assert.Equal(1, job.GetProperty("hyperparameters").GetProperty("batch_size").GetInt32());

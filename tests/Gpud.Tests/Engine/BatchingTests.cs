@@ -38,7 +38,7 @@ public sealed class BatchingTests : IDisposable
         {
             using var batch = Batching.Collate(Batching.Single([e]), CPU);
             var result = TrainingLoss.Compute(_model, batch);
-            return (Loss: result.LossSum.item<float>(), result.Correct, result.Tokens);
+            return (Loss: result.LossSum, result.Correct, result.Tokens);
         }).ToList();
 
         using var packed = Batching.Collate(Batching.Pack(examples, 4096), CPU);
@@ -48,9 +48,9 @@ public sealed class BatchingTests : IDisposable
 
         Assert.Equal(1, packed.InputIds.shape[0]);
         Assert.Equal(alone.Sum(a => a.Tokens), packedResult.Tokens);
-        Assert.Equal(alone.Sum(a => a.Loss), packedResult.LossSum.item<float>(), 3);
+        Assert.Equal(alone.Sum(a => a.Loss), packedResult.LossSum, 3);
         Assert.Equal(alone.Sum(a => a.Correct), packedResult.Correct);
-        Assert.Equal(alone.Sum(a => a.Loss), paddedResult.LossSum.item<float>(), 3);
+        Assert.Equal(alone.Sum(a => a.Loss), paddedResult.LossSum, 3);
         Assert.Equal(examples.Sum(e => e.InputIds.Length), packed.Tokens);
     }
 

@@ -133,6 +133,79 @@ public sealed class LoraTrainerTests
         Assert.InRange(accuracy, 0, 1);
     }
 
+    [Fact]
+    public void Chunked_logits_and_activation_checkpointing_give_the_gradients_of_the_plain_backward_dropout_included()
+    {
+        var (_, _, data) = Dataset();
+        using var model = CausalLanguageModel.Load(Repo.File("tests/fixtures/models/gpud-tiny"), CPU, ScalarType.Float32);
+        var parameters = LoraModel.Attach(model, new LoraSettings(8, 16, Dropout: 0.2, UseDora: true), ["all-linear"], seed: 3);
+        using (no_grad())
+        {
+            foreach (var p in parameters) p.add_(randn_like(p) * 0.05); // B starts at zero: make every gradient path non-trivial
+        }
+        using var batch = Batching.Collate(Batching.Pack(data.Take(8).ToList(), 512), CPU);
+        model.train();
+
+        (double Loss, long Correct, List<Tensor> Grads) Gradients(bool checkpointing, long chunkBytes)
+        {
+            using var dropout = new Generator(5, CPU);
+            foreach (var (_, _, layer) in LoraModel.Projections(model)) layer.Adapter!.DropoutGenerator = dropout;
+            foreach (var p in parameters) p.grad?.zero_();
+            var result = TrainingLoss.Backward(model, batch, 1.0 / batch.TrainedTokens, checkpointing, dropout, chunkBytes);
+            var grads = parameters.Select(p => p.grad!.clone()).ToList();
+            // The generator ends where one plain forward leaves it, so later steps draw the same masks either way.
+            Assert.Equal(rand(1, generator: dropout).item<float>(), ExpectedNextDraw());
+            return (result.LossSum, result.Correct, grads);
+        }
+
+        float ExpectedNextDraw()
+        {
+            using var replay = new Generator(5, CPU);
+            foreach (var (_, _, layer) in LoraModel.Projections(model)) layer.Adapter!.DropoutGenerator = replay;
+            using (no_grad()) model.Hidden(batch.InputIds, batch.PositionIds, batch.AttentionMask);
+            return rand(1, generator: replay).item<float>();
+        }
+
+        var vocabRow = model.Config.VocabSize * 4L;
+        var plain = Gradients(false, TrainingLoss.DefaultLogitChunkBytes);
+        var chunked = Gradients(false, 3 * vocabRow); // 3 trained positions per chunk
+        var checkpointed = Gradients(true, 5 * vocabRow);
+
+        Assert.True(batch.TrainedTokens > 10);
+        foreach (var other in new[] { chunked, checkpointed })
+        {
+            Assert.Equal(plain.Loss, other.Loss, 3);
+            Assert.Equal(plain.Correct, other.Correct);
+            for (var i = 0; i < parameters.Count; i++)
+            {
+                Assert.True(plain.Grads[i].abs().max().item<float>() > 0, $"parameter {i} got no gradient");
+                Assert.True(plain.Grads[i].allclose(other.Grads[i], rtol: 1e-4, atol: 1e-6), $"parameter {i} differs");
+            }
+        }
+    }
+
+    [Fact]
+    public void Training_with_activation_checkpointing_and_chunked_logits_follows_the_plain_loss_curve()
+    {
+        var (_, _, data) = Dataset();
+        List<double> Run(bool checkpointing, long chunkBytes)
+        {
+            using var model = CausalLanguageModel.Load(Repo.File("tests/fixtures/models/gpud-tiny"), CPU, ScalarType.Float32);
+            var parameters = LoraModel.Attach(model, new LoraSettings(8, 16, Dropout: 0.1), ["all-linear"], seed: 4);
+            var losses = new List<double>();
+            new LoraTrainer(model, parameters, new TrainingOptions(Epochs: 2, BatchSize: 5, LearningRate: 3e-3, Seed: 4,
+                    ActivationCheckpointing: checkpointing, LogitChunkBytes: chunkBytes))
+                .Train(data, p => losses.Add(p.TrainLoss));
+            return losses;
+        }
+
+        var plain = Run(false, TrainingLoss.DefaultLogitChunkBytes);
+        var saving = Run(true, 7 * 4L * 264); // 7 trained positions per logits chunk
+        Assert.Equal(8, plain.Count);
+        Assert.All(plain.Zip(saving), p => Assert.Equal(p.First, p.Second, 4));
+        Assert.True(plain[^1] < plain[0]);
+    }
+
     [Theory]
     // transformers' schedule lambdas evaluated at the steps already taken, except that warm-up starts at 1/W rather
     // than at a wasted zero-rate first step.

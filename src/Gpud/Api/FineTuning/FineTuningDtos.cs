@@ -107,6 +107,7 @@ public sealed record SupervisedHyperparametersObject(
     bool UseDora,
     string Init,
     bool Packing,
+    bool GradientCheckpointing,
     string Scheduler,
     double WarmupRatio,
     double WeightDecay,
@@ -118,7 +119,7 @@ public sealed record SupervisedHyperparametersObject(
     {
         ArgumentNullException.ThrowIfNull(h);
         return new((object?)h.BatchSize ?? "auto", (object?)h.LearningRateMultiplier ?? "auto", (object?)h.NEpochs ?? "auto",
-            h.LoraR, h.LoraAlpha, h.LoraDropout, h.TargetModules, h.UseRslora, h.UseDora, h.Init.ToString().ToLowerInvariant(), h.Packing,
+            h.LoraR, h.LoraAlpha, h.LoraDropout, h.TargetModules, h.UseRslora, h.UseDora, h.Init.ToString().ToLowerInvariant(), h.Packing, h.GradientCheckpointing,
             h.Scheduler.ToString().ToLowerInvariant(), h.WarmupRatio, h.WeightDecay, (object?)h.EvalEverySteps ?? "auto",
             h.CheckpointEverySteps, (object?)h.LearningRate ?? "auto");
     }
