@@ -17,6 +17,9 @@ public sealed class ComputeBackend
     /// <summary>The backend's description once <see cref="Initialize"/> succeeded; otherwise null.</summary>
     public ComputeInfo? Info => Volatile.Read(ref _info);
 
+    /// <summary>NVIDIA's management library once <see cref="Initialize"/> ran, if this machine has the driver.</summary>
+    public Nvml? Nvml { get; private set; }
+
     /// <summary>Why initialisation failed, if it did.</summary>
     public Exception? Failure => Volatile.Read(ref _failure);
 
@@ -39,11 +42,11 @@ public sealed class ComputeBackend
                 if (cuda)
                 {
                     var count = torch.cuda.device_count();
-                    var described = NvmlDevices.TryDescribe();
+                    Nvml ??= Nvml.TryOpen();
                     for (var i = 0; i < count; i++)
                     {
-                        var (name, memory) = i < described.Count ? described[i] : ("CUDA device", 0L);
-                        devices.Add(new ComputeDevice($"cuda:{i}", name, memory));
+                        var sample = Nvml?.Sample(i);
+                        devices.Add(new ComputeDevice($"cuda:{i}", sample?.Name ?? "CUDA device", sample?.MemoryTotalBytes ?? 0));
                     }
                 }
                 devices.Add(new ComputeDevice("cpu", CpuName(), GC.GetGCMemoryInfo().TotalAvailableMemoryBytes));

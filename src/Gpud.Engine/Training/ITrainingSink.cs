@@ -6,6 +6,12 @@ namespace Gpud.Engine.Training;
 /// </summary>
 public interface ITrainingSink
 {
+    /// <summary>
+    /// Before a step's first micro-batch; the result is disposed once the step (and its evaluation) has left the device.
+    /// A device shared with serving uses it to interleave the two at step boundaries.
+    /// </summary>
+    IDisposable? BeginStep(int step) => null;
+
     /// <summary>After every optimizer step.</summary>
     void OnStep(TrainingProgress progress);
 

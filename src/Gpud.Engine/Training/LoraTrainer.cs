@@ -169,6 +169,7 @@ public sealed class LoraTrainer(CausalLanguageModel model, IReadOnlyList<Paramet
                 var next = start + options.BatchSize;
                 var endOfEpoch = next >= order.Length;
                 (double Loss, double Accuracy)? sample = null, full = null;
+                using (sink.BeginStep(step))
                 {
                     foreach (var micro in MicroBatches(rows))
                     {

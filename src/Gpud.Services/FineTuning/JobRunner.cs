@@ -2,9 +2,11 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using Gpud.Engine.Compute;
 using Gpud.Engine.Lora;
 using Gpud.Engine.Models;
 using Gpud.Engine.Training;
+using Gpud.Services.Devices;
 using Gpud.Services.Files;
 using Gpud.Services.Ids;
 using Gpud.Services.Models;
@@ -26,6 +28,8 @@ public sealed partial class JobRunner(
     FineTuningSettings settings,
     JobEvents events,
     FineTuningMetrics metrics,
+    ComputeBackend backend,
+    DeviceTurns turns,
     TimeProvider time,
     ILogger<JobRunner> logger)
 {
@@ -64,7 +68,8 @@ public sealed partial class JobRunner(
                 WeightDecay: hyper.WeightDecay,
                 Packing: hyper.Packing,
                 MaxLength: Math.Min(settings.MaxSequenceLength, model.Config.MaxPositionEmbeddings),
-                EvalEverySteps: hyper.EvalEverySteps ?? 0);
+                EvalEverySteps: hyper.EvalEverySteps ?? 0,
+                ActivationCheckpointing: hyper.GradientCheckpointing);
             var trainer = new LoraTrainer(model, parameters, options);
 
             string? resumeFrom = null;
@@ -149,6 +154,14 @@ public sealed partial class JobRunner(
     private JobEvents Events => events;
 
     private TimeProvider Time => time;
+
+    private DeviceTurns Turns => turns;
+
+    /// <summary>The device's memory in use (all processes), from NVML on CUDA devices; null elsewhere.</summary>
+    private long? DeviceMemoryUsed(string device) =>
+        device.StartsWith("cuda:", StringComparison.Ordinal) && int.TryParse(device.AsSpan(5), NumberStyles.None, CultureInfo.InvariantCulture, out var index)
+            ? backend.Nvml?.Sample(index)?.MemoryUsedBytes
+            : null;
 
     /// <summary><c>ft:{base}:{org}:{suffix}:{id}</c>; the org is the job's project (<c>gpud</c> for the default one).</summary>
     public static string FineTunedModelName(JobRecord job)
@@ -237,6 +250,8 @@ public sealed partial class JobRunner(
 
         public double DeviceSeconds => _baseDeviceSeconds + _watch.Elapsed.TotalSeconds;
 
+        public IDisposable BeginStep(int step) => _runner.Turns.Take(_device, DeviceWorkload.Training);
+
         public void OnStep(TrainingProgress p)
         {
             _last = p;
@@ -256,7 +271,7 @@ public sealed partial class JobRunner(
             if (_lastEvent is { } last && now - last < _runner.Settings.EventInterval && p.Step < p.TotalSteps && !evaluated) return;
             _lastEvent = now;
             var progress = new JobProgress(p.Step, p.TotalSteps, p.Epoch, p.TrainLoss, p.TrainAccuracy, p.LearningRate, p.TokensPerSecond,
-                p.TrainedTokens, p.Elapsed.TotalSeconds, p.Remaining.TotalSeconds, null);
+                p.TrainedTokens, p.Elapsed.TotalSeconds, p.Remaining.TotalSeconds, _runner.DeviceMemoryUsed(_device));
             _runner.Jobs.Update(_job.Id, [JobStatus.Running, JobStatus.Paused], new JobChanges
             {
                 Progress = JsonSerializer.Serialize(progress, FineTuningJobView.Json),

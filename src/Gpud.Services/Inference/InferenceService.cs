@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using Gpud.Engine.Compute;
+using Gpud.Services.Devices;
 using Gpud.Services.FineTuning;
 using Gpud.Services.Models;
 using Microsoft.Extensions.Logging;
@@ -16,6 +17,7 @@ public sealed class InferenceService(
     InferenceSettings settings,
     FineTuningSettings fineTuning,
     InferenceMetrics metrics,
+    DeviceTurns turns,
     ILoggerFactory loggers) : IDisposable
 {
     private readonly ConcurrentDictionary<string, Lazy<ModelServer>> _servers = new(StringComparer.Ordinal);
@@ -54,7 +56,7 @@ public sealed class InferenceService(
 
     private ModelServer Server(BaseModel model) =>
         _servers.GetOrAdd(model.Name, _ => new Lazy<ModelServer>(() =>
-            new ModelServer(model, PickDevice(model), settings, metrics, _hostCache, loggers.CreateLogger<ModelServer>()))).Value;
+            new ModelServer(model, PickDevice(model), settings, metrics, _hostCache, turns, loggers.CreateLogger<ModelServer>()))).Value;
 
     /// <summary>
     /// The documented placement: Gpud:Inference:Device if set; else a CUDA device the model may use that fine-tuning

@@ -1,6 +1,7 @@
 using Gpud.Engine.Generation;
 using Gpud.Engine.Lora;
 using Gpud.Engine.Models;
+using Gpud.Services.Devices;
 using Gpud.Services.Errors;
 using Gpud.Services.Models;
 using Microsoft.Extensions.Logging;
@@ -20,6 +21,7 @@ internal sealed partial class ModelServer : IDisposable
     private readonly InferenceSettings _settings;
     private readonly InferenceMetrics _metrics;
     private readonly AdapterHostCache _hostCache;
+    private readonly DeviceTurns _turns;
     private readonly ILogger _logger;
     private readonly Lock _gate = new();
     private readonly List<Pending> _incoming = [];
@@ -35,8 +37,10 @@ internal sealed partial class ModelServer : IDisposable
     private readonly Dictionary<string, int> _slotOf = new(StringComparer.Ordinal);
     private readonly LinkedList<string> _slotRecency = new(); // most recent first
 
-    public ModelServer(BaseModel baseModel, string device, InferenceSettings settings, InferenceMetrics metrics, AdapterHostCache hostCache, ILogger logger)
+    public ModelServer(BaseModel baseModel, string device, InferenceSettings settings, InferenceMetrics metrics, AdapterHostCache hostCache,
+        DeviceTurns turns, ILogger logger)
     {
+        _turns = turns;
         _base = baseModel;
         Device = device;
         _settings = settings;
@@ -123,19 +127,22 @@ internal sealed partial class ModelServer : IDisposable
             while (!_stop.IsCancellationRequested)
             {
                 TakeIncoming();
-                Admit(batcher, pool);
-                if (batcher.Running > 0)
+                if (_queue.Count > 0 || batcher.Running > 0)
                 {
+                    // One admit-and-decode iteration is one turn on the device (shared with a training job, they alternate).
+                    DeviceTurns.Turn turn;
                     try
                     {
-                        batcher.Step();
+                        turn = _turns.Take(Device, DeviceWorkload.Serving, _stop.Token);
                     }
-                    catch (Exception e)
+                    catch (OperationCanceledException)
                     {
-                        LogStepFailed(_logger, _base.Name, e);
-                        var groups = batcher.Clear();
-                        foreach (var run in _queue.Select(p => p.Run).Concat(groups.Select(g => ((GenerationRun.PromptSink)g.Sink).Owner)).Distinct())
-                            run.Fail(e);
+                        break;
+                    }
+                    using (turn)
+                    {
+                        Admit(batcher, pool);
+                        if (batcher.Running > 0) Decode(batcher);
                     }
                 }
                 _metrics.Running.WithLabels(_base.Name).Set(batcher.Running);
@@ -143,6 +150,21 @@ internal sealed partial class ModelServer : IDisposable
                 if (batcher.Running == 0) _wake.Wait(_queue.Count > 0 ? 20 : 1000); // nothing to decode: sleep until work (or an adapter) arrives
             }
             foreach (var run in _queue.Select(p => p.Run).Distinct()) run.Fail(new OperationCanceledException("gpud is shutting down."));
+        }
+    }
+
+    private void Decode(ContinuousBatcher batcher)
+    {
+        try
+        {
+            batcher.Step();
+        }
+        catch (Exception e)
+        {
+            LogStepFailed(_logger, _base.Name, e);
+            var groups = batcher.Clear();
+            foreach (var run in _queue.Select(p => p.Run).Concat(groups.Select(g => ((GenerationRun.PromptSink)g.Sink).Owner)).Distinct())
+                run.Fail(e);
         }
     }
 

@@ -48,7 +48,17 @@ internal static class GpudApplication
         app.UseSwaggerUI(o => o.DocumentTitle = "gpud API");
 
         app.MapHealth();
-        app.MapMetrics("/metrics");
+        var gpus = app.Services.GetRequiredService<Gpud.Services.Devices.GpuMetrics>();
+        app.MapMetrics("/metrics").Add(endpoint =>
+        {
+            // GPU gauges are read from NVML at scrape time, so they are as fresh as the scrape.
+            var export = endpoint.RequestDelegate!;
+            endpoint.RequestDelegate = context =>
+            {
+                gpus.Update();
+                return export(context);
+            };
+        });
 
         var v1 = app.MapGroup("/v1").RequireAuthorization()
             .WithMetadata(new ProducesResponseTypeMetadata(StatusCodes.Status400BadRequest, typeof(ErrorResponse), ["application/json"]))

@@ -4,6 +4,7 @@ using Gpud.Api.Errors;
 using Gpud.Api.Health;
 using Gpud.Engine.Compute;
 using Gpud.Engine.Demo;
+using Gpud.Services.Devices;
 using Gpud.Services.Models;
 using Gpud.Services.Files;
 using Gpud.Services.FineTuning;
@@ -72,6 +73,8 @@ internal static class GpudServices
         });
         services.AddSingleton<IMetricFactory>(_ => Prometheus.Metrics.DefaultFactory);
         services.AddSingleton<FineTuningMetrics>();
+        services.AddSingleton<GpuMetrics>();
+        services.AddSingleton<DeviceTurns>();
         services.AddSingleton<JobRepository>();
         services.AddSingleton<JobEvents>();
         services.AddSingleton<JobRunner>();

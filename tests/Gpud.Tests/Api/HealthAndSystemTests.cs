@@ -32,6 +32,24 @@ public sealed class HealthAndSystemTests
     }
 
     [Fact]
+    public async Task Without_an_nvidia_driver_gpu_telemetry_is_absent_not_zero()
+    {
+        Assert.Null(Gpud.Engine.Compute.Nvml.TryOpen("libnvidia-ml-not-installed.so.1"));
+        Assert.Null(Gpud.Engine.Compute.Nvml.TryOpen("libc.so.6")); // loads, but is not NVML
+        using var gpud = new GpudFactory();
+        var client = gpud.Client();
+        for (var i = 0; i < 200 && (await client.GetAsync("/readyz")).StatusCode != System.Net.HttpStatusCode.OK; i++) await Task.Delay(50);
+
+        var metrics = await client.GetStringAsync("/metrics");
+        Assert.Contains("# TYPE gpud_gpu_utilization_percent gauge", metrics); // declared...
+        Assert.DoesNotContain(metrics.Split('\n'), l => l.StartsWith("gpud_gpu_", StringComparison.Ordinal)); // ...but no made-up readings
+        var cpu = (await (await client.GetAsync("/v1/system")).Json()).GetProperty("devices").EnumerateArray().Single();
+        Assert.Equal("cpu", cpu.GetProperty("id").GetString());
+        Assert.Equal(System.Text.Json.JsonValueKind.Null, cpu.GetProperty("memory_used_bytes").ValueKind);
+        Assert.Equal(System.Text.Json.JsonValueKind.Null, cpu.GetProperty("utilization_percent").ValueKind);
+    }
+
+    [Fact]
     public async Task Readyz_fails_when_the_data_dir_is_short_of_space()
     {
         using var gpud = new GpudFactory(new Dictionary<string, string?> { ["Gpud:MinFreeDiskBytes"] = (1L << 60).ToString(System.Globalization.CultureInfo.InvariantCulture) });

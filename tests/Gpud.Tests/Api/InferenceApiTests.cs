@@ -107,6 +107,33 @@ public sealed class InferenceApiTests
     }
 
     [Fact]
+    public async Task On_a_device_that_also_trains_completions_and_training_steps_take_turns_and_neither_starves()
+    {
+        using var factory = new GpudFactory(); // CPU only: the job and the server share the one device
+        var client = factory.Client();
+        var file = await client.UploadTrainingFileAsync();
+        var id = (await client.CreateJobAsync(file, new { n_epochs = 50, batch_size = 1 })).GetProperty("id").GetString()!;
+        var before = await client.WaitForJobAsync(id, j => j.Status() == "running" && j.Step() >= 1);
+        const string Waits = "gpud_device_turn_wait_seconds_count{device=\"cpu\",workload=\"{0}\"}";
+        var servingTurns = await Metric(client, Waits.Replace("{0}", "serving", StringComparison.Ordinal));
+        var trainingTurns = await Metric(client, Waits.Replace("{0}", "training", StringComparison.Ordinal));
+
+        // Generation is not held back until the job ends: every request completes while it is still training...
+        for (var i = 0; i < 3; i++)
+        {
+            var response = await client.PostAsJsonAsync("/v1/completions", new { model = "gpud-tiny", prompt = $"turn {i}", max_tokens = 24, logit_bias = NoEos });
+            Assert.Equal(24, (await response.Json()).GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+        }
+        var after = await client.GetJobAsync(id);
+        Assert.Equal("running", after.Status());
+        // ...and training was not held back by generation: its steps went on in between, both through the device's turns.
+        Assert.True(after.Step() > before.Step(), $"the job stayed at step {before.Step()}");
+        Assert.True(await Metric(client, Waits.Replace("{0}", "serving", StringComparison.Ordinal)) >= servingTurns + 3 * 20); // a turn per decode step
+        Assert.True(await Metric(client, Waits.Replace("{0}", "training", StringComparison.Ordinal)) > trainingTurns);
+        (await client.PostAsync($"/v1/fine_tuning/jobs/{id}/cancel", null)).EnsureSuccessStatusCode();
+    }
+
+    [Fact]
     public async Task The_four_prompt_shapes_echo_best_of_and_n_follow_the_contract()
     {
         using var factory = new GpudFactory();

@@ -2,6 +2,7 @@ using System.Reflection;
 using Gpud.Api.Health;
 using Gpud.Engine.Compute;
 using Gpud.Hosting;
+using Gpud.Services.Devices;
 using Microsoft.Extensions.Options;
 
 namespace Gpud.Api.System;
@@ -16,9 +17,10 @@ internal static class SystemEndpoints
         return v1;
     }
 
-    private static SystemInfo Get(ComputeBackend backend, IOptions<GpudOptions> options)
+    private static SystemInfo Get(ComputeBackend backend, GpuMetrics gpus, IOptions<GpudOptions> options)
     {
         var info = backend.Info;
+        var telemetry = gpus.Sample().ToDictionary(g => g.Device);
         var status = info is not null ? "ready" : backend.Failure is not null ? "failed" : "loading";
         var dataDir = Path.GetFullPath(options.Value.DataDir);
         return new SystemInfo(
@@ -28,7 +30,9 @@ internal static class SystemEndpoints
             backend.Failure?.GetBaseException().Message,
             info?.LibTorchVersion,
             info?.CudaAvailable ?? false,
-            info?.Devices.Select(d => new SystemDevice(d.Id, d.Name, d.TotalMemoryBytes)).ToList() ?? [],
+            info?.Devices.Select(d => telemetry.TryGetValue(d.Id, out var g)
+                ? new SystemDevice(d.Id, d.Name, d.TotalMemoryBytes, g.MemoryUsedBytes, g.UtilizationPercent, g.TemperatureCelsius, g.PowerWatts)
+                : new SystemDevice(d.Id, d.Name, d.TotalMemoryBytes)).ToList() ?? [],
             dataDir,
             DiskSpaceCheck.FreeBytes(dataDir));
     }
@@ -45,4 +49,12 @@ public sealed record SystemInfo(
     string DataDir,
     long DataDirFreeBytes);
 
-public sealed record SystemDevice(string Id, string Name, long TotalMemoryBytes);
+/// <summary>A device; on NVIDIA GPUs with a driver, also its current NVML reading (null elsewhere).</summary>
+public sealed record SystemDevice(
+    string Id,
+    string Name,
+    long TotalMemoryBytes,
+    long? MemoryUsedBytes = null,
+    double? UtilizationPercent = null,
+    double? TemperatureCelsius = null,
+    double? PowerWatts = null);
