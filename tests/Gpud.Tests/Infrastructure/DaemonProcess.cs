@@ -24,7 +24,20 @@ public sealed class DaemonProcess : IDisposable
 
     public Uri BaseAddress { get; }
 
-    public static async Task<DaemonProcess> StartAsync(string dataDir, params string[] arguments)
+    private readonly System.Collections.Concurrent.ConcurrentQueue<string> _output = new();
+
+    /// <summary>Everything the daemon wrote to stdout and stderr so far, a line each.</summary>
+    public IReadOnlyList<string> Output => [.. _output];
+
+    private void Capture(string? line)
+    {
+        if (line is not null) _output.Enqueue(line);
+    }
+
+    public static Task<DaemonProcess> StartAsync(string dataDir, params string[] arguments) =>
+        StartAsync(dataDir, new Dictionary<string, string>(), arguments);
+
+    public static async Task<DaemonProcess> StartAsync(string dataDir, IReadOnlyDictionary<string, string> environment, params string[] arguments)
     {
         var port = FreePort();
         var start = new ProcessStartInfo("dotnet", [Repo.GpudDll, $"--urls=http://127.0.0.1:{port}", $"--Gpud:DataDir={dataDir}", .. arguments])
@@ -32,12 +45,13 @@ public sealed class DaemonProcess : IDisposable
             RedirectStandardOutput = true,
             RedirectStandardError = true,
         };
+        foreach (var (key, value) in environment) start.Environment[key] = value;
         var process = Process.Start(start)!;
-        process.OutputDataReceived += (_, _) => { };
-        process.ErrorDataReceived += (_, _) => { };
+        var daemon = new DaemonProcess(process, port);
+        process.OutputDataReceived += (_, e) => daemon.Capture(e.Data);
+        process.ErrorDataReceived += (_, e) => daemon.Capture(e.Data);
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
-        var daemon = new DaemonProcess(process, port);
         using var client = daemon.Client();
         for (var i = 0; i < 200; i++)
         {

@@ -1,10 +1,9 @@
-using System.Security.Cryptography;
-
 namespace Gpud.Api.Observability;
 
 /// <summary>
-/// Gives every request an id (<c>req_…</c>, OpenAI's shape) in the <c>x-request-id</c> response header, in
-/// <see cref="HttpContext.TraceIdentifier"/> and in the logging scope, so a client's report can be found in the logs.
+/// Returns the request's id (<c>req_…</c>, set by <see cref="RequestIdContextFactory"/>) in the <c>x-request-id</c>
+/// response header, so a client's report can be found in the logs, where every line of the request carries it as
+/// <c>RequestId</c>. A server that bypasses the factory (the in-memory test server) gets the id here instead.
 /// </summary>
 internal sealed class RequestIdMiddleware(RequestDelegate next, ILogger<RequestIdMiddleware> logger)
 {
@@ -12,8 +11,12 @@ internal sealed class RequestIdMiddleware(RequestDelegate next, ILogger<RequestI
 
     public async Task InvokeAsync(HttpContext context)
     {
-        var id = "req_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));
-        context.TraceIdentifier = id;
+        IDisposable? scope = null;
+        if (!context.TraceIdentifier.StartsWith("req_", StringComparison.Ordinal))
+        {
+            context.TraceIdentifier = RequestIdContextFactory.NewId();
+            scope = logger.BeginScope(new Dictionary<string, object> { ["RequestId"] = context.TraceIdentifier });
+        }
         // Set when the response starts, not now: the exception handler clears headers before writing an error.
         context.Response.OnStarting(static state =>
         {
@@ -21,7 +24,9 @@ internal sealed class RequestIdMiddleware(RequestDelegate next, ILogger<RequestI
             http.Response.Headers[Header] = http.TraceIdentifier;
             return Task.CompletedTask;
         }, context);
-        using var scope = logger.BeginScope(new Dictionary<string, object> { ["RequestId"] = id });
-        await next(context);
+        using (scope)
+        {
+            await next(context);
+        }
     }
 }
