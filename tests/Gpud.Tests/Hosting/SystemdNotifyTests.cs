@@ -13,7 +13,7 @@ namespace Gpud.Tests.Hosting;
 public sealed class SystemdNotifyTests
 {
     [Fact]
-    public async Task Gpud_notifies_ready_when_listening_and_stopping_on_sigterm()
+    public async Task Gpud_notifies_ready_when_listening_feeds_the_watchdog_and_notifies_stopping_on_sigterm()
     {
         using var dir = new TempDir();
         var launcher = dir["systemd"];
@@ -27,18 +27,24 @@ public sealed class SystemdNotifyTests
                       "trap 'kill -TERM $child' TERM; wait $child; wait $child";
         var start = new ProcessStartInfo(launcher, ["-c", command]) { RedirectStandardOutput = true, RedirectStandardError = true };
         start.Environment["NOTIFY_SOCKET"] = socketPath;
+        start.Environment["WATCHDOG_USEC"] = "600000"; // WatchdogSec=0.6: a ping every 0.3 s
         using var shell = Process.Start(start)!;
         _ = shell.StandardOutput.ReadToEndAsync();
         _ = shell.StandardError.ReadToEndAsync();
         try
         {
-            var ready = await ReceiveAsync(socket, TimeSpan.FromSeconds(30));
-            Assert.Contains("READY=1", ready);
+            var messages = new List<string>();
+            while (!messages.Contains("READY=1")) messages.Add(await ReceiveAsync(socket, TimeSpan.FromSeconds(30)));
+            var pings = messages.Count(m => m == "WATCHDOG=1");
+            var watch = Stopwatch.StartNew();
+            while (watch.Elapsed < TimeSpan.FromSeconds(2)) pings += await ReceiveAsync(socket, TimeSpan.FromSeconds(5)) == "WATCHDOG=1" ? 1 : 0;
+            Assert.InRange(pings, 5, 12); // about one per 0.3 s
             using var client = new HttpClient();
             Assert.Equal("ok", (await (await client.GetAsync($"http://127.0.0.1:{port}/healthz")).Json()).GetProperty("status").GetString());
 
             Process.Start("kill", ["-TERM", shell.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])!.WaitForExit();
-            Assert.Contains("STOPPING=1", await ReceiveAsync(socket, TimeSpan.FromSeconds(30)));
+            while (await ReceiveAsync(socket, TimeSpan.FromSeconds(30)) is var message && message != "STOPPING=1")
+                Assert.Equal("WATCHDOG=1", message); // pings may still arrive until the host stops
             Assert.True(shell.WaitForExit(TimeSpan.FromSeconds(30)), "gpud should exit after SIGTERM");
         }
         finally
