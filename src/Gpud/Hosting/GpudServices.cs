@@ -71,6 +71,9 @@ internal static class GpudServices
             return new FineTuningSettings(gpud.DataDir, tuning.Devices.Select(d => new DeviceSlotDefinition(d.Name, d.HourlyPrice)).ToList(),
                 tuning.Training.KeepCheckpoints, tuning.Training.MaxSequenceLength, TimeSpan.FromMilliseconds(tuning.Training.MetricsEventIntervalMs));
         });
+        // prometheus-net's event-counter and Meter bridges export runtime counters under names that break Prometheus'
+        // conventions (promtool rejects "…_count" gauges); its own process and GC metrics cover the same ground.
+        Prometheus.Metrics.SuppressDefaultMetrics(new SuppressDefaultMetricOptions { SuppressEventCounters = true, SuppressMeters = true, SuppressDebugMetrics = true });
         services.AddSingleton<IMetricFactory>(_ => Prometheus.Metrics.DefaultFactory);
         services.AddSingleton<FineTuningMetrics>();
         services.AddSingleton<GpuMetrics>();
@@ -104,7 +107,9 @@ internal static class GpudServices
         services.AddHostedService<FileExpiryService>();
         services.AddHostedService(sp => sp.GetRequiredService<JobValidationWorker>());
         services.AddHostedService(sp => sp.GetRequiredService<JobScheduler>());
+        services.AddSingleton<IHttpContextFactory, Gpud.Api.Observability.RequestIdContextFactory>();
         services.AddSystemd();
+        services.AddHostedService<SystemdWatchdog>();
         // Stopping waits for running jobs to finish their step and checkpoint; stay inside the unit's TimeoutStopSec=120.
         services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(100));
 
