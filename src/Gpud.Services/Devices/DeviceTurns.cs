@@ -27,13 +27,33 @@ public sealed class DeviceTurns(IMetricFactory factory)
 
     /// <summary>Waits for the device; dispose the result to hand it on.</summary>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> fired while waiting.</exception>
-    public Turn Take(string device, string workload, CancellationToken cancellationToken = default)
+    public Turn Take(string device, string workload, CancellationToken cancellationToken = default) =>
+        Lane(device, workload).Take(cancellationToken);
+
+    /// <summary>One workload's way onto a device, resolved once (a serving loop takes a turn per decode step).</summary>
+    public DeviceLane Lane(string device, string workload) =>
+        new(_devices.GetOrAdd(device, _ => new Turnstile()), _wait.WithLabels(device, workload));
+
+    /// <summary>A workload's access to one device: its turnstile and its wait-time series.</summary>
+    public sealed class DeviceLane
     {
-        var started = Stopwatch.GetTimestamp();
-        var turnstile = _devices.GetOrAdd(device, _ => new Turnstile());
-        turnstile.Enter(cancellationToken);
-        _wait.WithLabels(device, workload).Observe(Stopwatch.GetElapsedTime(started).TotalSeconds);
-        return new Turn(turnstile);
+        private readonly Turnstile _turnstile;
+        private readonly Histogram.Child _wait;
+
+        internal DeviceLane(Turnstile turnstile, Histogram.Child wait)
+        {
+            _turnstile = turnstile;
+            _wait = wait;
+        }
+
+        /// <inheritdoc cref="DeviceTurns.Take(string, string, CancellationToken)"/>
+        public Turn Take(CancellationToken cancellationToken = default)
+        {
+            var started = Stopwatch.GetTimestamp();
+            _turnstile.Enter(cancellationToken);
+            _wait.Observe(Stopwatch.GetElapsedTime(started).TotalSeconds);
+            return new Turn(_turnstile);
+        }
     }
 
     /// <summary>A held turn.</summary>

@@ -215,6 +215,7 @@ public sealed partial class JobRunner(
         private readonly JobRecord _job;
         private readonly string _name;
         private readonly string _device;
+        private readonly DeviceTurns.DeviceLane _turns;
         private readonly JobControl _control;
         private readonly Stopwatch _watch;
         private readonly Action<string> _export;
@@ -232,6 +233,7 @@ public sealed partial class JobRunner(
             _job = job;
             _name = name;
             _device = device;
+            _turns = runner.Turns.Lane(device, DeviceWorkload.Training);
             _control = control;
             _watch = watch;
             _export = export;
@@ -250,7 +252,7 @@ public sealed partial class JobRunner(
 
         public double DeviceSeconds => _baseDeviceSeconds + _watch.Elapsed.TotalSeconds;
 
-        public IDisposable BeginStep(int step) => _runner.Turns.Take(_device, DeviceWorkload.Training);
+        public IDisposable BeginStep(int step) => _turns.Take();
 
         public void OnStep(TrainingProgress p)
         {

@@ -21,7 +21,7 @@ internal sealed partial class ModelServer : IDisposable
     private readonly InferenceSettings _settings;
     private readonly InferenceMetrics _metrics;
     private readonly AdapterHostCache _hostCache;
-    private readonly DeviceTurns _turns;
+    private readonly DeviceTurns.DeviceLane _turns;
     private readonly ILogger _logger;
     private readonly Lock _gate = new();
     private readonly List<Pending> _incoming = [];
@@ -40,7 +40,7 @@ internal sealed partial class ModelServer : IDisposable
     public ModelServer(BaseModel baseModel, string device, InferenceSettings settings, InferenceMetrics metrics, AdapterHostCache hostCache,
         DeviceTurns turns, ILogger logger)
     {
-        _turns = turns;
+        _turns = turns.Lane(device, DeviceWorkload.Serving);
         _base = baseModel;
         Device = device;
         _settings = settings;
@@ -133,7 +133,7 @@ internal sealed partial class ModelServer : IDisposable
                     DeviceTurns.Turn turn;
                     try
                     {
-                        turn = _turns.Take(Device, DeviceWorkload.Serving, _stop.Token);
+                        turn = _turns.Take(_stop.Token);
                     }
                     catch (OperationCanceledException)
                     {

@@ -15,7 +15,7 @@ internal sealed partial class SystemdWatchdog(GpudDatabase database, ILogger<Sys
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         if (notifier is not { IsEnabled: true } || Period() is not { } period) return;
-        LogEnabled(logger, period.TotalSeconds);
+        LogEnabled(logger, period.TotalSeconds / 2);
         using var timer = new PeriodicTimer(period / 2);
         do
         {
@@ -36,9 +36,7 @@ internal sealed partial class SystemdWatchdog(GpudDatabase database, ILogger<Sys
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "systemd watchdog enabled: pinging every {HalfPeriodSeconds:0.#} s while the database takes writes", EventName = "WatchdogEnabled")]
-    private static partial void LogEnabledCore(ILogger logger, double halfPeriodSeconds);
-
-    private static void LogEnabled(ILogger logger, double periodSeconds) => LogEnabledCore(logger, periodSeconds / 2);
+    private static partial void LogEnabled(ILogger logger, double halfPeriodSeconds);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Skipping a systemd watchdog ping: the database {Path} does not grant its write lock")]
     private static partial void LogUnhealthy(ILogger logger, string path);
