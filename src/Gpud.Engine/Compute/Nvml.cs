@@ -5,6 +5,7 @@ namespace Gpud.Engine.Compute;
 
 /// <summary>One reading of an NVIDIA GPU; a value the driver does not report (e.g. power on some boards) is null.</summary>
 /// <param name="Device">The device as gpud names it (<c>cuda:N</c>, N as CUDA numbers the visible devices).</param>
+/// <param name="Uuid">The board's UUID (<c>GPU-…</c>), stable across reboots and the same in <c>nvidia-smi -L</c>.</param>
 public sealed record GpuSample(
     string Device,
     string Name,
@@ -12,7 +13,8 @@ public sealed record GpuSample(
     long MemoryTotalBytes,
     double? UtilizationPercent,
     double? TemperatureCelsius,
-    double? PowerWatts);
+    double? PowerWatts,
+    string? Uuid = null);
 
 /// <summary>
 /// NVIDIA's management library (libnvidia-ml.so.1, installed with the driver) through P/Invoke: names, memory,
@@ -40,12 +42,13 @@ public sealed unsafe class Nvml
         public uint Memory;
     }
 
-    private readonly nint _getName, _getMemory, _getUtilization, _getTemperature, _getPower;
+    private readonly nint _getName, _getUuid, _getMemory, _getUtilization, _getTemperature, _getPower;
     private readonly List<nint> _handles; // by CUDA index
 
     private Nvml(nint library)
     {
         _getName = NativeLibrary.GetExport(library, "nvmlDeviceGetName");
+        _getUuid = NativeLibrary.GetExport(library, "nvmlDeviceGetUUID");
         _getMemory = NativeLibrary.GetExport(library, "nvmlDeviceGetMemoryInfo");
         _getUtilization = NativeLibrary.GetExport(library, "nvmlDeviceGetUtilizationRates");
         _getTemperature = NativeLibrary.GetExport(library, "nvmlDeviceGetTemperature");
@@ -84,6 +87,8 @@ public sealed unsafe class Nvml
         var text = ((delegate* unmanaged<nint, byte*, uint, int>)_getName)(device, name, 96) == Success
             ? Marshal.PtrToStringUTF8((nint)name) ?? "NVIDIA GPU"
             : "NVIDIA GPU";
+        var uuid = stackalloc byte[96];
+        var uuidText = ((delegate* unmanaged<nint, byte*, uint, int>)_getUuid)(device, uuid, 96) == Success ? Marshal.PtrToStringUTF8((nint)uuid) : null;
         Memory memory;
         var hasMemory = ((delegate* unmanaged<nint, Memory*, int>)_getMemory)(device, &memory) == Success;
         Utilization utilization;
@@ -95,7 +100,8 @@ public sealed unsafe class Nvml
             hasMemory ? (long)memory.Used : 0, hasMemory ? (long)memory.Total : 0,
             hasUtilization ? utilization.Gpu : null,
             hasTemperature ? celsius : null,
-            hasPower ? milliwatts / 1000.0 : null);
+            hasPower ? milliwatts / 1000.0 : null,
+            uuidText);
     }
 
     private static List<nint> VisibleHandles(nint library)

@@ -31,7 +31,7 @@ internal static class SystemEndpoints
             info?.LibTorchVersion,
             info?.CudaAvailable ?? false,
             info?.Devices.Select(d => telemetry.TryGetValue(d.Id, out var g)
-                ? new SystemDevice(d.Id, d.Name, d.TotalMemoryBytes, g.MemoryUsedBytes, g.UtilizationPercent, g.TemperatureCelsius, g.PowerWatts)
+                ? new SystemDevice(d.Id, d.Name, d.TotalMemoryBytes, g.MemoryUsedBytes, g.UtilizationPercent, g.TemperatureCelsius, g.PowerWatts, g.Uuid)
                 : new SystemDevice(d.Id, d.Name, d.TotalMemoryBytes)).ToList() ?? [],
             dataDir,
             DiskSpaceCheck.FreeBytes(dataDir));
@@ -57,4 +57,5 @@ public sealed record SystemDevice(
     long? MemoryUsedBytes = null,
     double? UtilizationPercent = null,
     double? TemperatureCelsius = null,
-    double? PowerWatts = null);
+    double? PowerWatts = null,
+    string? Uuid = null);
