@@ -12,12 +12,18 @@ using static TorchSharp.torch;
 var arguments = Arguments.Parse(args);
 if (arguments.Command == "serve") return await Gpud.Bench.ServeBenchmark.RunAsync(arguments);
 if (arguments.Command == "adapters") return Gpud.Bench.ServeBenchmark.WriteAdapters(arguments);
+if (arguments.Command == "probe") return Gpud.Bench.Probe.Run();
+if (arguments.Command == "make-model") return Gpud.Bench.RandomModel.Write(arguments);
+if (arguments.Command == "interop") return Gpud.Bench.Interop.Run(arguments);
 if (arguments.Command is not ("generate" or "train"))
 {
     Console.Error.WriteLine("usage: gpud-bench generate --model DIR|gpud-tiny [--batch N] [--prompt-tokens N] [--new-tokens N] [--device cpu|cuda:0] [--dtype float32|bfloat16|float16] [--repeat N]");
     Console.Error.WriteLine("       gpud-bench serve    --url URL --models a,b,c [--concurrency 16] [--requests N] [--max-tokens 64]");
     Console.Error.WriteLine("       gpud-bench adapters --model DIR --out DIR [--count 8] [--rank 16]");
-    Console.Error.WriteLine("       gpud-bench train    --model DIR|gpud-tiny [--batch N] [--seq N] [--steps N] [--rank 16] [--device ...] [--dtype ...]");
+    Console.Error.WriteLine("       gpud-bench train    --model DIR|gpud-tiny [--batch N] [--seq N] [--steps N] [--rank 16] [--device ...] [--dtype ...] [--peak-tflops N]");
+    Console.Error.WriteLine("       gpud-bench probe    (libtorch, devices, and gpud's kinds of ops on each device and dtype)");
+    Console.Error.WriteLine("       gpud-bench make-model --out DIR [--hidden 2048] [--layers 16] [--heads 32] [--kv-heads 8] [--intermediate 8192] [--vocab 128256] [--tie true]");
+    Console.Error.WriteLine("       gpud-bench interop  --model DIR --out DIR [--device cpu|cuda:0]   (adapters + logits for scripts/gpu/peft_interop.py)");
     return 2;
 }
 
@@ -43,6 +49,7 @@ var promptTokens = arguments.Int("prompt-tokens", 128);
 var newTokens = arguments.Int("new-tokens", 64);
 var repeat = arguments.Int("repeat", 3);
 
+using var gpuMemory = new Gpud.Bench.GpuMemoryPeak(device.ToString());
 var load = Stopwatch.StartNew();
 using var model = CausalLanguageModel.Load(modelPath, device, dtype);
 Console.WriteLine(FormattableString.Invariant($"model={modelPath} device={device} dtype={dtype} parameters={model.Config.ParameterCount} load_seconds={load.Elapsed.TotalSeconds:F3} peak_rss_mib_after_load={PeakRssMib():F0}"));
@@ -77,6 +84,13 @@ if (arguments.Command == "train")
     Console.WriteLine(FormattableString.Invariant($"train_tokens_per_second={batch * seq / perStep:F1}"));
     Console.WriteLine(FormattableString.Invariant($"step_seconds={perStep:F3}"));
     Console.WriteLine(FormattableString.Invariant($"peak_rss_mib={PeakRssMib():F0}"));
+    if (gpuMemory.PeakBytes is { } peak) Console.WriteLine(FormattableString.Invariant($"peak_gpu_memory_mib={peak / 1048576.0:F0}"));
+    // MFU as the issue defines it: 6 x N_active x tokens/s over the device's dense bf16 peak. N_active leaves out the
+    // embedding lookup (no matmul) unless the table doubles as the tied LM head; attention's seq^2 FLOPs are not counted.
+    var active = model.Config.ParameterCount - (model.Config.TieWordEmbeddings ? 0 : (long)model.Config.VocabSize * model.Config.HiddenSize);
+    Console.WriteLine(FormattableString.Invariant($"active_parameters={active}"));
+    var peakTflops = double.Parse(arguments.Get("peak-tflops", "0"), CultureInfo.InvariantCulture);
+    if (peakTflops > 0) Console.WriteLine(FormattableString.Invariant($"mfu={6.0 * active * batch * seq / perStep / (peakTflops * 1e12):F3}"));
     return 0;
 }
 
@@ -96,6 +110,7 @@ Console.WriteLine(FormattableString.Invariant($"batch={batch} prompt_tokens={pro
 Console.WriteLine(FormattableString.Invariant($"prefill_tokens_per_second={batch * promptTokens / prefill:F1}"));
 Console.WriteLine(FormattableString.Invariant($"decode_tokens_per_second={batch * (newTokens - 1) / decodeSeconds:F1}"));
 Console.WriteLine(FormattableString.Invariant($"generate_seconds={full:F3}"));
+if (gpuMemory.PeakBytes is { } generatePeak) Console.WriteLine(FormattableString.Invariant($"peak_gpu_memory_mib={generatePeak / 1048576.0:F0}"));
 return 0;
 
 // VmHWM: the process's peak resident set so far (Linux).
