@@ -1,0 +1,90 @@
+using System.Text.Json;
+using Gpud.Engine.Generation;
+using Gpud.Engine.Lora;
+using Gpud.Engine.Models;
+using Gpud.Engine.Templates;
+using Gpud.Engine.Tokenization;
+using Gpud.Engine.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Gpud.CudaTests;
+
+/// <summary>LoRA training steps on CUDA: the CPU's loss curve in float32, and learning with a bf16 frozen base.</summary>
+public sealed class TrainingTests
+{
+    private static readonly string[] Answers =
+    [
+        "Paris", "Rome", "Madrid", "Berlin", "Lisbon", "Vienna", "Prague", "Warsaw", "Athens", "Dublin",
+        "Oslo", "Bern", "Riga", "Sofia", "Kyiv", "Tallinn", "Vilnius", "Zagreb", "Minsk", "Baku",
+    ];
+
+    private static readonly string ModelDir = Gpu.Fixture("models/gpud-tiny");
+
+    [Fact]
+    public void Float32_training_on_cuda_follows_the_cpu_loss_curve()
+    {
+        var device = Gpu.Require();
+        var (_, _, data) = Dataset();
+        var options = new TrainingOptions(Epochs: 3, BatchSize: 4, LearningRate: 5e-3, Seed: 1);
+        var cpu = Losses(CPU, ScalarType.Float32, data, options);
+        var gpu = Losses(device, ScalarType.Float32, data, options);
+        Assert.Equal(cpu.Count, gpu.Count);
+        for (var i = 0; i < cpu.Count; i++)
+            Assert.True(Math.Abs(cpu[i] - gpu[i]) <= 2e-3 * Math.Abs(cpu[i]) + 1e-4, $"step {i + 1}: cpu {cpu[i]:F6}, cuda {gpu[i]:F6}");
+    }
+
+    [Fact]
+    public void With_a_bf16_base_the_adapter_trains_in_float32_and_learns_the_answers()
+    {
+        var device = Gpu.Require();
+        var (tokenizer, chat, data) = Dataset();
+        using var model = CausalLanguageModel.Load(ModelDir, device, ScalarType.BFloat16);
+        var baseChecksum = Checksum(model);
+        var parameters = LoraModel.Attach(model, new LoraSettings(16, 32), ["all-linear"], seed: 1);
+        Assert.All(parameters, p => Assert.Equal(ScalarType.Float32, p.dtype));
+        Assert.All(parameters, p => Assert.Equal(device.type, p.device_type));
+
+        var losses = new List<double>();
+        new LoraTrainer(model, parameters, new TrainingOptions(Epochs: 60, BatchSize: 4, LearningRate: 5e-3, Seed: 1, WarmupRatio: 0.05))
+            .Train(data, p => losses.Add(p.TrainLoss), cancellationToken: TestContext.Current.CancellationToken);
+
+        Assert.True(losses[^1] < 0.1 * losses[0], $"loss went from {losses[0]:F3} to {losses[^1]:F3}");
+        Assert.Equal(baseChecksum, Checksum(model)); // the frozen base stayed frozen
+        var prompts = Answers.Select((_, i) => chat.Format(JsonDocument.Parse(JsonSerializer.Serialize(new[] { new { role = "user", content = Question(i) } })).RootElement, true).TokenIds).ToList();
+        var answers = new TokenGenerator(model).Generate(prompts, prompts.Select(_ => SamplingParameters.Greedy(12, model.Config.EosTokenIds)).ToList(), cancellationToken: TestContext.Current.CancellationToken)
+            .Select(r => tokenizer.Decode(r.TokenIds)).ToList();
+        var right = answers.Zip(Answers).Count(p => p.First == p.Second);
+        Assert.True(right >= 19, $"{right}/20 answers reproduced: {string.Join(", ", answers)}");
+    }
+
+    private static string Question(int i) => $"Capital #{i}?";
+
+    private static (TextTokenizer Tokenizer, ChatFormatter Chat, List<TrainingExample> Data) Dataset()
+    {
+        var tokenizer = TextTokenizer.Load(ModelDir);
+        var chat = new ChatFormatter(tokenizer, ChatTemplate.Parse(tokenizer.ChatTemplate!));
+        var encoder = new ExampleEncoder(tokenizer, chat, 256);
+        var data = Answers.SelectMany((answer, i) => encoder.Encode(JsonDocument.Parse(JsonSerializer.Serialize(new
+        {
+            messages = new object[] { new { role = "user", content = Question(i) }, new { role = "assistant", content = answer } },
+        })).RootElement, i + 1)).ToList();
+        return (tokenizer, chat, data);
+    }
+
+    private static List<double> Losses(Device device, ScalarType dtype, List<TrainingExample> data, TrainingOptions options)
+    {
+        using var model = CausalLanguageModel.Load(ModelDir, device, dtype);
+        var parameters = LoraModel.Attach(model, new LoraSettings(16, 32), ["all-linear"], seed: 1);
+        var losses = new List<double>();
+        new LoraTrainer(model, parameters, options).Train(data, p => losses.Add(p.TrainLoss), cancellationToken: TestContext.Current.CancellationToken);
+        return losses;
+    }
+
+    private static double Checksum(CausalLanguageModel model)
+    {
+        using var _ = no_grad();
+        return model.named_parameters().Where(p => !p.name.Contains("lora_", StringComparison.Ordinal))
+            .Sum(p => p.parameter.to(ScalarType.Float64).abs().sum().item<double>());
+    }
+}
