@@ -3,6 +3,7 @@ projections, batch and sequence length, random tokens with every position traine
 and peak GPU memory (NVML, device-wide, as gpud-bench measures it; torch's max_memory_allocated beside it)."""
 import argparse
 import os
+import resource
 import sys
 import time
 
@@ -53,6 +54,7 @@ per_step = sum(times[1:]) / len(times[1:])
 memory.close()
 print(f"train_tokens_per_second={a.batch * a.seq / per_step:.1f}")
 print(f"step_seconds={per_step:.3f}")
+print(f"peak_rss_mib={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}")
 if memory.peak is not None:
     print(f"peak_gpu_memory_mib={memory.peak / 2**20:.0f}")
 if cuda:

@@ -22,7 +22,7 @@ if (arguments.Command is not ("generate" or "train"))
     Console.Error.WriteLine("       gpud-bench adapters --model DIR --out DIR [--count 8] [--rank 16]");
     Console.Error.WriteLine("       gpud-bench train    --model DIR|gpud-tiny [--batch N] [--seq N] [--steps N] [--rank 16] [--device ...] [--dtype ...] [--peak-tflops N]");
     Console.Error.WriteLine("       gpud-bench probe    (libtorch, devices, and gpud's kinds of ops on each device and dtype)");
-    Console.Error.WriteLine("       gpud-bench make-model --out DIR [--hidden 2048] [--layers 16] [--heads 32] [--kv-heads 8] [--intermediate 8192] [--vocab 128256] [--tie true]");
+    Console.Error.WriteLine("       gpud-bench make-model --out DIR [--preset gpud-tiny] [--hidden 2048] [--layers 16] [--heads 32] [--kv-heads 8] [--intermediate 8192] [--vocab 128256] [--tie true]");
     Console.Error.WriteLine("       gpud-bench interop  --model DIR --out DIR [--device cpu|cuda:0]   (adapters + logits for scripts/gpu/peft_interop.py)");
     return 2;
 }

@@ -24,6 +24,11 @@ internal static class RandomModel
     {
         var output = arguments.Get("out", "");
         if (output.Length == 0) throw new ArgumentException("--out DIR is required");
+        if (arguments.Get("preset", "") == DemoModel.Name)
+        {
+            Console.WriteLine($"model={DemoModel.EnsureCreated(output)} preset={DemoModel.Name}");
+            return 0;
+        }
         var hidden = arguments.Int("hidden", 2048);
         var heads = arguments.Int("heads", 32);
         var tokenizerSource = DemoModel.EnsureCreated(Path.Combine(Path.GetTempPath(), "gpud-bench", "tokenizer-source"));
