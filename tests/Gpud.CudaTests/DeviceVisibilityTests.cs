@@ -17,17 +17,17 @@ public sealed class DeviceVisibilityTests
     public async Task Cuda_visible_devices_selects_and_orders_the_devices_gpud_uses()
     {
         Gpu.Require();
-        var nvml = Nvml.TryOpen();
-        Assert.NotNull(nvml);
-        var boards = nvml.Sample();
-        Assert.NotEmpty(boards);
-        Assert.All(boards, b => Assert.StartsWith("GPU-", b.Uuid, StringComparison.Ordinal));
-
         // None visible: CPU only, and jobs run there.
         var none = await Daemon.StartAsync("");
         Assert.False(none.System.GetProperty("cuda_available").GetBoolean());
         Assert.Equal(["cpu"], Ids(none.System));
         Assert.Contains("Fine-tuning jobs run on: cpu", none.Log, StringComparison.Ordinal);
+
+        var nvml = Nvml.TryOpen();
+        Assert.NotNull(nvml);
+        var boards = nvml.Sample();
+        Assert.NotEmpty(boards);
+        Assert.All(boards, b => Assert.StartsWith("GPU-", b.Uuid, StringComparison.Ordinal));
 
         // Each board alone, by UUID: it becomes cuda:0, and NVML's reading for cuda:0 is that board's.
         foreach (var board in boards)
