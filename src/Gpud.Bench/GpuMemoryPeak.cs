@@ -32,7 +32,7 @@ internal sealed class GpuMemoryPeak : IDisposable
     {
         while (!_stop)
         {
-            var used = _nvml!.Sample(_index)?.MemoryUsedBytes ?? 0;
+            var used = _nvml!.MemoryUsedBytes(_index) ?? 0;
             if (used > Interlocked.Read(ref _peak)) Interlocked.Exchange(ref _peak, used);
             Thread.Sleep(2);
         }

@@ -42,13 +42,13 @@ public sealed unsafe class Nvml
         public uint Memory;
     }
 
-    private readonly nint _getName, _getUuid, _getMemory, _getUtilization, _getTemperature, _getPower;
+    private readonly nint _getName, _getMemory, _getUtilization, _getTemperature, _getPower;
     private readonly List<nint> _handles; // by CUDA index
+    private readonly List<string?> _uuids; // by CUDA index; a board's UUID never changes, so it is read once
 
     private Nvml(nint library)
     {
         _getName = NativeLibrary.GetExport(library, "nvmlDeviceGetName");
-        _getUuid = NativeLibrary.GetExport(library, "nvmlDeviceGetUUID");
         _getMemory = NativeLibrary.GetExport(library, "nvmlDeviceGetMemoryInfo");
         _getUtilization = NativeLibrary.GetExport(library, "nvmlDeviceGetUtilizationRates");
         _getTemperature = NativeLibrary.GetExport(library, "nvmlDeviceGetTemperature");
@@ -56,6 +56,12 @@ public sealed unsafe class Nvml
         var init = NativeLibrary.GetExport(library, "nvmlInit_v2");
         if (((delegate* unmanaged<int>)init)() != Success) throw new DllNotFoundException("nvmlInit_v2 failed (no driver loaded?)");
         _handles = VisibleHandles(library);
+        var getUuid = NativeLibrary.GetExport(library, "nvmlDeviceGetUUID");
+        _uuids = _handles.Select(device =>
+        {
+            var uuid = stackalloc byte[96];
+            return ((delegate* unmanaged<nint, byte*, uint, int>)getUuid)(device, uuid, 96) == Success ? Marshal.PtrToStringUTF8((nint)uuid) : null;
+        }).ToList();
     }
 
     /// <summary>How many devices this process sees.</summary>
@@ -75,6 +81,15 @@ public sealed unsafe class Nvml
         }
     }
 
+    /// <summary>Memory in use on <c>cuda:<paramref name="index"/></c> (all processes), or null: one driver call, for
+    /// callers that sample often (a benchmark's peak-memory thread).</summary>
+    public long? MemoryUsedBytes(int index)
+    {
+        if (index < 0 || index >= _handles.Count) return null;
+        Memory memory;
+        return ((delegate* unmanaged<nint, Memory*, int>)_getMemory)(_handles[index], &memory) == Success ? (long)memory.Used : null;
+    }
+
     /// <summary>A reading of every visible device.</summary>
     public IReadOnlyList<GpuSample> Sample() => Enumerable.Range(0, _handles.Count).Select(i => Sample(i)!).ToList();
 
@@ -87,8 +102,6 @@ public sealed unsafe class Nvml
         var text = ((delegate* unmanaged<nint, byte*, uint, int>)_getName)(device, name, 96) == Success
             ? Marshal.PtrToStringUTF8((nint)name) ?? "NVIDIA GPU"
             : "NVIDIA GPU";
-        var uuid = stackalloc byte[96];
-        var uuidText = ((delegate* unmanaged<nint, byte*, uint, int>)_getUuid)(device, uuid, 96) == Success ? Marshal.PtrToStringUTF8((nint)uuid) : null;
         Memory memory;
         var hasMemory = ((delegate* unmanaged<nint, Memory*, int>)_getMemory)(device, &memory) == Success;
         Utilization utilization;
@@ -101,7 +114,7 @@ public sealed unsafe class Nvml
             hasUtilization ? utilization.Gpu : null,
             hasTemperature ? celsius : null,
             hasPower ? milliwatts / 1000.0 : null,
-            uuidText);
+            _uuids[index]);
     }
 
     private static List<nint> VisibleHandles(nint library)
