@@ -31,6 +31,7 @@ internal static class RandomModel
         }
         var hidden = arguments.Int("hidden", 2048);
         var heads = arguments.Int("heads", 32);
+        var vocab = arguments.Int("vocab", 128256);
         var tokenizerSource = DemoModel.EnsureCreated(Path.Combine(Path.GetTempPath(), "gpud-bench", "tokenizer-source"));
         AtomicDirectory.Write(output, temp =>
         {
@@ -38,10 +39,10 @@ internal static class RandomModel
                 File.Copy(Path.Combine(tokenizerSource, file), Path.Combine(temp, file));
             var tokenizer = JsonNode.Parse(File.ReadAllText(Path.Combine(temp, "tokenizer.json")))!.AsObject();
             var vocabulary = tokenizer["model"]!["vocab"]!.AsObject();
-            for (var id = DemoModel.VocabSize; id < arguments.Int("vocab", 128256); id++) vocabulary[$"tok{id}"] = id;
+            for (var id = DemoModel.VocabSize; id < vocab; id++) vocabulary[$"tok{id}"] = id;
             File.WriteAllText(Path.Combine(temp, "tokenizer.json"), tokenizer.ToJsonString());
             var config = JsonNode.Parse(File.ReadAllText(Path.Combine(tokenizerSource, "config.json")))!.AsObject();
-            config["vocab_size"] = arguments.Int("vocab", 128256);
+            config["vocab_size"] = vocab;
             config["hidden_size"] = hidden;
             config["intermediate_size"] = arguments.Int("intermediate", 8192);
             config["num_hidden_layers"] = arguments.Int("layers", 16);
