@@ -1,41 +1,33 @@
-using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Json;
-using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
+using Gpud.Tests.Infrastructure;
 
 namespace Gpud.CudaTests;
 
 /// <summary>
-/// The real daemon, started from the program beside this one in the GPU bundle (the lane's tests that need a process of
-/// their own: device visibility is fixed at CUDA initialisation, and a job's failure must leave the daemon serving).
+/// The real daemon (<see cref="DaemonProcess"/>: from the GPU bundle, the published gpud beside this program) with a
+/// data directory of its own, ready once libtorch has loaded, and the few calls the lane makes: device visibility is
+/// fixed at CUDA initialisation, and a job's failure must leave the daemon serving.
 /// </summary>
-internal sealed class Daemon : IAsyncDisposable
+internal sealed class Daemon : IDisposable
 {
-    private readonly Process _process;
-    private readonly StringBuilder _log;
+    private readonly DaemonProcess _process;
     private readonly string _data;
 
-    private Daemon(Process process, StringBuilder log, string data, HttpClient client)
+    private Daemon(DaemonProcess process, string data)
     {
         _process = process;
-        _log = log;
         _data = data;
-        Client = client;
+        Client = process.Client();
     }
 
     public HttpClient Client { get; }
 
-    public string Log
-    {
-        get
-        {
-            lock (_log) return _log.ToString();
-        }
-    }
+    public string Log => string.Join('\n', _process.Output);
 
-    /// <summary>A program of the bundle (gpud, gpud-bench), next to this test program.</summary>
+    /// <summary>Another program of the bundle (gpud-bench), next to this test program.</summary>
     public static string Program(string name)
     {
         var path = Path.Combine(AppContext.BaseDirectory, name);
@@ -46,38 +38,18 @@ internal sealed class Daemon : IAsyncDisposable
     public static async Task<Daemon> StartAsync(IReadOnlyDictionary<string, string>? environment = null, params string[] arguments)
     {
         var data = Directory.CreateTempSubdirectory("gpud-cuda-daemon-").FullName;
-        var port = FreePort();
-        var start = new ProcessStartInfo(Program("gpud")) { RedirectStandardOutput = true, RedirectStandardError = true };
-        start.ArgumentList.Add($"--urls=http://127.0.0.1:{port}");
-        start.ArgumentList.Add($"--Gpud:DataDir={data}");
-        foreach (var argument in arguments) start.ArgumentList.Add(argument);
-        start.Environment["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID";
-        foreach (var (key, value) in environment ?? new Dictionary<string, string>()) start.Environment[key] = value;
-        var log = new StringBuilder();
-        var process = Process.Start(start)!;
-        process.OutputDataReceived += (_, e) => { lock (log) log.AppendLine(e.Data); };
-        process.ErrorDataReceived += (_, e) => { lock (log) log.AppendLine(e.Data); };
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        var daemon = new Daemon(process, log, data, new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromMinutes(5) });
-        var deadline = DateTime.UtcNow.AddSeconds(120);
-        while (true)
+        var variables = new Dictionary<string, string>(environment ?? new Dictionary<string, string>()) { ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID" };
+        var daemon = new Daemon(await DaemonProcess.StartAsync(data, variables, arguments), data);
+        for (var deadline = DateTime.UtcNow.AddSeconds(120); ; await Task.Delay(250))
         {
-            if (process.HasExited || DateTime.UtcNow > deadline)
+            using var ready = await daemon.Client.GetAsync(new Uri("/readyz", UriKind.Relative));
+            if (ready.StatusCode == HttpStatusCode.OK) return daemon;
+            if (DateTime.UtcNow > deadline)
             {
-                var output = daemon.Log;
-                await daemon.DisposeAsync();
-                Assert.Fail($"gpud {(process.HasExited ? "exited" : "was not ready in 120 s")}:\n{output}");
+                var log = daemon.Log;
+                daemon.Dispose();
+                Assert.Fail($"gpud was not ready in 120 s:\n{log}");
             }
-            try
-            {
-                using var ready = await daemon.Client.GetAsync(new Uri("/readyz", UriKind.Relative));
-                if (ready.StatusCode == HttpStatusCode.OK) return daemon;
-            }
-            catch (HttpRequestException)
-            {
-            }
-            await Task.Delay(250);
         }
     }
 
@@ -118,19 +90,10 @@ internal sealed class Daemon : IAsyncDisposable
         }
     }
 
-    public async ValueTask DisposeAsync()
+    public void Dispose()
     {
-        if (!_process.HasExited) _process.Kill(entireProcessTree: true);
-        await _process.WaitForExitAsync();
         _process.Dispose();
         Client.Dispose();
         Directory.Delete(_data, recursive: true);
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }

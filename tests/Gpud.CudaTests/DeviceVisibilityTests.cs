@@ -55,7 +55,7 @@ public sealed class DeviceVisibilityTests
 
     private static async Task<(JsonElement System, string Log)> StartAsync(string visibleDevices)
     {
-        await using var daemon = await Daemon.StartAsync(new Dictionary<string, string> { ["CUDA_VISIBLE_DEVICES"] = visibleDevices });
+        using var daemon = await Daemon.StartAsync(new Dictionary<string, string> { ["CUDA_VISIBLE_DEVICES"] = visibleDevices });
         return (await daemon.GetAsync("/v1/system"), daemon.Log);
     }
 }

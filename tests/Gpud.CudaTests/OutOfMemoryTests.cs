@@ -47,7 +47,7 @@ public sealed class OutOfMemoryTests
                 await make.WaitForExitAsync(TestContext.Current.CancellationToken);
                 Assert.Equal(0, make.ExitCode);
             }
-            await using var daemon = await Daemon.StartAsync(null, $"--Gpud:Models:big:Path={model}",
+            using var daemon = await Daemon.StartAsync(null, $"--Gpud:Models:big:Path={model}",
                 "--Gpud:FineTuning:Training:MaxSequenceLength=131072");
             string Chat(string answer) => string.Concat(Enumerable.Range(0, 10).Select(i => JsonSerializer.Serialize(new
             {

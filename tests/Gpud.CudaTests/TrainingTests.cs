@@ -5,6 +5,7 @@ using Gpud.Engine.Models;
 using Gpud.Engine.Templates;
 using Gpud.Engine.Tokenization;
 using Gpud.Engine.Training;
+using Gpud.Tests.Infrastructure;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -13,12 +14,6 @@ namespace Gpud.CudaTests;
 /// <summary>LoRA training steps on CUDA: the CPU's loss curve in float32, and learning with a bf16 frozen base.</summary>
 public sealed class TrainingTests
 {
-    private static readonly string[] Answers =
-    [
-        "Paris", "Rome", "Madrid", "Berlin", "Lisbon", "Vienna", "Prague", "Warsaw", "Athens", "Dublin",
-        "Oslo", "Bern", "Riga", "Sofia", "Kyiv", "Tallinn", "Vilnius", "Zagreb", "Minsk", "Baku",
-    ];
-
     private static readonly string ModelDir = Gpu.Fixture("models/gpud-tiny");
 
     [Fact]
@@ -51,26 +46,12 @@ public sealed class TrainingTests
 
         Assert.True(losses[^1] < 0.1 * losses[0], $"loss went from {losses[0]:F3} to {losses[^1]:F3}");
         Assert.Equal(baseChecksum, Checksum(model)); // the frozen base stayed frozen
-        var prompts = Answers.Select((_, i) => chat.Format(JsonDocument.Parse(JsonSerializer.Serialize(new[] { new { role = "user", content = Question(i) } })).RootElement, true).TokenIds).ToList();
-        var answers = new TokenGenerator(model).Generate(prompts, prompts.Select(_ => SamplingParameters.Greedy(12, model.Config.EosTokenIds)).ToList(), cancellationToken: TestContext.Current.CancellationToken)
-            .Select(r => tokenizer.Decode(r.TokenIds)).ToList();
-        var right = answers.Zip(Answers).Count(p => p.First == p.Second);
+        var answers = Capitals.Ask(model, tokenizer, chat, TestContext.Current.CancellationToken);
+        var right = answers.Zip(Capitals.Answers).Count(p => p.First == p.Second);
         Assert.True(right >= 19, $"{right}/20 answers reproduced: {string.Join(", ", answers)}");
     }
 
-    private static string Question(int i) => $"Capital #{i}?";
-
-    private static (TextTokenizer Tokenizer, ChatFormatter Chat, List<TrainingExample> Data) Dataset()
-    {
-        var tokenizer = TextTokenizer.Load(ModelDir);
-        var chat = new ChatFormatter(tokenizer, ChatTemplate.Parse(tokenizer.ChatTemplate!));
-        var encoder = new ExampleEncoder(tokenizer, chat, 256);
-        var data = Answers.SelectMany((answer, i) => encoder.Encode(JsonDocument.Parse(JsonSerializer.Serialize(new
-        {
-            messages = new object[] { new { role = "user", content = Question(i) }, new { role = "assistant", content = answer } },
-        })).RootElement, i + 1)).ToList();
-        return (tokenizer, chat, data);
-    }
+    private static (TextTokenizer Tokenizer, ChatFormatter Chat, List<TrainingExample> Data) Dataset() => Capitals.Encode(ModelDir);
 
     private static List<double> Losses(Device device, ScalarType dtype, List<TrainingExample> data, TrainingOptions options)
     {

@@ -12,40 +12,16 @@ namespace Gpud.Tests.Engine;
 
 public sealed class LoraTrainerTests
 {
-    private static readonly string[] Answers =
-    [
-        "Paris", "Rome", "Madrid", "Berlin", "Lisbon", "Vienna", "Prague", "Warsaw", "Athens", "Dublin",
-        "Oslo", "Bern", "Riga", "Sofia", "Kyiv", "Tallinn", "Vilnius", "Zagreb", "Minsk", "Baku",
-    ];
-
-    private static string Question(int i) => $"Capital #{i}?";
-
-    private static (TextTokenizer Tokenizer, ChatFormatter Chat, List<TrainingExample> Data) Dataset()
-    {
-        var tokenizer = TextTokenizer.Load(Repo.File("tests/fixtures/models/gpud-tiny"));
-        var chat = new ChatFormatter(tokenizer, ChatTemplate.Parse(tokenizer.ChatTemplate!));
-        var encoder = new ExampleEncoder(tokenizer, chat, 256);
-        var data = Answers.SelectMany((answer, i) => encoder.Encode(JsonDocument.Parse(JsonSerializer.Serialize(new
-        {
-            messages = new object[] { new { role = "user", content = Question(i) }, new { role = "assistant", content = answer } },
-        })).RootElement, i + 1)).ToList();
-        return (tokenizer, chat, data);
-    }
-
-    private static List<string> Answer(CausalLanguageModel model, TextTokenizer tokenizer, ChatFormatter chat)
-    {
-        var prompts = Answers.Select((_, i) => chat.Format(JsonDocument.Parse(JsonSerializer.Serialize(new[] { new { role = "user", content = Question(i) } })).RootElement, true).TokenIds).ToList();
-        var results = new TokenGenerator(model).Generate(prompts, prompts.Select(_ => SamplingParameters.Greedy(12, model.Config.EosTokenIds)).ToList());
-        return results.Select(r => tokenizer.Decode(r.TokenIds)).ToList();
-    }
+    private static (TextTokenizer Tokenizer, ChatFormatter Chat, List<TrainingExample> Data) Dataset() =>
+        Capitals.Encode(Repo.File("tests/fixtures/models/gpud-tiny"));
 
     [Fact]
     public void Twenty_questions_with_fixed_answers_are_learned_and_answered_where_the_base_model_cannot()
     {
         var (tokenizer, chat, data) = Dataset();
         using var model = CausalLanguageModel.Load(Repo.File("tests/fixtures/models/gpud-tiny"), CPU, ScalarType.Float32);
-        var before = Answer(model, tokenizer, chat);
-        Assert.All(before.Zip(Answers), p => Assert.NotEqual(p.Second, p.First));
+        var before = Capitals.Ask(model, tokenizer, chat);
+        Assert.All(before.Zip(Capitals.Answers), p => Assert.NotEqual(p.Second, p.First));
 
         var parameters = LoraModel.Attach(model, new LoraSettings(16, 32), ["all-linear"], seed: 1);
         var losses = new List<double>();
@@ -53,7 +29,7 @@ public sealed class LoraTrainerTests
             .Train(data, p => losses.Add(p.TrainLoss));
 
         Assert.True(losses[^1] < 0.1 * losses[0], $"loss went from {losses[0]:F3} to {losses[^1]:F3}");
-        Assert.Equal(Answers, Answer(model, tokenizer, chat));
+        Assert.Equal(Capitals.Answers, Capitals.Ask(model, tokenizer, chat));
     }
 
     [Fact]

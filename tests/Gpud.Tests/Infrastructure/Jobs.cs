@@ -7,16 +7,9 @@ namespace Gpud.Tests.Infrastructure;
 /// <summary>Driving fine-tuning jobs over HTTP the way a client does: upload, create, poll.</summary>
 public static class Jobs
 {
-    /// <summary>The 20-question capitals set: chat examples the tiny model can learn in a few hundred steps.</summary>
-    public static string CapitalsJsonl(int examples = 20)
-    {
-        string[] answers = ["Paris", "Rome", "Madrid", "Berlin", "Lisbon", "Vienna", "Prague", "Warsaw", "Athens", "Dublin",
-            "Oslo", "Bern", "Riga", "Sofia", "Kyiv", "Tallinn", "Vilnius", "Zagreb", "Minsk", "Baku"];
-        return string.Concat(Enumerable.Range(0, examples).Select(i => JsonSerializer.Serialize(new
-        {
-            messages = new object[] { new { role = "user", content = $"Capital #{i}?" }, new { role = "assistant", content = answers[i % answers.Length] } },
-        }) + "\n"));
-    }
+    /// <summary>The capitals set (<see cref="Capitals"/>) as a chat training file.</summary>
+    public static string CapitalsJsonl(int examples = 20) =>
+        string.Concat(Enumerable.Range(0, examples).Select(i => JsonSerializer.Serialize(Capitals.Chat(i)) + "\n"));
 
     public static async Task<string> UploadTrainingFileAsync(this HttpClient client, string? jsonl = null)
     {

@@ -3,7 +3,12 @@ namespace Gpud.Tests.Infrastructure;
 /// <summary>Paths in the source checkout the tests run from.</summary>
 public static class Repo
 {
-    public static string Root { get; } = FindRoot();
+    private static readonly Lazy<string?> Found = new(FindRoot);
+
+    public static string Root => Found.Value ?? throw new InvalidOperationException("gpud.sln not found above " + AppContext.BaseDirectory);
+
+    /// <summary>False where the tests run from a published bundle rather than a source checkout.</summary>
+    public static bool InCheckout => Found.Value is not null;
 
     public static string File(string relative) => Path.Combine(Root, relative);
 
@@ -17,12 +22,12 @@ public static class Repo
         }
     }
 
-    private static string FindRoot()
+    private static string? FindRoot()
     {
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
         {
             if (System.IO.File.Exists(Path.Combine(dir.FullName, "gpud.sln"))) return dir.FullName;
         }
-        throw new InvalidOperationException("gpud.sln not found above " + AppContext.BaseDirectory);
+        return null;
     }
 }

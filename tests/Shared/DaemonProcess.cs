@@ -40,11 +40,9 @@ public sealed class DaemonProcess : IDisposable
     public static async Task<DaemonProcess> StartAsync(string dataDir, IReadOnlyDictionary<string, string> environment, params string[] arguments)
     {
         var port = FreePort();
-        var start = new ProcessStartInfo("dotnet", [Repo.GpudDll, $"--urls=http://127.0.0.1:{port}", $"--Gpud:DataDir={dataDir}", .. arguments])
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
+        var start = Command([$"--urls=http://127.0.0.1:{port}", $"--Gpud:DataDir={dataDir}", .. arguments]);
+        start.RedirectStandardOutput = true;
+        start.RedirectStandardError = true;
         foreach (var (key, value) in environment) start.Environment[key] = value;
         var process = Process.Start(start)!;
         var daemon = new DaemonProcess(process, port);
@@ -68,6 +66,12 @@ public sealed class DaemonProcess : IDisposable
         daemon.Dispose();
         throw new TimeoutException("gpud did not answer /healthz within 10 s");
     }
+
+    /// <summary>In a checkout, the build's gpud.dll; in the GPU bundle (no checkout, no SDK), the published gpud beside the test program.</summary>
+    private static ProcessStartInfo Command(IEnumerable<string> arguments) =>
+        Repo.InCheckout
+            ? new ProcessStartInfo("dotnet", [Repo.GpudDll, .. arguments])
+            : new ProcessStartInfo(Path.Combine(AppContext.BaseDirectory, "gpud"), arguments);
 
     public HttpClient Client(string key = "sk-anything")
     {
