@@ -1,5 +1,5 @@
-using System.Text.Json;
 using Gpud.Engine.Models;
+using Gpud.Tests.Infrastructure;
 using static TorchSharp.torch;
 
 namespace Gpud.CudaTests;
@@ -35,21 +35,16 @@ public sealed class ForwardTests
 
     private static (Tensor Reference, Tensor Logits) Run(string name, Device device, ScalarType dtype)
     {
-        using var json = JsonDocument.Parse(File.ReadAllBytes(Gpu.Fixture($"logits/{name}.json")));
-        var root = json.RootElement;
-        var rows = root.GetProperty("input_ids").EnumerateArray().Select(r => r.EnumerateArray().Select(v => v.GetInt64()).ToArray()).ToArray();
-        var last = root.GetProperty("last_positions").GetInt32();
-        var reference = tensor(root.GetProperty("logits").EnumerateArray()
-            .SelectMany(s => s.EnumerateArray().SelectMany(p => p.EnumerateArray().Select(v => v.GetSingle()))).ToArray())
-            .view(rows.Length, last, -1);
+        var fixture = LogitsFixture.Load(Gpu.Fixture($"logits/{name}.json"));
+        var reference = tensor(fixture.Logits.SelectMany(s => s.SelectMany(p => p)).ToArray()).view(fixture.Logits.Length, fixture.Last, -1);
 
         using var model = CausalLanguageModel.Load(Gpu.Fixture($"models/{name}"), device, dtype);
         Assert.All(model.parameters(), p => Assert.Equal(dtype, p.dtype)); // the frozen base really runs in this dtype
         using var _ = no_grad();
-        using var ids = tensor(rows.SelectMany(r => r).ToArray(), [rows.Length, rows[0].Length], device: device);
+        using var ids = tensor(fixture.InputIds, ScalarType.Int64, device);
         using var positions = arange(ids.shape[1], ScalarType.Int64, device).unsqueeze(0).expand(ids.shape[0], -1);
         using var hidden = model.Hidden(ids, positions);
-        var logits = model.Logits(hidden)[.., ^last.., ..];
+        var logits = model.Logits(hidden)[.., ^fixture.Last.., ..];
         return (reference, logits);
     }
 }

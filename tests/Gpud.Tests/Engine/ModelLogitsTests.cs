@@ -18,7 +18,7 @@ public sealed class ModelLogitsTests
     [MemberData(nameof(Models))]
     public void Logits_match_the_reference_in_float32(string name)
     {
-        var fixture = Fixture.Load(name);
+        var fixture = LogitsFixture.Load(Repo.File($"tests/fixtures/logits/{name}.json"));
         using var model = CausalLanguageModel.Load(Repo.File($"tests/fixtures/models/{name}"), CPU, ScalarType.Float32);
         using var scope = NewDisposeScope();
         using var _ = no_grad();
@@ -35,7 +35,7 @@ public sealed class ModelLogitsTests
     [MemberData(nameof(Models))]
     public void Decoding_through_the_kv_cache_gives_the_same_logits(string name)
     {
-        var fixture = Fixture.Load(name);
+        var fixture = LogitsFixture.Load(Repo.File($"tests/fixtures/logits/{name}.json"));
         using var model = CausalLanguageModel.Load(Repo.File($"tests/fixtures/models/{name}"), CPU, ScalarType.Float32);
         using var scope = NewDisposeScope();
         using var _ = no_grad();
@@ -91,22 +91,5 @@ public sealed class ModelLogitsTests
         for (var v = 0; v < vocab; v++)
             worst = Math.Max(worst, Math.Abs(expected[b][t][v] - values[(b * expected[b].Length + t) * vocab + v]));
         Assert.True(worst < 1e-4, $"max |logit difference| = {worst:g3}");
-    }
-
-    private sealed record Fixture(long[,] InputIds, int Last, float[][][] Logits)
-    {
-        public static Fixture Load(string name)
-        {
-            using var json = JsonDocument.Parse(File.ReadAllBytes(Repo.File($"tests/fixtures/logits/{name}.json")));
-            var root = json.RootElement;
-            var rows = root.GetProperty("input_ids").EnumerateArray().Select(r => r.EnumerateArray().Select(v => v.GetInt64()).ToArray()).ToArray();
-            var ids = new long[rows.Length, rows[0].Length];
-            for (var i = 0; i < rows.Length; i++)
-            for (var j = 0; j < rows[i].Length; j++)
-                ids[i, j] = rows[i][j];
-            var logits = root.GetProperty("logits").EnumerateArray()
-                .Select(s => s.EnumerateArray().Select(p => p.EnumerateArray().Select(v => v.GetSingle()).ToArray()).ToArray()).ToArray();
-            return new Fixture(ids, root.GetProperty("last_positions").GetInt32(), logits);
-        }
     }
 }
