@@ -12,13 +12,16 @@ public sealed record BatchRow(IReadOnlyList<TrainingExample> Sequences)
 /// Tensors for one forward pass. <see cref="Labels"/> holds the next token where it is trained and -100 elsewhere
 /// (prompt, padding, and the last token of each packed sequence, which must not predict its neighbour).
 /// </summary>
-public sealed class TrainingBatch(Tensor inputIds, Tensor positionIds, Tensor attentionMask, Tensor labels, int trainedTokens, int tokens) : IDisposable
+public sealed class TrainingBatch(Tensor inputIds, Tensor positionIds, Tensor? attentionMask, Tensor labels, int trainedTokens, int tokens) : IDisposable
 {
     public Tensor InputIds { get; } = inputIds;
     public Tensor PositionIds { get; } = positionIds;
 
-    /// <summary>[batch, 1, seq, seq] boolean: causal, and only within each packed sequence.</summary>
-    public Tensor AttentionMask { get; } = attentionMask;
+    /// <summary>
+    /// [batch, 1, seq, seq] boolean: causal, and only within each packed sequence; null when plain causal attention is
+    /// exact (no row holds more than one sequence), which lets SDPA take its flash kernel on CUDA.
+    /// </summary>
+    public Tensor? AttentionMask { get; } = attentionMask;
 
     public Tensor Labels { get; } = labels;
 
@@ -30,7 +33,7 @@ public sealed class TrainingBatch(Tensor inputIds, Tensor positionIds, Tensor at
     {
         InputIds.Dispose();
         PositionIds.Dispose();
-        AttentionMask.Dispose();
+        AttentionMask?.Dispose();
         Labels.Dispose();
     }
 }
@@ -104,14 +107,20 @@ public static class Batching
         }
 
         using var scope = NewDisposeScope();
-        var segmentTensor = tensor(segments, device: device);
-        var sameSegment = segmentTensor.unsqueeze(2) == segmentTensor.unsqueeze(1);
-        var causal = ones([width, width], ScalarType.Bool, device).tril().unsqueeze(0);
-        var mask = (sameSegment & causal).unsqueeze(1);
+        Tensor? mask = null;
+        if (rows.Any(r => r.Sequences.Count > 1))
+        {
+            var segmentTensor = tensor(segments, device: device);
+            var sameSegment = segmentTensor.unsqueeze(2) == segmentTensor.unsqueeze(1);
+            var causal = ones([width, width], ScalarType.Bool, device).tril().unsqueeze(0);
+            mask = (sameSegment & causal).unsqueeze(1).MoveToOuterDisposeScope();
+        }
+        // Otherwise the causal triangle alone is exact: right padding comes after every real token, so no real token can
+        // see it, and padded positions carry no labels.
         return new TrainingBatch(
             tensor(ids, device: device).MoveToOuterDisposeScope(),
             tensor(positions, device: device).MoveToOuterDisposeScope(),
-            mask.MoveToOuterDisposeScope(),
+            mask,
             tensor(labels, device: device).MoveToOuterDisposeScope(),
             trained,
             rows.Sum(r => r.Length));
