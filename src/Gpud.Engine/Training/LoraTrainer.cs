@@ -67,7 +67,8 @@ public sealed record TrainingProgress(
 public sealed class LoraTrainer(CausalLanguageModel model, IReadOnlyList<Parameter> parameters, TrainingOptions options)
 {
     private const string StateFile = "trainer_state.json";
-    private const string OptimizerFile = "optimizer.bin";
+    private const string OptimizerFile = "optimizer.safetensors";
+    private const string TorchSharpOptimizerFile = "optimizer.bin"; // written by gpud before FlatAdamW
     private const string RngFile = "rng_state.bin";
     private const string AdapterStateFile = "adapter_state.safetensors";
 
@@ -130,12 +131,7 @@ public sealed class LoraTrainer(CausalLanguageModel model, IReadOnlyList<Paramet
         {
             if (layer.Adapter is { } adapter) adapter.DropoutGenerator = dropoutRng;
         }
-        var matrices = parameters.Where(p => p.dim() > 1).ToList();
-        var vectors = parameters.Where(p => p.dim() <= 1).ToList();
-        var groups = new List<AdamW.ParamGroup>();
-        if (matrices.Count > 0) groups.Add(new AdamW.ParamGroup(matrices, options.LearningRate, options.Beta1, options.Beta2, options.Epsilon, options.WeightDecay, false, false));
-        if (vectors.Count > 0) groups.Add(new AdamW.ParamGroup(vectors, options.LearningRate, options.Beta1, options.Beta2, options.Epsilon, 0, false, false));
-        using var optimizer = optim.AdamW(groups, options.LearningRate, options.Beta1, options.Beta2, options.Epsilon, options.WeightDecay, false, false);
+        using var optimizer = new FlatAdamW(parameters, options.Beta1, options.Beta2, options.Epsilon, options.WeightDecay);
 
         var total = TotalSteps(sequences.Count);
         var watch = Stopwatch.StartNew();
@@ -159,7 +155,6 @@ public sealed class LoraTrainer(CausalLanguageModel model, IReadOnlyList<Paramet
                 cancellationToken.ThrowIfCancellationRequested();
                 step++;
                 var rate = ScheduledRate(options, step, total);
-                foreach (var group in optimizer.ParamGroups) group.LearningRate = rate;
 
                 var stepSequences = order.Skip(start).Take(options.BatchSize).Select(i => sequences[i]).ToList();
                 var rows = options.Packing ? Batching.Pack(stepSequences, options.MaxLength) : Batching.Single(stepSequences.OrderBy(s => s.InputIds.Length));
@@ -182,12 +177,13 @@ public sealed class LoraTrainer(CausalLanguageModel model, IReadOnlyList<Paramet
                         correct += result.Correct;
                         tokensSeen += batch.Tokens;
                     }
-                    using (no_grad())
+                    if (stepTokens > 0)
                     {
-                        nn.utils.clip_grad_norm_(parameters, options.MaxGradNorm);
+                        // As torch.optim skips parameters without a gradient, a step that trained nothing changes nothing.
+                        optimizer.ClipGradNorm(options.MaxGradNorm).Dispose();
+                        optimizer.Step(rate);
+                        optimizer.ZeroGrad();
                     }
-                    optimizer.step();
-                    optimizer.zero_grad();
                     trainedTokens += stepTokens;
 
                     if (validation is { Count: > 0 })
@@ -255,7 +251,7 @@ public sealed class LoraTrainer(CausalLanguageModel model, IReadOnlyList<Paramet
     }
 
     /// <summary>Writes everything a resume needs, atomically, next to the exported PEFT adapter.</summary>
-    private void Checkpoint(string directory, AdamW optimizer, torch.Generator dropoutRng, int step, int epoch, int start, long trainedTokens, ITrainingSink sink)
+    private void Checkpoint(string directory, FlatAdamW optimizer, torch.Generator dropoutRng, int step, int epoch, int start, long trainedTokens, ITrainingSink sink)
     {
         IO.AtomicDirectory.Write(directory, temp =>
         {
@@ -267,7 +263,7 @@ public sealed class LoraTrainer(CausalLanguageModel model, IReadOnlyList<Paramet
                 tensors.Add(new Weights.TensorData($"p{i}", "F32", cpu.shape, cpu.bytes.ToArray()));
             }
             Weights.SafetensorsWriter.Write(Path.Combine(temp, AdapterStateFile), tensors);
-            optimizer.save_state_dict(Path.Combine(temp, OptimizerFile));
+            optimizer.Save(Path.Combine(temp, OptimizerFile));
             using (var rng = dropoutRng.get_state())
                 File.WriteAllBytes(Path.Combine(temp, RngFile), rng.bytes.ToArray());
             File.WriteAllText(Path.Combine(temp, StateFile), System.Text.Json.JsonSerializer.Serialize(
@@ -275,7 +271,7 @@ public sealed class LoraTrainer(CausalLanguageModel model, IReadOnlyList<Paramet
         });
     }
 
-    private (int Step, int Epoch, int Start, long TrainedTokens) Resume(string directory, AdamW optimizer, torch.Generator dropoutRng)
+    private (int Step, int Epoch, int Start, long TrainedTokens) Resume(string directory, FlatAdamW optimizer, torch.Generator dropoutRng)
     {
         var state = System.Text.Json.JsonSerializer.Deserialize<CheckpointState>(File.ReadAllText(Path.Combine(directory, StateFile)))
                     ?? throw new InvalidDataException($"{directory}: {StateFile} is empty.");
@@ -290,7 +286,8 @@ public sealed class LoraTrainer(CausalLanguageModel model, IReadOnlyList<Paramet
                 parameters[i].copy_(saved);
             }
         }
-        optimizer.load_state_dict(Path.Combine(directory, OptimizerFile));
+        if (File.Exists(Path.Combine(directory, OptimizerFile))) optimizer.Load(Path.Combine(directory, OptimizerFile));
+        else optimizer.LoadTorchSharpState(Path.Combine(directory, TorchSharpOptimizerFile));
         using (var rng = dropoutRng.get_state())
         {
             var bytes = File.ReadAllBytes(Path.Combine(directory, RngFile));

@@ -1,0 +1,117 @@
+using Gpud.Engine.Training;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Gpud.Tests.Engine;
+
+/// <summary>
+/// The trainer's optimizer updates all adapter weights as one buffer; these tests hold it to torch.optim.AdamW's
+/// trajectory (TorchSharp's per-parameter port, weight decay on matrices only, clip_grad_norm_ first).
+/// </summary>
+public sealed class FlatAdamWTests
+{
+    private static readonly long[][] Shapes = [[4, 6], [5, 4], [7]];
+
+    private static List<Parameter> Parameters()
+    {
+        using var generator = new Generator(7, CPU);
+        return Shapes.Select(shape => new Parameter(randn(shape, generator: generator))).ToList();
+    }
+
+    private static List<Parameter> Copy(IEnumerable<Parameter> parameters) =>
+        parameters.Select(p => new Parameter(p.detach().clone())).ToList();
+
+    /// <summary>A loss with a different, large gradient at every step (large enough that clipping acts).</summary>
+    private static void Backward(List<Parameter> parameters, int step)
+    {
+        using var scope = NewDisposeScope();
+        using var generator = new Generator((ulong)(100 + step), CPU);
+        var loss = zeros(1);
+        foreach (var p in parameters) loss = loss + (p * randn(p.shape, generator: generator) * 3).sum() + p.pow(2).sum();
+        loss.backward();
+    }
+
+    private static AdamW Reference(List<Parameter> parameters, double weightDecay) =>
+        optim.AdamW(
+        [
+            new AdamW.ParamGroup(parameters.Where(p => p.dim() > 1), 1e-3, 0.9, 0.999, 1e-8, weightDecay, false, false),
+            new AdamW.ParamGroup(parameters.Where(p => p.dim() <= 1), 1e-3, 0.9, 0.999, 1e-8, 0, false, false),
+        ]);
+
+    private static void ReferenceStep(AdamW optimizer, List<Parameter> parameters, double rate)
+    {
+        using (no_grad()) nn.utils.clip_grad_norm_(parameters, 1.0);
+        foreach (var group in optimizer.ParamGroups) group.LearningRate = rate;
+        optimizer.step();
+        optimizer.zero_grad();
+    }
+
+    private static void FlatStep(FlatAdamW optimizer, double rate)
+    {
+        optimizer.ClipGradNorm(1.0).Dispose();
+        optimizer.Step(rate);
+        optimizer.ZeroGrad();
+    }
+
+    private static void AssertClose(List<Parameter> expected, List<Parameter> actual)
+    {
+        for (var i = 0; i < expected.Count; i++)
+            Assert.True(expected[i].allclose(actual[i], rtol: 1e-5, atol: 1e-6), $"parameter {i} differs by {(expected[i] - actual[i]).abs().max().item<float>()}");
+    }
+
+    [Fact]
+    public void Steps_follow_torch_AdamW_with_clipping_and_weight_decay_on_matrices_only()
+    {
+        var reference = Parameters();
+        var flat = Copy(reference);
+        using var torchAdamW = Reference(reference, weightDecay: 0.1);
+        using var flatAdamW = new FlatAdamW(flat, 0.9, 0.999, 1e-8, weightDecay: 0.1);
+        var start = Copy(reference);
+
+        for (var step = 1; step <= 6; step++)
+        {
+            var rate = 0.05 / step;
+            Backward(reference, step);
+            ReferenceStep(torchAdamW, reference, rate);
+            Backward(flat, step);
+            FlatStep(flatAdamW, rate);
+            AssertClose(reference, flat);
+        }
+        Assert.All(start.Zip(flat), p => Assert.False(p.First.allclose(p.Second), "the parameters never moved"));
+    }
+
+    [Fact]
+    public void State_saved_by_torch_AdamW_in_an_earlier_checkpoint_resumes_the_same_trajectory()
+    {
+        var reference = Parameters();
+        using var torchAdamW = Reference(reference, weightDecay: 0.1);
+        for (var step = 1; step <= 3; step++)
+        {
+            Backward(reference, step);
+            ReferenceStep(torchAdamW, reference, 0.05);
+        }
+        var path = Path.Combine(Path.GetTempPath(), $"gpud-optimizer-{Guid.NewGuid():N}.bin");
+        try
+        {
+            torchAdamW.save_state_dict(path);
+            var resumed = Copy(reference);
+            using var flatAdamW = new FlatAdamW(resumed, 0.9, 0.999, 1e-8, weightDecay: 0.1);
+            flatAdamW.LoadTorchSharpState(path);
+            Assert.Equal(3, flatAdamW.Steps);
+
+            for (var step = 4; step <= 6; step++)
+            {
+                Backward(reference, step);
+                ReferenceStep(torchAdamW, reference, 0.05);
+                Backward(resumed, step);
+                FlatStep(flatAdamW, 0.05);
+                AssertClose(reference, resumed);
+            }
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+}
