@@ -9,7 +9,8 @@ namespace Gpud.Engine.Lora;
 /// A LoRA adapter on one frozen <see cref="BaseLinear"/>: y = W x + b + s·B(A(dropout(x))), with s = α/r (α/√r for
 /// rsLoRA). With DoRA the output is re-scaled row-wise by a learned magnitude m over the norm of the adapted weight,
 /// exactly as PEFT's DoraLinearLayer computes it (the norm is detached, per the DoRA paper §4.3). Adapter weights are
-/// float32 whatever the base dtype; the result is returned in the base dtype.
+/// float32 whatever the base dtype (they and their optimizer state are what training updates); the result is returned
+/// in the base dtype.
 /// </summary>
 public sealed class LoraAdapter : nn.Module
 {
@@ -82,21 +83,31 @@ public sealed class LoraAdapter : nn.Module
     {
         ArgumentNullException.ThrowIfNull(layer);
         using var scope = NewDisposeScope();
+        if (Magnitude is not null) return DoraForward(input, layer).MoveToOuterDisposeScope();
+
+        // The adapter path runs in the activations' dtype on casts of the float32 weights, as autocast runs a bf16 model:
+        // no float32 copy of each projection's input is made (and kept for backward), gradients still land in float32.
+        var dropped = training && _dropout > 0 ? Dropout(input) : input;
+        var lora = nn.functional.linear(nn.functional.linear(dropped, A.to_type(input.dtype)), B.to_type(input.dtype));
+        return nn.functional.linear(input, layer.Weight, layer.Bias).add_(lora, Settings.Scale).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>DoRA in float32: its row norms and magnitude re-scaling are too sensitive for bf16 arithmetic.</summary>
+    private Tensor DoraForward(Tensor input, BaseLinear layer)
+    {
         var baseDtype = input.dtype;
         var result = nn.functional.linear(input, layer.Weight, layer.Bias).to_type(ScalarType.Float32);
         var x = input.to_type(ScalarType.Float32);
         var dropped = training && _dropout > 0 ? Dropout(x) : x;
         var lora = nn.functional.linear(nn.functional.linear(dropped, A), B) * Settings.Scale;
-        if (Magnitude is null) return (result + lora).to_type(baseDtype).MoveToOuterDisposeScope();
-
         var weightNorm = AdaptedWeight(layer).norm(1).detach();
-        var magnitudeScale = Magnitude / weightNorm;
+        var magnitudeScale = Magnitude! / weightNorm;
         // PEFT: the base term is recomputed from the dropped-out input when dropout is active, else reused (minus bias).
         var baseWithoutBias = ReferenceEquals(dropped, x)
             ? (layer.Bias is null ? result : result - layer.Bias.to_type(ScalarType.Float32))
             : nn.functional.linear(dropped, layer.Weight.to_type(ScalarType.Float32));
         var dora = (magnitudeScale - 1) * baseWithoutBias + magnitudeScale * lora;
-        return (result + dora).to_type(baseDtype).MoveToOuterDisposeScope();
+        return (result + dora).to_type(baseDtype);
     }
 
     /// <summary>
