@@ -6,10 +6,10 @@ using static TorchSharp.torch;
 namespace Gpud.Engine.Generation;
 
 /// <summary>
-/// Continuous batching over one resident model, as vLLM schedules it at the granularity of a decode step: a request
-/// joins with <see cref="Admit"/> (its prompt is prefilled into a free row at once), every <see cref="Step"/> decodes
-/// one token for every running sequence, and a sequence leaves the moment it finishes, freeing its row for the next
-/// request. Rows of one step may use different adapters from an <see cref="AdapterPool"/>. Not thread-safe: one thread
+/// Continuous batching over one resident model, as vLLM schedules it at the granularity of a decode step: requests
+/// join with <see cref="Admit(IReadOnlyList{SequenceGroup})"/> (their prompts are prefilled together into free rows at
+/// once), every <see cref="Step"/> decodes one token for every running sequence, and a sequence leaves the moment it
+/// finishes, freeing its row for the next request. Rows of one step may use different adapters from an <see cref="AdapterPool"/>. Not thread-safe: one thread
 /// (the device's serving loop) owns it; every call runs in its own dispose scope, so live tensors stay flat.
 /// </summary>
 public sealed class ContinuousBatcher : IDisposable
@@ -50,31 +50,58 @@ public sealed class ContinuousBatcher : IDisposable
     /// Prefills the group's prompt into free rows and chooses every choice's first token. Throws (and admits nothing)
     /// when the rows or the context do not suffice.
     /// </summary>
-    public void Admit(SequenceGroup group)
-    {
-        ArgumentNullException.ThrowIfNull(group);
-        var choices = group.Choices.Count;
-        var length = group.Prompt.Count;
-        if (choices == 0 || choices > FreeRows) throw new InvalidOperationException($"{choices} rows needed, {FreeRows} free.");
-        if (length == 0 || length >= ContextLength) throw new ArgumentException($"The prompt needs 1..{ContextLength - 1} tokens, it has {length}.", nameof(group));
+    public void Admit(SequenceGroup group) => Admit([group]);
 
-        var row = _rows.Count;
-        var sequences = group.Choices.Select((p, c) => new Sequence(group, c, p, length)).ToList();
+    /// <summary>
+    /// Prefills several groups' prompts in one forward pass (rows right-padded to the longest prompt: under the causal
+    /// triangle no prompt token sees the padding, and decoding never reads past a row's length) and chooses every
+    /// choice's first token. One forward instead of one per request is what keeps a burst of arrivals from costing a
+    /// step each. Throws (and admits nothing) when the rows or the context do not suffice.
+    /// </summary>
+    public void Admit(IReadOnlyList<SequenceGroup> groups)
+    {
+        ArgumentNullException.ThrowIfNull(groups);
+        if (groups.Count == 0) return;
+        foreach (var group in groups)
+        {
+            if (group.Choices.Count == 0) throw new ArgumentException("A group needs at least one choice.", nameof(groups));
+            if (group.Prompt.Count == 0 || group.Prompt.Count >= ContextLength)
+                throw new ArgumentException($"The prompt needs 1..{ContextLength - 1} tokens, it has {group.Prompt.Count}.", nameof(groups));
+        }
+        var needed = groups.Sum(g => g.Choices.Count);
+        if (needed > FreeRows) throw new InvalidOperationException($"{needed} rows needed, {FreeRows} free.");
+
+        // Rows first..first+G-1 take each group's first choice (the prefilled rows); further choices follow and copy
+        // their group's cache.
+        var first = _rows.Count;
+        var sequences = groups.Select(g => new Sequence(g, 0, g.Choices[0], g.Prompt.Count))
+            .Concat(groups.SelectMany(g => g.Choices.Skip(1).Select((p, c) => new Sequence(g, c + 1, p, g.Prompt.Count))))
+            .ToList();
+        var groupOf = sequences.Select(s => (long)IndexOf(groups, s.Group)).ToArray();
         try
         {
             using var noGrad = no_grad();
             using var scope = NewDisposeScope();
-            var ids = tensor(group.Prompt.Select(t => (long)t).ToArray(), device: _model.Device).unsqueeze(0);
-            var positions = arange(length, ScalarType.Int64, _model.Device).unsqueeze(0);
-            var caches = _cache.ForPrefill(row);
+            var width = groups.Max(g => g.Prompt.Count);
+            var ids = new long[groups.Count, width];
+            for (var g = 0; g < groups.Count; g++)
+                for (var t = 0; t < groups[g].Prompt.Count; t++) ids[g, t] = groups[g].Prompt[t];
+            var positions = arange(width, ScalarType.Int64, _model.Device).unsqueeze(0).expand(groups.Count, width);
+            var caches = _cache.ForPrefill(first, groups.Count);
             Tensor hidden;
-            using (var adapters = group.AdapterSlot == 0 ? null : _adapters!.Select([group.AdapterSlot]))
+            var slots = groups.Select(g => g.AdapterSlot).ToList();
+            using (var adapters = slots.All(s => s == 0) ? null : _adapters!.Select(slots))
             {
-                hidden = _model.Hidden(ids, positions, null, caches, adapters);
+                hidden = _model.Hidden(tensor(ids, device: _model.Device), positions, null, caches, adapters);
             }
-            if (group.PromptLogprobs is { } k) group.Sink.OnPromptLogprobs(PromptLogprobs(hidden, group.Prompt, k));
-            for (var c = 1; c < choices; c++) _cache.CopyRow(row, row + c, length);
-            var logits = _model.Logits(hidden[.., ^1..]).squeeze(1).expand(choices, -1);
+            for (var g = 0; g < groups.Count; g++)
+            {
+                if (groups[g].PromptLogprobs is { } k) groups[g].Sink.OnPromptLogprobs(PromptLogprobs(hidden[g], groups[g].Prompt, k));
+            }
+            for (var i = groups.Count; i < sequences.Count; i++) _cache.CopyRow(first + (int)groupOf[i], first + i, sequences[i].Length);
+            var lastPositions = tensor(groups.Select(g => (long)g.Prompt.Count - 1).ToArray(), device: _model.Device);
+            var last = hidden[arange(groups.Count, ScalarType.Int64, _model.Device), lastPositions]; // [G, hidden]
+            var logits = _model.Logits(last).index_select(0, tensor(groupOf, device: _model.Device));
             var (tokens, logprobs) = TokenSampler.Choose(logits, sequences);
             _rows.AddRange(sequences);
             Deliver(sequences, tokens, logprobs);
@@ -86,6 +113,15 @@ public sealed class ContinuousBatcher : IDisposable
             throw;
         }
         RemoveFinished();
+    }
+
+    private static int IndexOf(IReadOnlyList<SequenceGroup> groups, SequenceGroup group)
+    {
+        for (var i = 0; i < groups.Count; i++)
+        {
+            if (ReferenceEquals(groups[i], group)) return i;
+        }
+        throw new InvalidOperationException("Unknown group.");
     }
 
     /// <summary>Decodes one token for every running sequence; sequences whose caller cancelled leave first.</summary>
@@ -132,11 +168,12 @@ public sealed class ContinuousBatcher : IDisposable
         _cache.Dispose();
     }
 
+    /// <param name="hidden">One row's final hidden states [width ≥ prompt length, hidden].</param>
     private TokenLogprob?[] PromptLogprobs(Tensor hidden, IReadOnlyList<int> prompt, int k)
     {
         var result = new TokenLogprob?[prompt.Count];
         if (prompt.Count < 2) return result;
-        var logSoftmax = _model.Logits(hidden[0, ..^1]).log_softmax(-1); // [len - 1, vocab]: predictions of tokens 1..len-1
+        var logSoftmax = _model.Logits(hidden[..(prompt.Count - 1)]).log_softmax(-1); // [len - 1, vocab]: predictions of tokens 1..len-1
         var next = tensor(prompt.Skip(1).Select(t => (long)t).ToArray(), device: _model.Device).unsqueeze(1);
         var actual = logSoftmax.gather(1, next).squeeze(1).to(CPU).data<float>().ToArray();
         var (values, indices) = k > 0 ? TokenSampler.Top(logSoftmax, k) : ([], []);

@@ -6,7 +6,7 @@ namespace Gpud.Engine.Generation;
 
 /// <summary>
 /// The KV cache of a continuous batch: per layer, keys and values [rows, kv_heads, capacity, head_dim], one row per
-/// running sequence, each row with its own length. A prefill writes one row from position 0; a decode step writes
+/// running sequence, each row with its own length. A prefill writes its rows from position 0; a decode step writes
 /// every row's new token at that row's own position (a scatter) and attends over the longest row with a length mask,
 /// so sequences join and leave between steps without moving anyone else's cache.
 /// </summary>
@@ -40,9 +40,9 @@ public sealed class SlotKvCache : IDisposable
 
     public long Bytes => _keys.Sum(k => k.numel() * k.element_size()) * 2;
 
-    /// <summary>Per-layer caches that append to <paramref name="row"/> from position 0 (dispose them after the forward).</summary>
-    internal IReadOnlyList<LayerKvCache> ForPrefill(int row) =>
-        _keys.Zip(_values).Select(kv => new LayerKvCache(kv.First.narrow(0, row, 1), kv.Second.narrow(0, row, 1))).ToList();
+    /// <summary>Per-layer caches that append to rows [row, row + count) from position 0 (dispose them after the forward).</summary>
+    internal IReadOnlyList<LayerKvCache> ForPrefill(int row, int count) =>
+        _keys.Zip(_values).Select(kv => new LayerKvCache(kv.First.narrow(0, row, count), kv.Second.narrow(0, row, count))).ToList();
 
     /// <summary>
     /// Per-layer caches for one decode step over rows [0, rows): each row's new key goes to its own position

@@ -9,6 +9,8 @@ namespace Gpud.Services.Inference;
 /// <param name="MaxGpuAdapters">Adapters resident on the device at once (slots of the adapter pool).</param>
 /// <param name="MaxHostAdapters">Adapters kept in host memory, ready to copy to the device.</param>
 /// <param name="MaxLoraRank">The largest rank a served adapter may have (the pool's rank dimension).</param>
+/// <param name="MaxPrefillTokens">Prompt tokens prefilled together in one forward pass, counted padded to the longest
+/// prompt (vLLM's max_num_batched_tokens); a longer prompt is prefilled alone.</param>
 public sealed record InferenceSettings(
     string? Device = null,
     int MaxBatchSize = 32,
@@ -16,4 +18,5 @@ public sealed record InferenceSettings(
     int MaxWaitingRequests = 256,
     int MaxGpuAdapters = 8,
     int MaxHostAdapters = 32,
-    int MaxLoraRank = 64);
+    int MaxLoraRank = 64,
+    int MaxPrefillTokens = 2048);

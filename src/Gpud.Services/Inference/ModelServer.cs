@@ -182,8 +182,16 @@ internal sealed partial class ModelServer : IDisposable
         }
     }
 
+    /// <summary>
+    /// Admits waiting requests in arrival order while rows are free, prefilling them together in one forward pass of at
+    /// most <see cref="InferenceSettings.MaxPrefillTokens"/> padded tokens (a longer prompt goes alone).
+    /// </summary>
     private void Admit(ContinuousBatcher batcher, AdapterPool pool)
     {
+        var batch = new List<(Pending Pending, SequenceGroup Group)>();
+        var reserved = new HashSet<int>(); // slots the batch will use: not to be evicted before it runs
+        var rows = batcher.FreeRows;
+        var width = 0;
         for (var i = 0; i < _queue.Count;)
         {
             var pending = _queue[i];
@@ -195,11 +203,13 @@ internal sealed partial class ModelServer : IDisposable
                 for (var c = 0; c < input.Choices.Count; c++) sink.OnFinished(c, FinishReason.Cancelled);
                 continue;
             }
-            if (input.Choices.Count > batcher.FreeRows) break; // first come, first served for rows
+            if (input.Choices.Count > rows) break; // first come, first served for rows
+            var newWidth = Math.Max(width, input.Prompt.Count);
+            if (batch.Count > 0 && (long)newWidth * (batch.Count + 1) > _settings.MaxPrefillTokens) break; // next turn
             int? slot;
             try
             {
-                slot = SlotFor(pending, batcher, pool);
+                slot = SlotFor(pending, batcher, pool, reserved);
             }
             catch (Exception e)
             {
@@ -214,16 +224,21 @@ internal sealed partial class ModelServer : IDisposable
                 continue;
             }
             Dequeue(i);
-            try
-            {
-                _metrics.PromptTokens.WithLabels(_base.Name).Inc(input.Prompt.Count);
-                batcher.Admit(new SequenceGroup(input.Prompt, input.Choices, pending.Run.Sinks[pending.Prompt], slot.Value, input.PromptLogprobs, pending.Run.CancellationToken));
-            }
-            catch (Exception e)
-            {
-                LogStepFailed(_logger, _base.Name, e);
-                pending.Run.Fail(e);
-            }
+            reserved.Add(slot.Value);
+            rows -= input.Choices.Count;
+            width = newWidth;
+            _metrics.PromptTokens.WithLabels(_base.Name).Inc(input.Prompt.Count);
+            batch.Add((pending, new SequenceGroup(input.Prompt, input.Choices, pending.Run.Sinks[pending.Prompt], slot.Value, input.PromptLogprobs, pending.Run.CancellationToken)));
+        }
+        if (batch.Count == 0) return;
+        try
+        {
+            batcher.Admit(batch.Select(b => b.Group).ToList());
+        }
+        catch (Exception e)
+        {
+            LogStepFailed(_logger, _base.Name, e);
+            foreach (var run in batch.Select(b => b.Pending.Run).Distinct()) run.Fail(e);
         }
     }
 
@@ -238,7 +253,7 @@ internal sealed partial class ModelServer : IDisposable
     }
 
     /// <summary>The pool slot for the request's adapter: 0 for the base; null while it cannot be placed yet.</summary>
-    private int? SlotFor(Pending pending, ContinuousBatcher batcher, AdapterPool pool)
+    private int? SlotFor(Pending pending, ContinuousBatcher batcher, AdapterPool pool, HashSet<int> reserved)
     {
         if (pending.AdapterDirectory is not { } directory) return 0;
         if (_slotOf.TryGetValue(directory, out var slot))
@@ -252,11 +267,12 @@ internal sealed partial class ModelServer : IDisposable
         if (!load.IsCompleted) return null;
         if (load.IsFaulted) throw load.Exception!.GetBaseException();
 
-        var free = Enumerable.Range(1, pool.Slots).Where(s => !_slotOf.ContainsValue(s) && !batcher.UsesSlot(s)).Cast<int?>().FirstOrDefault();
+        bool InUse(int s) => batcher.UsesSlot(s) || reserved.Contains(s);
+        var free = Enumerable.Range(1, pool.Slots).Where(s => !_slotOf.ContainsValue(s) && !InUse(s)).Cast<int?>().FirstOrDefault();
         if (free is null)
         {
-            // Evict the least recently used adapter no running row still needs.
-            var victim = _slotRecency.Reverse().FirstOrDefault(d => !batcher.UsesSlot(_slotOf[d]));
+            // Evict the least recently used adapter that no running row, and no request about to be prefilled, needs.
+            var victim = _slotRecency.Reverse().FirstOrDefault(d => !InUse(_slotOf[d]));
             if (victim is null) return null;
             free = _slotOf[victim];
             _slotOf.Remove(victim);

@@ -87,7 +87,7 @@ internal static class GpudServices
         services.AddSingleton(sp =>
         {
             var s = sp.GetRequiredService<IOptions<InferenceOptions>>().Value.Inference;
-            return new InferenceSettings(s.Device, s.MaxBatchSize, s.MaxModelLength, s.MaxWaitingRequests, s.MaxGpuAdapters, s.MaxHostAdapters, s.MaxLoraRank);
+            return new InferenceSettings(s.Device, s.MaxBatchSize, s.MaxModelLength, s.MaxWaitingRequests, s.MaxGpuAdapters, s.MaxHostAdapters, s.MaxLoraRank, s.MaxPrefillTokens);
         });
         services.AddSingleton<InferenceMetrics>();
         services.AddSingleton<InferenceService>();

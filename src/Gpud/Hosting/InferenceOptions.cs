@@ -41,6 +41,9 @@ public sealed class InferenceOptions
 
         /// <summary>The largest LoRA rank served.</summary>
         public int MaxLoraRank { get; set; } = 64;
+
+        /// <summary>Prompt tokens (padded to the longest) prefilled together in one forward pass.</summary>
+        public int MaxPrefillTokens { get; set; } = 2048;
     }
 }
 
@@ -60,6 +63,7 @@ internal sealed class InferenceOptionsValidator : IValidateOptions<InferenceOpti
         Range(nameof(s.MaxGpuAdapters), s.MaxGpuAdapters, 1, 1024);
         Range(nameof(s.MaxHostAdapters), s.MaxHostAdapters, 1, 100_000);
         Range(nameof(s.MaxLoraRank), s.MaxLoraRank, 1, 1024);
+        Range(nameof(s.MaxPrefillTokens), s.MaxPrefillTokens, 1, 1 << 24);
         if (s.Device is { } device && !Engine.Compute.ComputeDevice.IsValidId(device))
             failures.Add($"Gpud:Inference:Device must be 'cpu' or 'cuda:N' (got '{device}').");
         foreach (var (adapter, entry) in options.Adapters)

@@ -28,11 +28,14 @@ public sealed class InferenceApiTests
         return (model, settings);
     }
 
-    [Fact]
-    public async Task Sixteen_concurrent_requests_over_four_adapters_and_the_base_each_return_what_they_return_alone()
+    [Theory]
+    [InlineData(null, null)]
+    [InlineData("Gpud:Inference:MaxGpuAdapters", "1")] // one device slot: an adapter about to be prefilled is never evicted for the next
+    [InlineData("Gpud:Inference:MaxPrefillTokens", "1")] // every prompt prefilled on its own
+    public async Task Sixteen_concurrent_requests_over_four_adapters_and_the_base_each_return_what_they_return_alone(string? key, string? value)
     {
         using var dir = new TempDir();
-        var (model, settings) = ServedSetup(dir, adapters: 4);
+        var (model, settings) = ServedSetup(dir, adapters: 4, key is null ? [] : [(key, value!)]);
         using var factory = new GpudFactory(settings);
         var client = factory.Client();
         string[] prompts = ["The capital of", "Once upon a time", "def main():"];

@@ -61,6 +61,51 @@ public sealed class ContinuousBatcherTests : IDisposable
     }
 
     [Fact]
+    public void Prompts_of_different_lengths_and_adapters_prefilled_together_each_match_that_prompt_alone()
+    {
+        string[] adapters =
+        [
+            Adapters.Write(_dir["a1"], ModelDir, 1),
+            Adapters.Write(_dir["a2"], ModelDir, 2, new LoraSettings(8, 4, UseRslora: true), ["q_proj", "v_proj", "down_proj"]),
+        ];
+        using var pool = new AdapterPool(_model, slots: 2, maxRank: 8);
+        for (var i = 0; i < adapters.Length; i++)
+        {
+            using var weights = PeftAdapter.Read(adapters[i], _model.Config);
+            pool.Load(i + 1, weights);
+        }
+        var sampled = new SamplingParameters(9, Temperature: 1.0, Seed: 5);
+        var groups = new[]
+        {
+            new SequenceGroup(Prompts[0], [SamplingParameters.Greedy(9)], new RecordingSink(), 1),
+            new SequenceGroup(Prompts[1], [SamplingParameters.Greedy(9)], new RecordingSink(), 0),
+            new SequenceGroup(Prompts[2], [sampled, sampled with { Seed = 6 }], new RecordingSink(), 0, PromptLogprobs: 1),
+            new SequenceGroup(Prompts[3], [SamplingParameters.Greedy(9)], new RecordingSink(), 2),
+        };
+        using (var batcher = new ContinuousBatcher(_model, 6, 64, pool))
+        {
+            batcher.Admit(groups); // one forward over four right-padded prompts
+            Assert.Equal(5, batcher.Running);
+            while (batcher.Running > 0) batcher.Step();
+        }
+
+        Assert.Equal(Reference(adapters[0], Prompts[0], 9), Sink(0).Tokens[0]);
+        Assert.Equal(Reference(null, Prompts[1], 9), Sink(1).Tokens[0]);
+        Assert.Equal(Reference(adapters[1], Prompts[3], 9), Sink(3).Tokens[0]);
+        var alone = new TokenGenerator(_model).Generate([Prompts[2], Prompts[2]], [sampled, sampled with { Seed = 6 }]);
+        Assert.Equal(alone[0].TokenIds.ToList(), Sink(2).Tokens[0]);
+        Assert.Equal(alone[1].TokenIds.ToList(), Sink(2).Tokens[1]);
+        // The padded row's echo logprobs are its own prompt's.
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        var ids = tensor(Prompts[2].Select(t => (long)t).ToArray()).unsqueeze(0);
+        var expected = _model.Logits(_model.Hidden(ids, arange(ids.shape[1], ScalarType.Int64).unsqueeze(0)))[0].log_softmax(-1);
+        for (var i = 1; i < Prompts[2].Length; i++) Assert.Equal(expected[i - 1, Prompts[2][i]].item<float>(), Sink(2).Prompt![i]!.Logprob, 4);
+
+        RecordingSink Sink(int g) => (RecordingSink)groups[g].Sink;
+    }
+
+    [Fact]
     public void Choices_of_one_prompt_share_its_prefill_but_sample_independently()
     {
         var sink = new RecordingSink();
