@@ -293,6 +293,9 @@ public sealed partial class JobRunner(
 
         public void OnCheckpoint(int step, string directory, bool endOfEpoch)
         {
+            // The CSV rows up to a resume point must be as durable as its checkpoint: a power cut after the resume step
+            // is committed would otherwise cost the results file rows that are never recomputed.
+            using (var metrics = new FileStream(MetricsPath, FileMode.Open, FileAccess.Write)) metrics.Flush(flushToDisk: true);
             var visible = IsVisible(step, endOfEpoch);
             var runner = _runner;
             JobCheckpointRecord? checkpoint = null;
@@ -343,7 +346,11 @@ public sealed partial class JobRunner(
                 }
             }
             var temp = MetricsPath + ".tmp";
-            File.WriteAllText(temp, kept.ToString());
+            using (var file = new FileStream(temp, FileMode.Create, FileAccess.Write))
+            {
+                file.Write(Encoding.UTF8.GetBytes(kept.ToString()));
+                file.Flush(flushToDisk: true);
+            }
             File.Move(temp, MetricsPath, overwrite: true);
         }
     }
