@@ -64,6 +64,7 @@ public sealed class OutOfMemoryTests
             var error = failed.GetProperty("error");
             Assert.Equal("out_of_memory", error.GetProperty("code").GetString());
             Assert.Contains("batch_size", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+            Assert.Contains("gradient_checkpointing", error.GetProperty("message").GetString(), StringComparison.Ordinal);
 
             var small = await daemon.UploadAsync(Chat("short"));
             var next = await daemon.PostAsync("/v1/fine_tuning/jobs", new

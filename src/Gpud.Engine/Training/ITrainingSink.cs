@@ -32,7 +32,7 @@ public interface ITrainingSink
 
 /// <summary>The device ran out of memory while training; the job fails and the device is freed for the next one.</summary>
 public sealed class OutOfDeviceMemoryException(Exception inner)
-    : Exception("The device ran out of memory. Use a smaller batch_size, enable packing, or shorten the examples.", inner)
+    : Exception("The device ran out of memory. Set the gradient_checkpointing hyperparameter to true, use a smaller batch_size, enable packing, or shorten the examples.", inner)
 {
     /// <summary>libtorch reports allocation failures as "CUDA out of memory" (or "DefaultCPUAllocator: not enough memory").</summary>
     public static bool Matches(Exception e) =>
