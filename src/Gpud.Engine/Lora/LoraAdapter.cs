@@ -92,7 +92,7 @@ public sealed class LoraAdapter : nn.Module
         return nn.functional.linear(input, layer.Weight, layer.Bias).add_(lora, Settings.Scale).MoveToOuterDisposeScope();
     }
 
-    /// <summary>DoRA in float32: its row norms and magnitude re-scaling are too sensitive for bf16 arithmetic.</summary>
+    /// <summary>DoRA keeps the float32 arithmetic PEFT uses for it (its bf16 behaviour is not validated here).</summary>
     private Tensor DoraForward(Tensor input, BaseLinear layer)
     {
         var baseDtype = input.dtype;
