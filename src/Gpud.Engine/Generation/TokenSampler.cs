@@ -17,9 +17,11 @@ internal interface ISampledRow
 
 /// <summary>
 /// Chooses each row's next token from [rows, vocab] float32 logits. Logit bias and the presence/frequency penalties are
-/// one sparse index_add over the whole batch; greedy rows share one argmax; sampled rows go one by one on the CPU with
-/// their own generator. Reported logprobs are the model's own distribution (before bias, penalties and temperature),
-/// as vLLM reports them; each copy to the host happens once per step.
+/// one sparse index_add over the whole batch; greedy rows share one argmax; sampled rows are drawn together on the
+/// logits' device (temperature, top-k, top-p, then inverse-CDF sampling), each with one uniform number from its own
+/// generator, so a row's tokens depend only on its seed and never on its batch. The chosen tokens reach the host in one
+/// copy per step, not a vocabulary-sized copy per sampled row. Reported logprobs are the model's own distribution
+/// (before bias, penalties and temperature), as vLLM reports them.
 /// </summary>
 internal static class TokenSampler
 {
@@ -28,11 +30,14 @@ internal static class TokenSampler
         using var scope = NewDisposeScope();
         var count = rows.Count;
         var processed = Adjust(logits, rows);
-        var chosen = processed.argmax(-1).to(CPU).data<long>().ToArray();
-        for (var b = 0; b < count; b++)
+        var choice = processed.argmax(-1);
+        var sampled = Enumerable.Range(0, count).Where(b => rows[b].Parameters.Temperature > 0).Select(b => (long)b).ToArray();
+        if (sampled.Length > 0)
         {
-            if (rows[b].Parameters.Temperature > 0) chosen[b] = Sample(processed[b], rows[b].Parameters, rows[b].Rng!);
+            var index = tensor(sampled, device: logits.device);
+            choice = choice.index_put_(Sample(processed.index_select(0, index), sampled.Select(b => rows[(int)b]).ToList()), index);
         }
+        var chosen = choice.to(CPU).data<long>().ToArray();
 
         var logprobs = new TokenLogprob?[count];
         if (rows.Any(r => r.Parameters.TopLogprobs is not null))
@@ -89,25 +94,41 @@ internal static class TokenSampler
         return adjusted;
     }
 
-    private static long Sample(Tensor row, SamplingParameters p, torch.Generator rng)
+    /// <summary>One token per row of [rows, vocab] adjusted logits, each row with its own sampling parameters.</summary>
+    private static Tensor Sample(Tensor logits, List<ISampledRow> rows)
     {
-        var scaled = row / p.Temperature;
-        if (p.TopK > 0 && p.TopK < scaled.shape[0])
+        var device = logits.device;
+        var vocab = logits.shape[1];
+        var parameters = rows.Select(r => r.Parameters).ToList();
+        var scaled = logits / tensor(parameters.Select(p => (float)p.Temperature).ToArray(), device: device).unsqueeze(1);
+
+        var topK = parameters.Select(p => p.TopK > 0 && p.TopK < vocab ? p.TopK : 0).ToArray();
+        if (topK.Any(k => k > 0))
         {
-            var (values, _) = scaled.topk(p.TopK);
-            scaled = scaled.masked_fill(scaled < values[^1], double.NegativeInfinity);
+            // Keep each row's k largest (ties at the k-th included): mask below that row's k-th value.
+            var (values, _) = scaled.topk(topK.Max());
+            var kth = values.gather(1, tensor(topK.Select(k => (long)Math.Max(k - 1, 0)).ToArray(), device: device).unsqueeze(1));
+            var limited = tensor(topK.Select(k => k > 0).ToArray(), device: device).unsqueeze(1);
+            scaled = scaled.masked_fill(limited & (scaled < kth), double.NegativeInfinity);
         }
+
         var probs = scaled.softmax(-1);
-        if (p.TopP < 1)
+        Tensor? order = null;
+        if (parameters.Any(p => p.TopP < 1))
         {
-            var (sorted, order) = probs.sort(descending: true);
-            var cumulative = sorted.cumsum(0);
-            // Keep the smallest prefix whose mass reaches top_p (the first token always stays).
-            var drop = (cumulative - sorted) >= p.TopP;
-            sorted = sorted.masked_fill(drop, 0);
-            probs = zeros_like(probs).scatter(0, order, sorted);
+            // Keep the smallest prefix (most likely first) whose mass reaches top_p; the first token always stays. Rows
+            // without top_p keep every token. Only then is the vocabulary sorted: it costs more than the rest together.
+            (probs, order) = probs.sort(-1, descending: true);
+            var topP = tensor(parameters.Select(p => p.TopP < 1 ? (float)p.TopP : float.PositiveInfinity).ToArray(), device: device).unsqueeze(1);
+            probs = probs.masked_fill((probs.cumsum(1) - probs) >= topP, 0);
         }
-        // Sampling on the CPU with the sequence's own generator keeps results reproducible whatever the device.
-        return probs.to(CPU).multinomial(1, false, rng).item<long>();
+
+        // Inverse CDF: the first position whose cumulative mass exceeds u × the kept mass (u < 1, compared in float64, so
+        // that position exists and has mass; masked tokens never move the cumulative sum, so they are never chosen).
+        var cumulative = probs.cumsum(1);
+        var u = rows.Select(r => rand(1, ScalarType.Float64, CPU, generator: r.Rng!).item<double>()).ToArray();
+        var target = tensor(u, device: device).unsqueeze(1) * cumulative.narrow(1, vocab - 1, 1);
+        var position = (cumulative <= target).sum(1, keepdim: true).clamp_max(vocab - 1);
+        return (order is null ? position : order.gather(1, position)).squeeze(1);
     }
 }
