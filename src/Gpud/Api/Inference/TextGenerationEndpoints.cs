@@ -22,7 +22,9 @@ namespace Gpud.Api.Inference;
 /// </summary>
 internal static class TextGenerationEndpoints
 {
-    private const string Fingerprint = "fp_gpud";
+    // OpenAI's system_fingerprint marks a backend whose seeded outputs may differ from before: it changes whenever
+    // gpud's sampling draw does (2: one uniform per row and step, inverse CDF on the device).
+    private const string Fingerprint = "fp_gpud_2";
 
     public static RouteGroupBuilder MapTextGeneration(this RouteGroupBuilder v1)
     {
