@@ -116,8 +116,9 @@ public sealed class LoraTrainerTests
         using var model = CausalLanguageModel.Load(Repo.File("tests/fixtures/models/gpud-tiny"), CPU, ScalarType.Float32);
         var parameters = LoraModel.Attach(model, new LoraSettings(8, 16, Dropout: 0.2, UseDora: true), ["all-linear"], seed: 3);
         using (no_grad())
+        using (var perturbation = new Generator(11, CPU)) // its own generator: libtorch's global one is shared with parallel tests
         {
-            foreach (var p in parameters) p.add_(randn_like(p) * 0.05); // B starts at zero: make every gradient path non-trivial
+            foreach (var p in parameters) p.add_(randn(p.shape, generator: perturbation) * 0.05); // B starts at zero: make every gradient path non-trivial
         }
         using var batch = Batching.Collate(Batching.Pack(data.Take(8).ToList(), 512), CPU);
         model.train();
