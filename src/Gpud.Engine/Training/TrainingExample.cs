@@ -6,7 +6,8 @@ namespace Gpud.Engine.Training;
 /// </summary>
 public sealed record TrainingExample(int[] InputIds, bool[] LossMask, int Line, bool Truncated)
 {
-    public int TrainedTokens => LossMask.Count(m => m);
+    /// <summary>Tokens the loss is taken on: position 0 is never predicted, so its mask does not count.</summary>
+    public int TrainedTokens => LossMask.Skip(1).Count(m => m);
 }
 
 /// <summary>A training file that cannot be trained on, with OpenAI's error code and the parameter to blame.</summary>
