@@ -75,4 +75,14 @@ public sealed class BatchingTests : IDisposable
         Assert.False(batch.AttentionMask[0, 0, first.InputIds.Length, 0].item<bool>()); // no attention across sequences
         Assert.Equal(examples.Sum(e => e.TrainedTokens), batch.TrainedTokens);
     }
+
+    [Fact]
+    public void A_sequence_trained_from_its_first_token_counts_only_the_tokens_that_are_predicted()
+    {
+        var everything = new TrainingExample([5, 6, 7, 8], [true, true, true, true], 1, false);
+        using var batch = Batching.Collate(Batching.Single([everything]), CPU);
+
+        Assert.Equal(3, batch.TrainedTokens); // 6, 7 and 8 are predicted; 5 has nothing before it
+        Assert.Equal(batch.TrainedTokens, everything.TrainedTokens); // the step loss is divided by what was scored
+    }
 }
