@@ -19,9 +19,9 @@ internal interface ISampledRow
 /// Chooses each row's next token from [rows, vocab] float32 logits. Logit bias and the presence/frequency penalties are
 /// one sparse index_add over the whole batch; greedy rows share one argmax; sampled rows are drawn together on the
 /// logits' device (temperature, top-k, top-p, then inverse-CDF sampling), each with one uniform number from its own
-/// generator, so a row's tokens depend only on its seed and never on its batch. The chosen tokens reach the host in one
-/// copy per step, not a vocabulary-sized copy per sampled row. Reported logprobs are the model's own distribution
-/// (before bias, penalties and temperature), as vLLM reports them.
+/// generator, so a row's random draws depend on its seed alone, never on its batch. The chosen tokens reach the host
+/// in one copy per step, not a vocabulary-sized copy per sampled row. Reported logprobs are the model's own
+/// distribution (before bias, penalties and temperature), as vLLM reports them.
 /// </summary>
 internal static class TokenSampler
 {
