@@ -15,6 +15,7 @@ public sealed class AdapterPool : IDisposable
 {
     private readonly Dictionary<BaseLinear, Projection> _projections = new(ReferenceEqualityComparer.Instance);
     private readonly bool[] _dora;
+    private readonly int[] _rank; // per slot: ranks beyond it are zeros
 
     public AdapterPool(CausalLanguageModel model, int slots, int maxRank)
     {
@@ -25,6 +26,7 @@ public sealed class AdapterPool : IDisposable
         Slots = slots;
         MaxRank = maxRank;
         _dora = new bool[slots + 1];
+        _rank = new int[slots + 1];
         foreach (var (path, _, layer) in LoraModel.Projections(model))
         {
             _projections[layer] = new Projection(path,
@@ -74,6 +76,7 @@ public sealed class AdapterPool : IDisposable
             }
         }
         _dora[slot] = adapter.Settings.UseDora;
+        _rank[slot] = rank;
     }
 
     /// <summary>Empties a slot (zeros, scale 1): rows pointing at it get the base model.</summary>
@@ -94,6 +97,7 @@ public sealed class AdapterPool : IDisposable
             }
         }
         _dora[slot] = false;
+        _rank[slot] = 0;
     }
 
     /// <summary>The per-row selection for one forward pass; null when every row is the base model.</summary>
@@ -102,7 +106,10 @@ public sealed class AdapterPool : IDisposable
         ArgumentNullException.ThrowIfNull(slotPerRow);
         if (slotPerRow.All(s => s == 0)) return null;
         foreach (var slot in slotPerRow) if (slot != 0) CheckSlot(slot);
-        return new BatchLora(this, tensor(slotPerRow.Select(s => (long)s).ToArray(), device: Model.Device), slotPerRow.Any(s => _dora[s]));
+        var only = slotPerRow.Distinct().Count() == 1 ? slotPerRow[0] : (int?)null;
+        // Only the ranks some row's adapter uses take part: the padding up to MaxRank is zeros.
+        var rank = Math.Max(1, slotPerRow.Max(s => _rank[s]));
+        return new BatchLora(this, tensor(slotPerRow.Select(s => (long)s).ToArray(), device: Model.Device), only, rank, slotPerRow.Any(s => _dora[s]));
     }
 
     internal bool TryGet(BaseLinear layer, out Projection projection) => _projections.TryGetValue(layer, out projection!);
@@ -136,18 +143,23 @@ public sealed class AdapterPool : IDisposable
 /// <summary>
 /// Which pool slot each row of a batch uses, for one forward pass. Each projection then computes
 /// y = W x + B[slot] (A[slot] x) row by row with two batched matmuls over gathered matrices (Punica's BGMV, written
-/// with index_select + bmm), plus DoRA's row scale: y = b + m_slot ⊙ (W x + lora).
+/// with index_select + bmm), plus DoRA's row scale: y = b + m_slot ⊙ (W x + lora). Only the ranks the batch's adapters
+/// use are gathered, and a batch on a single adapter gathers nothing.
 /// </summary>
 public sealed class BatchLora : IDisposable
 {
     private readonly AdapterPool _pool;
     private readonly Tensor _slots;
+    private readonly int? _onlySlot;
+    private readonly int _rank;
     private readonly bool _anyDora;
 
-    internal BatchLora(AdapterPool pool, Tensor slots, bool anyDora)
+    internal BatchLora(AdapterPool pool, Tensor slots, int? onlySlot, int rank, bool anyDora)
     {
         _pool = pool;
         _slots = slots;
+        _onlySlot = onlySlot;
+        _rank = rank;
         _anyDora = anyDora;
     }
 
@@ -158,11 +170,22 @@ public sealed class BatchLora : IDisposable
         ArgumentNullException.ThrowIfNull(input);
         if (!_pool.TryGet(layer, out var projection)) return nn.functional.linear(input, layer.Weight, layer.Bias);
         using var scope = NewDisposeScope();
-        var a = projection.A.index_select(0, _slots);                   // [rows, R, in]
-        var b = projection.B.index_select(0, _slots);                   // [rows, out, R]
-        var lora = input.bmm(a.transpose(1, 2)).bmm(b.transpose(1, 2)); // [rows, seq, out]
-        var output = nn.functional.linear(input, layer.Weight) + lora;
-        if (_anyDora && projection.Scale is not null) output *= projection.Scale.index_select(0, _slots).unsqueeze(1);
+        Tensor lora, output;
+        if (_onlySlot is { } slot)
+        {
+            // Every row uses one adapter: two plain matmuls on its matrices, nothing gathered per row.
+            lora = nn.functional.linear(nn.functional.linear(input, projection.A[slot].narrow(0, 0, _rank)), projection.B[slot].narrow(1, 0, _rank));
+            output = nn.functional.linear(input, layer.Weight) + lora;
+            if (_anyDora && projection.Scale is not null) output *= projection.Scale[slot];
+        }
+        else
+        {
+            var a = projection.A.narrow(1, 0, _rank).index_select(0, _slots);    // [rows, r, in]
+            var b = projection.B.narrow(2, 0, _rank).index_select(0, _slots);    // [rows, out, r]
+            lora = input.bmm(a.transpose(1, 2)).bmm(b.transpose(1, 2));        // [rows, seq, out]
+            output = nn.functional.linear(input, layer.Weight) + lora;
+            if (_anyDora && projection.Scale is not null) output *= projection.Scale.index_select(0, _slots).unsqueeze(1);
+        }
         if (layer.Bias is not null) output += layer.Bias;
         return output.MoveToOuterDisposeScope();
     }

@@ -106,6 +106,23 @@ public sealed class ContinuousBatcherTests : IDisposable
     }
 
     [Fact]
+    public void Rows_that_all_use_one_low_rank_adapter_match_it_attached_alone()
+    {
+        var adapter = Adapters.Write(_dir["only"], ModelDir, 4, new LoraSettings(2, 4, UseDora: true));
+        using var pool = new AdapterPool(_model, slots: 2, maxRank: 8); // rank 2 of 8: the padding must not matter
+        using (var weights = PeftAdapter.Read(adapter, _model.Config)) pool.Load(2, weights);
+        var sinks = Prompts.Select(_ => new RecordingSink()).ToList();
+        using (var batcher = new ContinuousBatcher(_model, 4, 64, pool))
+        {
+            batcher.Admit(Prompts.Select((p, i) => new SequenceGroup(p, [SamplingParameters.Greedy(8)], sinks[i], 2)).ToList());
+            while (batcher.Running > 0) batcher.Step();
+        }
+
+        for (var i = 0; i < Prompts.Length; i++) Assert.Equal(Reference(adapter, Prompts[i], 8), sinks[i].Tokens[0]);
+        Assert.NotEqual(Reference(null, Prompts[0], 8), sinks[0].Tokens[0]);
+    }
+
+    [Fact]
     public void Choices_of_one_prompt_share_its_prefill_but_sample_independently()
     {
         var sink = new RecordingSink();
