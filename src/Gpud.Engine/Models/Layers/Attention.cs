@@ -50,9 +50,20 @@ public sealed class Attention : nn.Module
         k = RotaryEmbedding.Apply(k, cos, sin);
         if (cache is not null) (k, v) = cache.Append(k, v);
 
-        k = RepeatKv(k);
-        v = RepeatKv(v);
-        var attended = nn.functional.scaled_dot_product_attention(q, k, v, mask, 0.0, mask is null && seq > 1);
+        Tensor attended;
+        if (seq == 1 && _heads != _kvHeads)
+        {
+            // One new token per row (decoding): fold each KV head's query group into that head's query positions
+            // instead of copying every cached key and value once per query head. [b, heads, 1, d] → [b, kv, group, d];
+            // a [b, 1, 1, keys] mask broadcasts over the group. Same dot products, no copy of the cache.
+            var group = _heads / _kvHeads;
+            var grouped = q.reshape(batch, _kvHeads, group, _headDim);
+            attended = nn.functional.scaled_dot_product_attention(grouped, k, v, mask, 0.0, false).reshape(batch, _heads, 1, _headDim);
+        }
+        else
+        {
+            attended = nn.functional.scaled_dot_product_attention(q, RepeatKv(k), RepeatKv(v), mask, 0.0, mask is null && seq > 1);
+        }
         var merged = attended.transpose(1, 2).reshape(batch, seq, (long)_heads * _headDim);
         return OProj.Project(merged, adapters).MoveToOuterDisposeScope();
     }
