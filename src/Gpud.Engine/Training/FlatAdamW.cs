@@ -47,11 +47,12 @@ public sealed class FlatAdamW : IDisposable
         _expAvg = zeros(total, ScalarType.Float32, device);
         _expAvgSq = zeros(total, ScalarType.Float32, device);
         using var noGrad = no_grad();
+        using var scope = NewDisposeScope(); // the views' handles; the parameters keep their own references
         long offset = 0;
         foreach (var parameter in _parameters)
         {
             var n = parameter.numel();
-            using var value = _values.narrow(0, offset, n).view(parameter.shape);
+            var value = _values.narrow(0, offset, n).view(parameter.shape);
             value.copy_(parameter);
             parameter.set_(value);
             parameter.grad = _grads.narrow(0, offset, n).view(parameter.shape);
@@ -131,6 +132,7 @@ public sealed class FlatAdamW : IDisposable
         var states = legacy.state_dict().State.Cast<AdamW.State>().ToList();
         if (states.Count != _parameters.Count) throw new InvalidDataException($"{path} holds state for {states.Count} parameters, not {_parameters.Count}.");
         using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
         long offset = 0;
         for (var i = 0; i < states.Count; i++)
         {
