@@ -30,12 +30,20 @@ internal static class TokenSampler
         using var scope = NewDisposeScope();
         var count = rows.Count;
         var processed = Adjust(logits, rows);
-        var choice = processed.argmax(-1);
         var sampled = Enumerable.Range(0, count).Where(b => rows[b].Parameters.Temperature > 0).Select(b => (long)b).ToArray();
-        if (sampled.Length > 0)
+        Tensor choice;
+        if (sampled.Length == count)
         {
-            var index = tensor(sampled, device: logits.device);
-            choice = choice.index_put_(Sample(processed.index_select(0, index), sampled.Select(b => rows[(int)b]).ToList()), index);
+            choice = Sample(processed, rows); // the usual serving batch: no argmax, no gather of the sampled rows
+        }
+        else
+        {
+            choice = processed.argmax(-1);
+            if (sampled.Length > 0)
+            {
+                var index = tensor(sampled, device: logits.device);
+                choice = choice.index_put_(Sample(processed.index_select(0, index), sampled.Select(b => rows[(int)b]).ToList()), index);
+            }
         }
         var chosen = choice.to(CPU).data<long>().ToArray();
 
@@ -95,7 +103,7 @@ internal static class TokenSampler
     }
 
     /// <summary>One token per row of [rows, vocab] adjusted logits, each row with its own sampling parameters.</summary>
-    private static Tensor Sample(Tensor logits, List<ISampledRow> rows)
+    private static Tensor Sample(Tensor logits, IReadOnlyList<ISampledRow> rows)
     {
         var device = logits.device;
         var vocab = logits.shape[1];
