@@ -74,10 +74,21 @@ public sealed class ContinuousBatcher : IDisposable
         // Rows first..first+G-1 take each group's first choice (the prefilled rows); further choices follow and copy
         // their group's cache.
         var first = _rows.Count;
-        var sequences = groups.Select(g => new Sequence(g, 0, g.Choices[0], g.Prompt.Count))
-            .Concat(groups.SelectMany(g => g.Choices.Skip(1).Select((p, c) => new Sequence(g, c + 1, p, g.Prompt.Count))))
-            .ToList();
-        var groupOf = sequences.Select(s => (long)IndexOf(groups, s.Group)).ToArray();
+        var sequences = new List<Sequence>(needed);
+        var groupOf = new List<long>(needed); // each sequence's group: the prefilled row its logits and cache come from
+        for (var g = 0; g < groups.Count; g++)
+        {
+            sequences.Add(new Sequence(groups[g], 0, groups[g].Choices[0], groups[g].Prompt.Count));
+            groupOf.Add(g);
+        }
+        for (var g = 0; g < groups.Count; g++)
+        {
+            for (var c = 1; c < groups[g].Choices.Count; c++)
+            {
+                sequences.Add(new Sequence(groups[g], c, groups[g].Choices[c], groups[g].Prompt.Count));
+                groupOf.Add(g);
+            }
+        }
         try
         {
             using var noGrad = no_grad();
@@ -101,7 +112,7 @@ public sealed class ContinuousBatcher : IDisposable
             for (var i = groups.Count; i < sequences.Count; i++) _cache.CopyRow(first + (int)groupOf[i], first + i, sequences[i].Length);
             var lastPositions = tensor(groups.Select(g => (long)g.Prompt.Count - 1).ToArray(), device: _model.Device);
             var last = hidden[arange(groups.Count, ScalarType.Int64, _model.Device), lastPositions]; // [G, hidden]
-            var logits = _model.Logits(last).index_select(0, tensor(groupOf, device: _model.Device));
+            var logits = _model.Logits(last).index_select(0, tensor(groupOf.ToArray(), device: _model.Device));
             var (tokens, logprobs) = TokenSampler.Choose(logits, sequences);
             _rows.AddRange(sequences);
             Deliver(sequences, tokens, logprobs);
@@ -113,15 +124,6 @@ public sealed class ContinuousBatcher : IDisposable
             throw;
         }
         RemoveFinished();
-    }
-
-    private static int IndexOf(IReadOnlyList<SequenceGroup> groups, SequenceGroup group)
-    {
-        for (var i = 0; i < groups.Count; i++)
-        {
-            if (ReferenceEquals(groups[i], group)) return i;
-        }
-        throw new InvalidOperationException("Unknown group.");
     }
 
     /// <summary>Decodes one token for every running sequence; sequences whose caller cancelled leave first.</summary>
