@@ -170,22 +170,21 @@ public sealed class BatchLora : IDisposable
         ArgumentNullException.ThrowIfNull(input);
         if (!_pool.TryGet(layer, out var projection)) return nn.functional.linear(input, layer.Weight, layer.Bias);
         using var scope = NewDisposeScope();
-        Tensor lora, output;
+        Tensor lora;
         if (_onlySlot is { } slot)
         {
             // Every row uses one adapter: two plain matmuls on its matrices, nothing gathered per row.
             lora = nn.functional.linear(nn.functional.linear(input, projection.A[slot].narrow(0, 0, _rank)), projection.B[slot].narrow(1, 0, _rank));
-            output = nn.functional.linear(input, layer.Weight) + lora;
-            if (_anyDora && projection.Scale is not null) output *= projection.Scale[slot];
         }
         else
         {
             var a = projection.A.narrow(1, 0, _rank).index_select(0, _slots);    // [rows, r, in]
             var b = projection.B.narrow(2, 0, _rank).index_select(0, _slots);    // [rows, out, r]
             lora = input.bmm(a.transpose(1, 2)).bmm(b.transpose(1, 2));        // [rows, seq, out]
-            output = nn.functional.linear(input, layer.Weight) + lora;
-            if (_anyDora && projection.Scale is not null) output *= projection.Scale.index_select(0, _slots).unsqueeze(1);
         }
+        var output = nn.functional.linear(input, layer.Weight) + lora;
+        if (_anyDora && projection.Scale is not null)
+            output *= _onlySlot is { } only ? projection.Scale[only] : projection.Scale.index_select(0, _slots).unsqueeze(1);
         if (layer.Bias is not null) output += layer.Bias;
         return output.MoveToOuterDisposeScope();
     }
