@@ -64,7 +64,9 @@ public sealed class CausalLanguageModel : nn.Module
     /// <param name="mask">null for plain causal attention, else a boolean [batch, 1, seq, keys] mask.</param>
     /// <param name="cache">One <see cref="IKvCache"/> per layer, or null.</param>
     /// <param name="adapters">Per-row LoRA adapters from an <see cref="AdapterPool"/>, or null for the base (and any attached adapter).</param>
-    public Tensor Hidden(Tensor inputIds, Tensor positionIds, Tensor? mask = null, IReadOnlyList<IKvCache>? cache = null, BatchLora? adapters = null)
+    /// <param name="segments">For packed rows (no mask, no cache): the sequences each row holds, attended to one by one.</param>
+    public Tensor Hidden(Tensor inputIds, Tensor positionIds, Tensor? mask = null, IReadOnlyList<IKvCache>? cache = null, BatchLora? adapters = null,
+        PackedSegments? segments = null)
     {
         ArgumentNullException.ThrowIfNull(inputIds);
         using var scope = NewDisposeScope();
@@ -78,7 +80,7 @@ public sealed class CausalLanguageModel : nn.Module
             mask = ones([seq, past + seq], ScalarType.Bool, Device).tril(past).view(1, 1, seq, past + seq);
         }
         for (var i = 0; i < Body.Layers.Count; i++)
-            hidden = Body.Layers[i].Forward(hidden, cos, sin, mask, cache?[i], adapters);
+            hidden = Body.Layers[i].Forward(hidden, cos, sin, mask, cache?[i], adapters, segments);
         return Body.Norm.forward(hidden).MoveToOuterDisposeScope();
     }
 
@@ -91,7 +93,7 @@ public sealed class CausalLanguageModel : nn.Module
     /// </summary>
     /// <param name="dropout">The generator the LoRA dropout draws from: each layer's recomputation replays the draws
     /// of its first run, and afterwards the generator is left where the first pass left it.</param>
-    public void BackwardCheckpointed(Tensor inputIds, Tensor positionIds, Tensor? mask, Generator? dropout, Action<Tensor> head)
+    public void BackwardCheckpointed(Tensor inputIds, Tensor positionIds, PackedSegments? segments, Generator? dropout, Action<Tensor> head)
     {
         ArgumentNullException.ThrowIfNull(inputIds);
         ArgumentNullException.ThrowIfNull(head);
@@ -106,7 +108,7 @@ public sealed class CausalLanguageModel : nn.Module
             for (var i = 0; i < Body.Layers.Count; i++)
             {
                 rngStates.Add(dropout?.get_state());
-                inputs.Add(Body.Layers[i].Forward(inputs[i], cos, sin, mask, null));
+                inputs.Add(Body.Layers[i].Forward(inputs[i], cos, sin, null, null, segments: segments));
             }
         }
         var afterForward = dropout?.get_state();
@@ -125,7 +127,7 @@ public sealed class CausalLanguageModel : nn.Module
             using var layerScope = NewDisposeScope();
             if (dropout is not null) dropout.set_state(rngStates[i]!);
             var input = inputs[i].detach().requires_grad_(true);
-            var output = Body.Layers[i].Forward(input, cos, sin, mask, null);
+            var output = Body.Layers[i].Forward(input, cos, sin, null, null, segments: segments);
             output.backward([gradient]);
             gradient = input.grad!.detach().MoveToOuterDisposeScope();
             inputs[i + 1].Dispose(); // no longer needed: free it as the walk goes down

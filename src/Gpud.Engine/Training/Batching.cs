@@ -1,3 +1,4 @@
+using Gpud.Engine.Models.Layers;
 using static TorchSharp.torch;
 
 namespace Gpud.Engine.Training;
@@ -12,16 +13,16 @@ public sealed record BatchRow(IReadOnlyList<TrainingExample> Sequences)
 /// Tensors for one forward pass. <see cref="Labels"/> holds the next token where it is trained and -100 elsewhere
 /// (prompt, padding, and the last token of each packed sequence, which must not predict its neighbour).
 /// </summary>
-public sealed class TrainingBatch(Tensor inputIds, Tensor positionIds, Tensor? attentionMask, Tensor labels, int trainedTokens, int tokens) : IDisposable
+public sealed class TrainingBatch(Tensor inputIds, Tensor positionIds, PackedSegments? segments, Tensor labels, int trainedTokens, int tokens) : IDisposable
 {
     public Tensor InputIds { get; } = inputIds;
     public Tensor PositionIds { get; } = positionIds;
 
     /// <summary>
-    /// [batch, 1, seq, seq] boolean: causal, and only within each packed sequence; null when plain causal attention is
-    /// exact (no row holds more than one sequence), which lets SDPA take its flash kernel on CUDA.
+    /// The sequences of packed rows, so that attention stays inside each; null when plain causal attention over whole
+    /// rows is exact (no row holds more than one sequence).
     /// </summary>
-    public Tensor? AttentionMask { get; } = attentionMask;
+    public PackedSegments? Segments { get; } = segments;
 
     public Tensor Labels { get; } = labels;
 
@@ -33,7 +34,7 @@ public sealed class TrainingBatch(Tensor inputIds, Tensor positionIds, Tensor? a
     {
         InputIds.Dispose();
         PositionIds.Dispose();
-        AttentionMask?.Dispose();
+        Segments?.Dispose();
         Labels.Dispose();
     }
 }
@@ -79,7 +80,6 @@ public static class Batching
         var ids = new long[rows.Count, width];
         var positions = new long[rows.Count, width];
         var labels = new long[rows.Count, width];
-        var segments = new long[rows.Count, width];
         var trained = 0;
         for (var r = 0; r < rows.Count; r++)
         {
@@ -92,35 +92,25 @@ public static class Batching
                 {
                     ids[r, offset + t] = sequence.InputIds[t];
                     positions[r, offset + t] = t;
-                    segments[r, offset + t] = s;
                     var trainsNext = t + 1 < n && sequence.LossMask[t + 1];
                     labels[r, offset + t] = trainsNext ? sequence.InputIds[t + 1] : IgnoreIndex;
                     if (trainsNext) trained++;
                 }
                 offset += n;
             }
-            for (var t = offset; t < width; t++)
-            {
-                segments[r, t] = -1 - t; // padding: a segment of its own, so it attends only to itself
-                labels[r, t] = IgnoreIndex;
-            }
+            for (var t = offset; t < width; t++) labels[r, t] = IgnoreIndex;
         }
 
         using var scope = NewDisposeScope();
-        Tensor? mask = null;
-        if (rows.Any(r => r.Sequences.Count > 1))
-        {
-            var segmentTensor = tensor(segments, device: device);
-            var sameSegment = segmentTensor.unsqueeze(2) == segmentTensor.unsqueeze(1);
-            var causal = ones([width, width], ScalarType.Bool, device).tril().unsqueeze(0);
-            mask = (sameSegment & causal).unsqueeze(1).MoveToOuterDisposeScope();
-        }
-        // Otherwise the causal triangle alone is exact: right padding comes after every real token, so no real token can
-        // see it, and padded positions carry no labels.
+        // Without packed rows the causal triangle alone is exact: right padding comes after every real token, so no real
+        // token can see it, and padded positions carry no labels.
+        var segments = rows.Any(r => r.Sequences.Count > 1)
+            ? PackedSegments.Create(rows.Select(r => (IReadOnlyList<int>)r.Sequences.Select(s => s.InputIds.Length).ToList()).ToList(), width, device)
+            : null;
         return new TrainingBatch(
             tensor(ids, device: device).MoveToOuterDisposeScope(),
             tensor(positions, device: device).MoveToOuterDisposeScope(),
-            mask,
+            segments,
             tensor(labels, device: device).MoveToOuterDisposeScope(),
             trained,
             rows.Sum(r => r.Length));

@@ -24,7 +24,7 @@ public static class TrainingLoss
         ArgumentNullException.ThrowIfNull(batch);
         using var _ = no_grad();
         using var scope = NewDisposeScope();
-        var hidden = model.Hidden(batch.InputIds, batch.PositionIds, batch.AttentionMask);
+        var hidden = model.Hidden(batch.InputIds, batch.PositionIds, segments: batch.Segments);
         var (rows, targets) = TrainedRows(hidden, batch);
         return Chunks(model, rows, targets, logitChunkBytes, scale: null);
     }
@@ -51,9 +51,9 @@ public static class TrainingLoss
         }
 
         if (checkpointing)
-            model.BackwardCheckpointed(batch.InputIds, batch.PositionIds, batch.AttentionMask, dropout, Head);
+            model.BackwardCheckpointed(batch.InputIds, batch.PositionIds, batch.Segments, dropout, Head);
         else
-            Head(model.Hidden(batch.InputIds, batch.PositionIds, batch.AttentionMask));
+            Head(model.Hidden(batch.InputIds, batch.PositionIds, segments: batch.Segments));
         return result;
     }
 

@@ -139,7 +139,7 @@ public sealed class LoraTrainerTests
         {
             using var replay = new Generator(5, CPU);
             foreach (var (_, _, layer) in LoraModel.Projections(model)) layer.Adapter!.DropoutGenerator = replay;
-            using (no_grad()) model.Hidden(batch.InputIds, batch.PositionIds, batch.AttentionMask);
+            using (no_grad()) model.Hidden(batch.InputIds, batch.PositionIds, segments: batch.Segments);
             return rand(1, generator: replay).item<float>();
         }
 

@@ -38,7 +38,10 @@ public sealed class Attention : nn.Module
     /// [batch, 1, seq, keys] mask (true = may attend), for padding, packing or a KV cache.</param>
     /// <param name="cache">This layer's key/value cache, or null.</param>
     /// <param name="adapters">Per-row serving adapters, or null.</param>
-    public Tensor Forward(Tensor hidden, Tensor cos, Tensor sin, Tensor? mask, IKvCache? cache, Lora.BatchLora? adapters = null)
+    /// <param name="segments">The sequences of packed rows (training), attended to one by one; then
+    /// <paramref name="mask"/> and <paramref name="cache"/> are null.</param>
+    public Tensor Forward(Tensor hidden, Tensor cos, Tensor sin, Tensor? mask, IKvCache? cache, Lora.BatchLora? adapters = null,
+        PackedSegments? segments = null)
     {
         using var scope = NewDisposeScope();
         var batch = hidden.shape[0];
@@ -50,21 +53,25 @@ public sealed class Attention : nn.Module
         k = RotaryEmbedding.Apply(k, cos, sin);
         if (cache is not null) (k, v) = cache.Append(k, v);
 
-        Tensor attended;
-        if (seq == 1 && _heads != _kvHeads)
+        Tensor merged;
+        if (segments is not null)
+        {
+            merged = segments.Attend(q, k, v, RepeatKv);
+        }
+        else if (seq == 1 && _heads != _kvHeads)
         {
             // One new token per row (decoding): fold each KV head's query group into that head's query positions
             // instead of copying every cached key and value once per query head. [b, heads, 1, d] → [b, kv, group, d];
             // a [b, 1, 1, keys] mask broadcasts over the group. Same dot products, no copy of the cache.
             var group = _heads / _kvHeads;
             var grouped = q.reshape(batch, _kvHeads, group, _headDim);
-            attended = nn.functional.scaled_dot_product_attention(grouped, k, v, mask, 0.0, false).reshape(batch, _heads, 1, _headDim);
+            merged = nn.functional.scaled_dot_product_attention(grouped, k, v, mask, 0.0, false).reshape(batch, 1, (long)_heads * _headDim);
         }
         else
         {
-            attended = nn.functional.scaled_dot_product_attention(q, RepeatKv(k), RepeatKv(v), mask, 0.0, mask is null && seq > 1);
+            var attended = nn.functional.scaled_dot_product_attention(q, RepeatKv(k), RepeatKv(v), mask, 0.0, mask is null && seq > 1);
+            merged = attended.transpose(1, 2).reshape(batch, seq, (long)_heads * _headDim);
         }
-        var merged = attended.transpose(1, 2).reshape(batch, seq, (long)_heads * _headDim);
         return OProj.Project(merged, adapters).MoveToOuterDisposeScope();
     }
 
