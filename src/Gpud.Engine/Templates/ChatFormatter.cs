@@ -27,15 +27,70 @@ public sealed class ChatFormatter(TextTokenizer tokenizer, ChatTemplate template
         Format(messages.EnumerateArray(), addGenerationPrompt, variables);
 
     /// <summary>Formats a sequence of message objects (e.g. the first n messages of a conversation).</summary>
+    /// <param name="variables">Further template variables, e.g. <c>tools</c> (OpenAI's list of function tools, which
+    /// tool-aware templates render into the prompt).</param>
     public ChatPrompt Format(IEnumerable<JsonElement> messages, bool addGenerationPrompt, IReadOnlyDictionary<string, JsonElement>? variables = null)
     {
         ArgumentNullException.ThrowIfNull(messages);
         var originals = new List<string>();
-        var values = Neutralize(messages.Select(JinjaRuntime.FromJson).ToList(), originals);
+        var values = Neutralize(messages.Select(m => Prepare(JinjaRuntime.FromJson(m))).ToList(), originals);
         var text = template.Render(values, addGenerationPrompt, tokenizer.BosToken, tokenizer.EosToken,
             variables?.ToDictionary(v => v.Key, v => Neutralize(JinjaRuntime.FromJson(v.Value), originals), StringComparer.Ordinal));
         var ids = tokenizer.Encode(text, addSpecialTokens: false, parseSpecialTokens: true, restore: segment => Restore(segment, originals));
         return new ChatPrompt(Restore(text, originals), ids);
+    }
+
+    /// <summary>
+    /// The function tools of a request or training example: its <c>tools</c>, or its legacy <c>functions</c> as tools;
+    /// null when it has neither.
+    /// </summary>
+    public static JsonElement? Tools(JsonElement holder)
+    {
+        if (holder.ValueKind != JsonValueKind.Object) return null;
+        if (holder.TryGetProperty("tools", out var tools) && tools.ValueKind == JsonValueKind.Array) return tools;
+        if (!holder.TryGetProperty("functions", out var functions) || functions.ValueKind != JsonValueKind.Array) return null;
+        var wrapped = new System.Text.Json.Nodes.JsonArray();
+        foreach (var function in functions.EnumerateArray())
+            wrapped.Add(new System.Text.Json.Nodes.JsonObject { ["type"] = "function", ["function"] = System.Text.Json.Nodes.JsonNode.Parse(function.GetRawText()) });
+        return JsonSerializer.SerializeToElement(wrapped);
+    }
+
+    /// <summary>
+    /// An OpenAI message as chat templates expect it, prepared as vLLM prepares it: a tool call's <c>arguments</c> JSON
+    /// string becomes the object it encodes (templates such as Llama 3.1's and Qwen2.5's write it with <c>tojson</c>);
+    /// a legacy <c>function_call</c> becomes a one-call <c>tool_calls</c>, and the legacy role <c>function</c> becomes
+    /// <c>tool</c>. A null or absent <c>content</c> (a turn that only calls tools) becomes "", as vLLM passes it.
+    /// </summary>
+    private static object? Prepare(object? value)
+    {
+        if (value is not Dictionary<string, object?> message) return value;
+        if (!message.TryGetValue("content", out var content) || content is null) message["content"] = "";
+        if (message.TryGetValue("role", out var role) && role is "function") message["role"] = "tool";
+        if (!message.ContainsKey("tool_calls") && message.TryGetValue("function_call", out var legacy) && legacy is Dictionary<string, object?>)
+        {
+            message["tool_calls"] = new List<object?> { new Dictionary<string, object?>(StringComparer.Ordinal) { ["type"] = "function", ["function"] = legacy } };
+            message.Remove("function_call");
+        }
+        if (message.TryGetValue("tool_calls", out var calls) && calls is List<object?> list)
+        {
+            foreach (var call in list)
+            {
+                if (call is Dictionary<string, object?> c && c.TryGetValue("function", out var f) && f is Dictionary<string, object?> function
+                    && function.TryGetValue("arguments", out var arguments) && arguments is string json)
+                {
+                    try
+                    {
+                        using var document = JsonDocument.Parse(json);
+                        if (document.RootElement.ValueKind == JsonValueKind.Object) function["arguments"] = JinjaRuntime.FromJson(document.RootElement);
+                    }
+                    catch (JsonException)
+                    {
+                        // Not JSON: the template gets the string as it was sent.
+                    }
+                }
+            }
+        }
+        return message;
     }
 
     /// <summary>Replaces special-token text in every string (message content, names, tool arguments) by stand-ins.</summary>

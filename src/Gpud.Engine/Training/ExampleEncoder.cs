@@ -10,13 +10,16 @@ namespace Gpud.Engine.Training;
 /// after the generation prompt — its content and end-of-turn token. A conversation is one sequence when the template
 /// renders it prefix-consistently (each turn renders the same whatever follows, as Llama 3 and ChatML do); otherwise
 /// (e.g. Qwen3, which drops earlier turns' reasoning) each trained turn becomes its own sequence, rendered as the model
-/// will see it at inference. Prompt/completion examples train on the completion and the end-of-sequence token.
+/// will see it at inference. An example's function tools (<c>tools</c>, or legacy <c>functions</c>) are rendered into
+/// its prompt, as they are at inference, and its tool calls are trained as the template writes them.
+/// Prompt/completion examples train on the completion and the end-of-sequence token.
 /// </summary>
 public sealed class ExampleEncoder(TextTokenizer tokenizer, ChatFormatter? chat, int maxLength)
 {
     public IReadOnlyList<TrainingExample> Encode(JsonElement example, int line)
     {
-        if (example.TryGetProperty("messages", out var messages)) return EncodeChat(messages, line);
+        if (example.TryGetProperty("messages", out var messages))
+            return EncodeChat(messages, ChatFormatter.Tools(example) is { } tools ? new Dictionary<string, JsonElement> { ["tools"] = tools } : null, line);
         return [EncodePromptCompletion(example, line)];
     }
 
@@ -28,7 +31,9 @@ public sealed class ExampleEncoder(TextTokenizer tokenizer, ChatFormatter? chat,
         return Build([.. prompt, .. completion], prompt.Count, line, [(prompt.Count, prompt.Count + completion.Count)]);
     }
 
-    private List<TrainingExample> EncodeChat(JsonElement messages, int line)
+    /// <param name="variables">The example's <c>tools</c> (as the template variable), rendered into every prompt as they
+    /// will be at inference.</param>
+    private List<TrainingExample> EncodeChat(JsonElement messages, Dictionary<string, JsonElement>? variables, int line)
     {
         if (chat is null)
             throw new TrainingDataException("invalid_training_file",
@@ -46,7 +51,7 @@ public sealed class ExampleEncoder(TextTokenizer tokenizer, ChatFormatter? chat,
         IReadOnlyList<int> Render(int count, bool addGenerationPrompt)
         {
             if (!renders.TryGetValue((count, addGenerationPrompt), out var ids))
-                renders[(count, addGenerationPrompt)] = ids = chat.Format(list.Take(count), addGenerationPrompt).TokenIds;
+                renders[(count, addGenerationPrompt)] = ids = chat.Format(list.Take(count), addGenerationPrompt, variables).TokenIds;
             return ids;
         }
 

