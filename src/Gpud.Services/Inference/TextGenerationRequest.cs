@@ -19,6 +19,7 @@ public enum TextGenerationKind
 /// tokens, one <see cref="SamplingParameters"/> per choice (seed + choice index when a seed is given, so a streamed
 /// and a non-streamed request with the same seed produce the same text), and what the response must show.
 /// </summary>
+/// <param name="Tools">The function names a chat answer may call (its output is then read for calls), or null.</param>
 public sealed record TextGenerationRequest(
     TextGenerationKind Kind,
     ServedModel Model,
@@ -29,8 +30,10 @@ public sealed record TextGenerationRequest(
     bool Echo,
     int? Logprobs,
     bool Stream,
-    bool IncludeUsage)
+    bool IncludeUsage,
+    IReadOnlySet<string>? Tools = null)
 {
+
     private static readonly HashSet<string> CompletionFields =
     [
         "model", "prompt", "max_tokens", "temperature", "top_p", "n", "stream", "stream_options", "logprobs", "echo", "stop",
@@ -47,7 +50,7 @@ public sealed record TextGenerationRequest(
 
     /// <summary>Fields of the contract gpud does not implement: a 400 naming the field, never silently ignored.</summary>
     private static readonly HashSet<string> Unsupported =
-        ["tools", "tool_choice", "functions", "function_call", "parallel_tool_calls", "audio", "prediction", "reasoning_effort", "web_search_options"];
+        ["functions", "function_call", "audio", "prediction", "reasoning_effort", "web_search_options"];
 
     public static TextGenerationRequest Parse(TextGenerationKind kind, JsonElement body, Func<string, ServedModel> resolve, InferenceService inference)
     {
@@ -66,7 +69,11 @@ public sealed record TextGenerationRequest(
         JsonElement? Field(string name) => fields.TryGetValue(name, out var v) ? v : null;
 
         foreach (var name in Unsupported.Where(fields.ContainsKey))
-            throw GpudException.Invalid($"'{name}' is not supported by gpud: its models answer with text only.", name, "unsupported_parameter");
+        {
+            throw GpudException.Invalid(name is "functions" or "function_call"
+                ? $"'{name}' is deprecated and not supported by gpud: use 'tools' and 'tool_choice'."
+                : $"'{name}' is not supported by gpud: its models answer with text only.", name, "unsupported_parameter");
+        }
         if (Field("response_format") is { } format && !(format.ValueKind == JsonValueKind.Object && format.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String && t.GetString() == "text"))
             throw GpudException.Invalid("'response_format' is not supported by gpud except {\"type\": \"text\"}.", "response_format", "unsupported_parameter");
         if (Field("modalities") is { } modalities && !(modalities.ValueKind == JsonValueKind.Array && modalities.EnumerateArray().All(m => m.ValueKind == JsonValueKind.String && m.GetString() == "text")))
@@ -128,6 +135,7 @@ public sealed record TextGenerationRequest(
 
         // Prompts.
         var prompts = new List<(IReadOnlyList<int> Tokens, string Text)>();
+        IReadOnlySet<string>? tools = null;
         if (chat)
         {
             if (Field("messages") is not { ValueKind: JsonValueKind.Array } messages || messages.GetArrayLength() == 0)
@@ -139,10 +147,14 @@ public sealed record TextGenerationRequest(
                 if (role.GetString() is not ("system" or "developer" or "user" or "assistant" or "tool"))
                     throw GpudException.Invalid($"Invalid value for 'messages[{i}].role': '{role.GetString()}' is not one of system, developer, user, assistant, tool.", $"messages[{i}].role");
             }
+            tools = CallableTools(Field("tools"), Field("tool_choice"), Field("parallel_tool_calls"));
             ChatPrompt rendered;
             try
             {
-                rendered = model.Base.Chat().Format(messages, addGenerationPrompt: true);
+                // The schemas go to the template (tool-aware templates write them into the prompt) unless the client
+                // ruled calls out with tool_choice "none".
+                rendered = model.Base.Chat().Format(messages, addGenerationPrompt: true,
+                    tools is not null ? new Dictionary<string, JsonElement> { ["tools"] = Field("tools")!.Value } : null);
             }
             catch (TemplateRenderException e)
             {
@@ -175,8 +187,55 @@ public sealed record TextGenerationRequest(
                 TopLogprobs: logprobs ?? (bestOf > n ? 0 : null), PresencePenalty: presence, FrequencyPenalty: frequency, LogitBias: bias)).ToList();
             inputs.Add(new GenerationInput(tokens, choices, stops, echo && logprobs is { } k ? k : null));
         }
-        return new TextGenerationRequest(kind, model, inputs, prompts.Select(p => p.Text).ToList(), n, bestOf, echo, logprobs, stream, includeUsage);
+        return new TextGenerationRequest(kind, model, inputs, prompts.Select(p => p.Text).ToList(), n, bestOf, echo, logprobs, stream, includeUsage, tools);
     }
+
+    /// <summary>
+    /// The names of the function tools the answer may call, or null when it may call none (no tools, or tool_choice
+    /// "none"). gpud does not constrain decoding, so it cannot force a call: "required" and a named function are refused
+    /// rather than promised.
+    /// </summary>
+    private static HashSet<string>? CallableTools(JsonElement? tools, JsonElement? choice, JsonElement? parallel)
+    {
+        if (parallel is { } p) Boolean(p, "parallel_tool_calls");
+        if (tools is not { } list)
+        {
+            if (choice is not null) throw GpudException.Invalid("'tool_choice' is only allowed when 'tools' are specified.", "tool_choice");
+            return null;
+        }
+        if (list.ValueKind != JsonValueKind.Array) throw Invalid("tools", "must be an array", "invalid_type");
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var (tool, i) in list.EnumerateArray().Select((t, i) => (t, i)))
+        {
+            if (tool.ValueKind != JsonValueKind.Object || !tool.TryGetProperty("type", out var type) || type.ValueKind != JsonValueKind.String || type.GetString() != "function")
+                throw GpudException.Invalid($"Invalid 'tools[{i}]': gpud supports tools of type 'function'.", $"tools[{i}].type");
+            if (!tool.TryGetProperty("function", out var function) || function.ValueKind != JsonValueKind.Object
+                || !function.TryGetProperty("name", out var name) || name.ValueKind != JsonValueKind.String || !IsFunctionName(name.GetString()!))
+                throw GpudException.Invalid($"Invalid 'tools[{i}].function.name': a name of 1 to 64 letters, digits, '_' or '-' is required.", $"tools[{i}].function.name");
+            if (function.TryGetProperty("parameters", out var parameters) && parameters.ValueKind is not (JsonValueKind.Object or JsonValueKind.Null))
+                throw GpudException.Invalid($"Invalid 'tools[{i}].function.parameters': must be a JSON Schema object.", $"tools[{i}].function.parameters");
+            names.Add(name.GetString()!);
+        }
+        if (names.Count == 0) throw GpudException.Invalid("'tools' must not be empty; leave it out to call no tools.", "tools");
+        switch (choice)
+        {
+            case null:
+            case { ValueKind: JsonValueKind.String } c when c.GetString() == "auto":
+                return names;
+            case { ValueKind: JsonValueKind.String } c when c.GetString() == "none":
+                return null;
+            case { ValueKind: JsonValueKind.String } c when c.GetString() == "required":
+            case { ValueKind: JsonValueKind.Object }:
+                throw GpudException.Invalid(
+                    "gpud cannot force a tool call (it does not constrain decoding): use tool_choice 'auto', with which a model trained to call the tools calls them, or 'none'.",
+                    "tool_choice", "unsupported_parameter");
+            default:
+                throw GpudException.Invalid("Invalid 'tool_choice': expected 'none', 'auto', 'required' or a named function.", "tool_choice");
+        }
+    }
+
+    private static bool IsFunctionName(string name) =>
+        name.Length is >= 1 and <= 64 && name.All(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '-');
 
     private static List<(IReadOnlyList<int>, string)> Prompts(JsonElement? prompt, Engine.Tokenization.TextTokenizer tokenizer, int vocab)
     {

@@ -19,17 +19,31 @@ public sealed record ChatTokenLogprob(string Token, float Logprob, IReadOnlyList
 
 public sealed record ChatLogprobs(IReadOnlyList<ChatTokenLogprob> Content, IReadOnlyList<ChatTokenLogprob>? Refusal);
 
-public sealed record ChatMessage(string Role, string Content, string? Refusal);
+/// <summary>An answer: <c>content</c> (null when the answer is only tool calls) and the <c>tool_calls</c> it makes.</summary>
+public sealed record ChatMessage(
+    string Role,
+    string? Content,
+    string? Refusal,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] IReadOnlyList<ChatToolCall>? ToolCalls = null);
+
+public sealed record ChatFunctionCall(string Name, string Arguments);
+
+/// <summary>A function call: <c>id</c> (<c>call_…</c>, for the tool message that answers it), type <c>function</c>.</summary>
+public sealed record ChatToolCall(string Id, string Type, ChatFunctionCall Function);
+
+/// <summary>A streamed tool call: gpud sends each call whole, in one delta, once the answer is complete.</summary>
+public sealed record ChatToolCallDelta(int Index, string Id, string Type, ChatFunctionCall Function);
 
 public sealed record ChatChoice(int Index, ChatMessage Message, ChatLogprobs? Logprobs, string FinishReason);
 
 /// <summary><c>chat.completion</c>: the response of <c>POST /v1/chat/completions</c>.</summary>
 public sealed record ChatCompletionResponse(string Id, string Object, long Created, string Model, string SystemFingerprint, IReadOnlyList<ChatChoice> Choices, Usage Usage);
 
-/// <summary>A streamed delta: <c>role</c> in a choice's first chunk, then <c>content</c> pieces.</summary>
+/// <summary>A streamed delta: <c>role</c> in a choice's first chunk, then <c>content</c> pieces, then any <c>tool_calls</c>.</summary>
 public sealed record ChatDelta(
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Role,
-    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Content);
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Content,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] IReadOnlyList<ChatToolCallDelta>? ToolCalls = null);
 
 public sealed record ChatChunkChoice(int Index, ChatDelta Delta, ChatLogprobs? Logprobs, string? FinishReason);
 
@@ -45,4 +59,9 @@ public sealed record CreateCompletionRequest(
 public sealed record CreateChatCompletionRequest(
     string Model, IReadOnlyList<object> Messages, int? MaxCompletionTokens, double? Temperature, double? TopP, int? N, bool? Stream,
     object? StreamOptions, object? Stop, double? PresencePenalty, double? FrequencyPenalty, Dictionary<string, double>? LogitBias,
-    bool? Logprobs, int? TopLogprobs, long? Seed, string? User);
+    bool? Logprobs, int? TopLogprobs, long? Seed, string? User, IReadOnlyList<ChatTool>? Tools, object? ToolChoice, bool? ParallelToolCalls);
+
+/// <summary>A function the model may call: <c>{"type": "function", "function": {"name", "description", "parameters"}}</c>.</summary>
+public sealed record ChatTool(string Type, ChatFunctionDefinition Function);
+
+public sealed record ChatFunctionDefinition(string Name, string? Description, object? Parameters, bool? Strict);

@@ -6,6 +6,7 @@ using System.Text.Json;
 using Gpud.Api.Auth;
 using Gpud.Api.Errors;
 using Gpud.Engine.Generation;
+using Gpud.Engine.Templates;
 using Gpud.Engine.Tokenization;
 using Gpud.Services.Errors;
 using Gpud.Services.Ids;
@@ -69,9 +70,16 @@ internal static class TextGenerationEndpoints
         if (request.Stream) return Stream(ChatChunks(request, run, id, created, json.Value.SerializerOptions, context.RequestAborted));
         var result = await Collect(run, request, context.RequestAborted);
         var tokenizer = request.Model.Base.Tokenizer;
-        var choices = result.Best(0, request).Select((c, i) => new ChatChoice(i, new ChatMessage("assistant", c.Text, null),
-            request.Logprobs is { } k ? new ChatLogprobs(c.Logprobs.Select(l => ChatLogprob(tokenizer, l, k)).ToList(), null) : null,
-            FinishReason(c.Reason))).ToList();
+        var choices = result.Best(0, request).Select((c, i) =>
+        {
+            var message = new ChatMessage("assistant", c.Text, null);
+            var reason = FinishReason(c.Reason);
+            if (request.Tools is { } tools && c.Reason == Engine.Generation.FinishReason.Stop && ToolCallParser.Parse(c.Text, tools) is { } output)
+                (message, reason) = (new ChatMessage("assistant", output.Content, null, output.Calls.Select(ToolCall).ToList()), "tool_calls");
+            return new ChatChoice(i, message,
+                request.Logprobs is { } k ? new ChatLogprobs(c.Logprobs.Select(l => ChatLogprob(tokenizer, l, k)).ToList(), null) : null,
+                reason);
+        }).ToList();
         return TypedResults.Ok(new ChatCompletionResponse(id, "chat.completion", created, request.Model.Id, Fingerprint, choices, result.Usage(request)));
     }
 
@@ -141,6 +149,8 @@ internal static class TextGenerationEndpoints
         int? completionTokens = request.IncludeUsage ? 0 : null;
         string Chunk(ChatChunkChoice choice) => JsonSerializer.Serialize(new ChatCompletionChunk(id, "chat.completion.chunk", created, request.Model.Id, Fingerprint, [choice], null), json);
         for (var c = 0; c < request.N; c++) yield return Chunk(new ChatChunkChoice(c, new ChatDelta("assistant", ""), null, null));
+        // With tools, text that may be a call is held back until the answer is complete, then sent as calls or as content.
+        var calls = request.Tools is { } tools ? Enumerable.Range(0, request.N).Select(_ => new ToolCallStream(tools)).ToArray() : null;
         await foreach (var e in Events(run, json, cancellationToken))
         {
             if (e.Error is { } error)
@@ -153,11 +163,28 @@ internal static class TextGenerationEndpoints
             {
                 completionTokens++;
                 var logprobs = request.Logprobs is { } k && ev.Logprob is { } lp ? new ChatLogprobs([ChatLogprob(tokenizer, lp, k)], null) : null;
-                if (ev.Text.Length > 0 || logprobs is not null) yield return Chunk(new ChatChunkChoice(ev.Choice, new ChatDelta(null, ev.Text), logprobs, null));
+                var text = calls is null ? ev.Text : calls[ev.Choice].Push(ev.Text);
+                if (text.Length > 0 || logprobs is not null) yield return Chunk(new ChatChunkChoice(ev.Choice, new ChatDelta(null, text), logprobs, null));
             }
             else if (ev.Kind == GenerationEventKind.Finished && ev.Reason != Engine.Generation.FinishReason.Cancelled)
             {
-                yield return Chunk(new ChatChunkChoice(ev.Choice, new ChatDelta(null, ev.Text.Length > 0 ? ev.Text : null), null, FinishReason(ev.Reason)));
+                var text = ev.Text;
+                IReadOnlyList<ParsedToolCall> made = [];
+                if (calls is not null)
+                {
+                    var sent = calls[ev.Choice].Push(text);
+                    var (rest, parsed) = calls[ev.Choice].Finish(complete: ev.Reason == Engine.Generation.FinishReason.Stop);
+                    (text, made) = (sent + rest, parsed);
+                }
+                if (made.Count == 0)
+                {
+                    yield return Chunk(new ChatChunkChoice(ev.Choice, new ChatDelta(null, text.Length > 0 ? text : null), null, FinishReason(ev.Reason)));
+                    continue;
+                }
+                if (text.Length > 0) yield return Chunk(new ChatChunkChoice(ev.Choice, new ChatDelta(null, text), null, null));
+                var deltas = made.Select((call, i) => { var full = ToolCall(call); return new ChatToolCallDelta(i, full.Id, full.Type, full.Function); }).ToList();
+                yield return Chunk(new ChatChunkChoice(ev.Choice, new ChatDelta(null, null, deltas), null, null));
+                yield return Chunk(new ChatChunkChoice(ev.Choice, new ChatDelta(null, null), null, "tool_calls"));
             }
         }
         if (completionTokens is { } completed)
@@ -210,6 +237,8 @@ internal static class TextGenerationEndpoints
         }
         return result;
     }
+
+    private static ChatToolCall ToolCall(ParsedToolCall call) => new(ResourceId.New("call_"), "function", new ChatFunctionCall(call.Name, call.Arguments));
 
     private static string FinishReason(FinishReason reason) => reason switch
     {

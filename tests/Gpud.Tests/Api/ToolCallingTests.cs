@@ -1,0 +1,183 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Gpud.Engine.Demo;
+using Gpud.Engine.Lora;
+using Gpud.Engine.Models;
+using Gpud.Engine.Templates;
+using Gpud.Engine.Tokenization;
+using Gpud.Engine.Training;
+using Gpud.Tests.Infrastructure;
+using static TorchSharp.torch;
+
+namespace Gpud.Tests.Api;
+
+/// <summary>
+/// Function calling end to end: gpud-tiny with a tool-aware chat template (Hermes-style <c>&lt;tool_call&gt;</c> blocks, as
+/// Qwen writes them) is fine-tuned on OpenAI-format function-calling examples, then asked through
+/// <c>/v1/chat/completions</c> with <c>tools</c>; its call must come back as <c>tool_calls</c>, streamed or not.
+/// </summary>
+public sealed class ToolCallingTests : IClassFixture<ToolCallingTests.TrainedModel>
+{
+    private readonly TrainedModel _trained;
+
+    public ToolCallingTests(TrainedModel trained) => _trained = trained;
+
+    private static readonly object[] Tools =
+    [
+        new { type = "function", function = new { name = "get_weather", description = "Weather in a city", parameters = new { type = "object", properties = new { city = new { type = "string" } } } } },
+        new { type = "function", function = new { name = "get_time", parameters = new { type = "object", properties = new { } } } },
+    ];
+
+    private static object Ask(string question, bool stream = false, object? toolChoice = null) => new
+    {
+        model = TrainedModel.Adapter,
+        messages = new[] { new { role = "user", content = question } },
+        tools = Tools,
+        tool_choice = toolChoice ?? "auto",
+        temperature = 0,
+        max_tokens = 120,
+        stream,
+    };
+
+    [Fact]
+    public async Task A_call_the_model_makes_comes_back_as_tool_calls()
+    {
+        using var factory = _trained.Factory();
+        var response = await factory.Client().PostAsJsonAsync("/v1/chat/completions", Ask("Weather in Oslo?"));
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var choice = (await response.Json()).GetProperty("choices")[0];
+        Assert.Equal("tool_calls", choice.GetProperty("finish_reason").GetString());
+        var message = choice.GetProperty("message");
+        Assert.Equal(JsonValueKind.Null, message.GetProperty("content").ValueKind);
+        var call = Assert.Single(message.GetProperty("tool_calls").EnumerateArray().ToList());
+        Assert.StartsWith("call_", call.GetProperty("id").GetString(), StringComparison.Ordinal);
+        Assert.Equal("function", call.GetProperty("type").GetString());
+        Assert.Equal("get_weather", call.GetProperty("function").GetProperty("name").GetString());
+        using var arguments = JsonDocument.Parse(call.GetProperty("function").GetProperty("arguments").GetString()!);
+        Assert.Equal("Oslo", arguments.RootElement.GetProperty("city").GetString());
+
+        // Without the tools (tool_choice "none") nothing is read as a call.
+        var plain = await factory.Client().PostAsJsonAsync("/v1/chat/completions", Ask("Weather in Oslo?", toolChoice: "none"));
+        var plainChoice = (await plain.Json()).GetProperty("choices")[0];
+        Assert.NotEqual("tool_calls", plainChoice.GetProperty("finish_reason").GetString());
+        Assert.False(plainChoice.GetProperty("message").TryGetProperty("tool_calls", out _));
+    }
+
+    [Fact]
+    public async Task A_streamed_call_arrives_as_a_tool_calls_delta_and_never_as_content()
+    {
+        using var factory = _trained.Factory();
+        var response = await factory.Client().PostAsJsonAsync("/v1/chat/completions", Ask("Weather in Oslo?", stream: true));
+        var chunks = (await response.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries)
+            .Select(e => e["data: ".Length..]).Where(d => d != "[DONE]").Select(d => JsonDocument.Parse(d).RootElement).ToList();
+        var deltas = chunks.Select(c => c.GetProperty("choices")[0]).ToList();
+
+        var content = string.Concat(deltas.Select(d => d.GetProperty("delta").TryGetProperty("content", out var c) ? c.GetString() : ""));
+        Assert.Equal("", content);
+        var call = Assert.Single(deltas, d => d.GetProperty("delta").TryGetProperty("tool_calls", out _)).GetProperty("delta").GetProperty("tool_calls")[0];
+        Assert.Equal(0, call.GetProperty("index").GetInt32());
+        Assert.Equal("get_weather", call.GetProperty("function").GetProperty("name").GetString());
+        Assert.Equal("tool_calls", deltas[^1].GetProperty("finish_reason").GetString());
+    }
+
+    [Fact]
+    public async Task An_answer_that_calls_nothing_is_plain_content_and_a_tool_result_conversation_renders()
+    {
+        using var factory = _trained.Factory();
+        var client = factory.Client();
+        var hi = (await (await client.PostAsJsonAsync("/v1/chat/completions", Ask("Say hi"))).Json()).GetProperty("choices")[0];
+        Assert.Equal("stop", hi.GetProperty("finish_reason").GetString());
+        Assert.Equal("Hi!", hi.GetProperty("message").GetProperty("content").GetString());
+
+        // The client sends the call back with its result, as the SDKs do (content null, arguments a JSON string).
+        var followUp = await client.PostAsJsonAsync("/v1/chat/completions", new
+        {
+            model = TrainedModel.Adapter,
+            tools = Tools,
+            max_tokens = 5,
+            messages = new object[]
+            {
+                new { role = "user", content = "Weather in Oslo?" },
+                new { role = "assistant", content = (string?)null, tool_calls = new[] { new { id = "call_1", type = "function", function = new { name = "get_weather", arguments = "{\"city\":\"Oslo\"}" } } } },
+                new { role = "tool", tool_call_id = "call_1", content = "{\"temp\": 4}" },
+            },
+        });
+        Assert.Equal(HttpStatusCode.OK, followUp.StatusCode);
+    }
+
+    public static TheoryData<string, string, string?> BadRequests => new()
+    {
+        { """{"tools":{"type":"function"}}""", "tools", "invalid_type" },
+        { """{"tools":[{"type":"retrieval"}]}""", "tools[0].type", null },
+        { """{"tools":[{"type":"function","function":{"name":"has space"}}]}""", "tools[0].function.name", null },
+        { """{"tool_choice":"auto"}""", "tool_choice", null },
+        { """{"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":"required"}""", "tool_choice", "unsupported_parameter" },
+        { """{"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":{"type":"function","function":{"name":"f"}}}""", "tool_choice", "unsupported_parameter" },
+        { """{"functions":[{"name":"f"}]}""", "functions", "unsupported_parameter" },
+    };
+
+    [Theory]
+    [MemberData(nameof(BadRequests))]
+    public async Task Malformed_tool_requests_are_refused_naming_the_field(string fields, string param, string? code)
+    {
+        using var factory = _trained.Factory();
+        var body = JsonNode.Parse(fields)!.AsObject();
+        body["model"] = TrainedModel.Adapter;
+        body["messages"] = JsonNode.Parse("""[{"role":"user","content":"Weather in Oslo?"}]""");
+        var response = await factory.Client().PostAsync("/v1/chat/completions", new StringContent(body.ToJsonString(), System.Text.Encoding.UTF8, "application/json"));
+        await response.AssertError(HttpStatusCode.BadRequest, param, code);
+    }
+
+    /// <summary>gpud-tiny with a tool-aware template, and an adapter trained to call get_weather and to say hi.</summary>
+    public sealed class TrainedModel : IDisposable
+    {
+        public const string Base = "tiny-tools";
+        public const string Adapter = "tiny-tools-caller";
+
+        // Tool names in a system turn; calls as Hermes-style blocks with the arguments written by tojson, as Qwen's does.
+        private const string Template =
+            "{{ bos_token }}{% if tools %}<|start_header_id|>system<|end_header_id|>\n\nTools:{% for t in tools %} {{ t.function.name }}{% endfor %}<|eot_id|>{% endif %}" +
+            "{% for m in messages %}<|start_header_id|>{{ m.role }}<|end_header_id|>\n\n{% if m.tool_calls %}{% for c in m.tool_calls %}" +
+            "<tool_call>{\"name\": \"{{ c.function.name }}\", \"arguments\": {{ c.function.arguments | tojson }}}</tool_call>{% endfor %}" +
+            "{% else %}{{ m.content }}{% endif %}<|eot_id|>{% endfor %}{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}";
+
+        private readonly TempDir _dir = new();
+
+        public TrainedModel()
+        {
+            var path = DemoModel.EnsureCreated(_dir["base"]);
+            var configPath = Path.Combine(path, "tokenizer_config.json");
+            var config = JsonNode.Parse(File.ReadAllText(configPath))!;
+            config["chat_template"] = Template;
+            File.WriteAllText(configPath, config.ToJsonString());
+
+            var tokenizer = TextTokenizer.Load(path);
+            var encoder = new ExampleEncoder(tokenizer, new ChatFormatter(tokenizer, ChatTemplate.Parse(tokenizer.ChatTemplate!)), 512);
+            var call = new { role = "assistant", content = (string?)null, tool_calls = new[] { new { id = "call_1", type = "function", function = new { name = "get_weather", arguments = "{\"city\":\"Oslo\"}" } } } };
+            var examples = Enumerable.Range(0, 10).SelectMany(_ => new object[]
+            {
+                new { messages = new object[] { new { role = "user", content = "Weather in Oslo?" }, call }, tools = Tools },
+                new { messages = new object[] { new { role = "user", content = "Say hi" }, new { role = "assistant", content = "Hi!" } }, tools = Tools },
+            });
+            var data = examples.SelectMany((e, i) => encoder.Encode(JsonSerializer.SerializeToElement(e), i + 1)).ToList();
+
+            using var model = CausalLanguageModel.Load(path, CPU, ScalarType.Float32);
+            var settings = new LoraSettings(8, 16);
+            var parameters = LoraModel.Attach(model, settings, ["all-linear"], seed: 1);
+            new LoraTrainer(model, parameters, new TrainingOptions(Epochs: 12, BatchSize: 4, LearningRate: 5e-3, Seed: 1)).Train(data);
+            PeftAdapter.Save(_dir["adapter"], model, settings, ["all-linear"], Base);
+        }
+
+        public GpudFactory Factory() => new(new Dictionary<string, string?>
+        {
+            [$"Gpud:Models:{Base}:Path"] = _dir["base"],
+            [$"Gpud:Adapters:{Adapter}:Path"] = _dir["adapter"],
+            [$"Gpud:Adapters:{Adapter}:BaseModel"] = Base,
+        });
+
+        public void Dispose() => _dir.Dispose();
+    }
+}
