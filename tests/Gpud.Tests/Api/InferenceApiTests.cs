@@ -201,7 +201,7 @@ public sealed class InferenceApiTests
     [InlineData("""{"model":"gpud-tiny"}""", "messages", null)]
     [InlineData("""{"model":"gpud-tiny","messages":[{"content":"x"}]}""", "messages[0].role", null)]
     [InlineData("""{"model":"gpud-tiny","messages":[{"role":"robot","content":"x"}]}""", "messages[0].role", null)]
-    [InlineData("""{"model":"gpud-tiny","messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f"}}]}""", "tools", "unsupported_parameter")]
+    [InlineData("""{"model":"gpud-tiny","messages":[{"role":"user","content":"x"}],"functions":[{"name":"f"}]}""", "functions", "unsupported_parameter")]
     [InlineData("""{"model":"gpud-tiny","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_object"}}""", "response_format", "unsupported_parameter")]
     [InlineData("""{"model":"gpud-tiny","messages":[{"role":"user","content":"x"}],"top_logprobs":2}""", "top_logprobs", null)]
     [InlineData("""{"model":"gpud-tiny","messages":[{"role":"user","content":"x"}],"max_completion_tokens":5000}""", "max_completion_tokens", "context_length_exceeded")]

@@ -26,6 +26,14 @@ public sealed class OpenAiSdkTests
             return [$"--Gpud:Adapters:tiny-peft:Path={Path.Combine(dir, "imported", "tiny-peft")}", "--Gpud:Adapters:tiny-peft:BaseModel=gpud-tiny"];
         });
 
+    [Fact]
+    public Task The_official_openai_node_sdk_receives_a_fine_tuned_models_function_calls() =>
+        RunAsync("tools.test.mjs", passes: 3, dir =>
+        {
+            var (model, adapter) = ToolCaller.Prepare(Path.Combine(dir, "tools"));
+            return [$"--Gpud:Models:tiny-tools:Path={model}", $"--Gpud:Adapters:tiny-tools-caller:Path={adapter}", "--Gpud:Adapters:tiny-tools-caller:BaseModel=tiny-tools"];
+        });
+
     private static async Task RunAsync(string script, int passes, Func<string, string[]>? prepare = null)
     {
         await JsPeers.EnsureInstalledAsync();

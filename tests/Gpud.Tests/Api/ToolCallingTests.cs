@@ -2,14 +2,7 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using Gpud.Engine.Demo;
-using Gpud.Engine.Lora;
-using Gpud.Engine.Models;
-using Gpud.Engine.Templates;
-using Gpud.Engine.Tokenization;
-using Gpud.Engine.Training;
 using Gpud.Tests.Infrastructure;
-using static TorchSharp.torch;
 
 namespace Gpud.Tests.Api;
 
@@ -24,11 +17,7 @@ public sealed class ToolCallingTests : IClassFixture<ToolCallingTests.TrainedMod
 
     public ToolCallingTests(TrainedModel trained) => _trained = trained;
 
-    private static readonly object[] Tools =
-    [
-        new { type = "function", function = new { name = "get_weather", description = "Weather in a city", parameters = new { type = "object", properties = new { city = new { type = "string" } } } } },
-        new { type = "function", function = new { name = "get_time", parameters = new { type = "object", properties = new { } } } },
-    ];
+    private static readonly object[] Tools = ToolCaller.Tools;
 
     private static object Ask(string question, bool stream = false, object? toolChoice = null) => new
     {
@@ -131,50 +120,21 @@ public sealed class ToolCallingTests : IClassFixture<ToolCallingTests.TrainedMod
         await response.AssertError(HttpStatusCode.BadRequest, param, code);
     }
 
-    /// <summary>gpud-tiny with a tool-aware template, and an adapter trained to call get_weather and to say hi.</summary>
+    /// <summary>The model and adapter of <see cref="ToolCaller"/>, trained once for the class.</summary>
     public sealed class TrainedModel : IDisposable
     {
         public const string Base = "tiny-tools";
         public const string Adapter = "tiny-tools-caller";
 
-        // Tool names in a system turn; calls as Hermes-style blocks with the arguments written by tojson, as Qwen's does.
-        private const string Template =
-            "{{ bos_token }}{% if tools %}<|start_header_id|>system<|end_header_id|>\n\nTools:{% for t in tools %} {{ t.function.name }}{% endfor %}<|eot_id|>{% endif %}" +
-            "{% for m in messages %}<|start_header_id|>{{ m.role }}<|end_header_id|>\n\n{% if m.tool_calls %}{% for c in m.tool_calls %}" +
-            "<tool_call>{\"name\": \"{{ c.function.name }}\", \"arguments\": {{ c.function.arguments | tojson }}}</tool_call>{% endfor %}" +
-            "{% else %}{{ m.content }}{% endif %}<|eot_id|>{% endfor %}{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}";
-
         private readonly TempDir _dir = new();
+        private readonly (string Base, string Adapter) _paths;
 
-        public TrainedModel()
-        {
-            var path = DemoModel.EnsureCreated(_dir["base"]);
-            var configPath = Path.Combine(path, "tokenizer_config.json");
-            var config = JsonNode.Parse(File.ReadAllText(configPath))!;
-            config["chat_template"] = Template;
-            File.WriteAllText(configPath, config.ToJsonString());
-
-            var tokenizer = TextTokenizer.Load(path);
-            var encoder = new ExampleEncoder(tokenizer, new ChatFormatter(tokenizer, ChatTemplate.Parse(tokenizer.ChatTemplate!)), 512);
-            var call = new { role = "assistant", content = (string?)null, tool_calls = new[] { new { id = "call_1", type = "function", function = new { name = "get_weather", arguments = "{\"city\":\"Oslo\"}" } } } };
-            var examples = Enumerable.Range(0, 10).SelectMany(_ => new object[]
-            {
-                new { messages = new object[] { new { role = "user", content = "Weather in Oslo?" }, call }, tools = Tools },
-                new { messages = new object[] { new { role = "user", content = "Say hi" }, new { role = "assistant", content = "Hi!" } }, tools = Tools },
-            });
-            var data = examples.SelectMany((e, i) => encoder.Encode(JsonSerializer.SerializeToElement(e), i + 1)).ToList();
-
-            using var model = CausalLanguageModel.Load(path, CPU, ScalarType.Float32);
-            var settings = new LoraSettings(8, 16);
-            var parameters = LoraModel.Attach(model, settings, ["all-linear"], seed: 1);
-            new LoraTrainer(model, parameters, new TrainingOptions(Epochs: 12, BatchSize: 4, LearningRate: 5e-3, Seed: 1)).Train(data);
-            PeftAdapter.Save(_dir["adapter"], model, settings, ["all-linear"], Base);
-        }
+        public TrainedModel() => _paths = ToolCaller.Prepare(_dir.Path);
 
         public GpudFactory Factory() => new(new Dictionary<string, string?>
         {
-            [$"Gpud:Models:{Base}:Path"] = _dir["base"],
-            [$"Gpud:Adapters:{Adapter}:Path"] = _dir["adapter"],
+            [$"Gpud:Models:{Base}:Path"] = _paths.Base,
+            [$"Gpud:Adapters:{Adapter}:Path"] = _paths.Adapter,
             [$"Gpud:Adapters:{Adapter}:BaseModel"] = Base,
         });
 

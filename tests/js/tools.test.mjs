@@ -1,0 +1,52 @@
+// Function calling through the official openai SDK: a model fine-tuned to call get_weather (OpenAiSdkTests trains it)
+// answers with tool_calls — plain, streamed (the SDK assembles the deltas), and in the SDK's runTools loop.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import OpenAI from "openai";
+
+const client = new OpenAI({ baseURL: process.env.GPUD_BASE_URL, apiKey: process.env.GPUD_API_KEY });
+const model = "tiny-tools-caller";
+const tools = [
+  { type: "function", function: { name: "get_weather", description: "Weather in a city", parameters: { type: "object", properties: { city: { type: "string" } } } } },
+  { type: "function", function: { name: "get_time", parameters: { type: "object", properties: {} } } },
+];
+const ask = { model, messages: [{ role: "user", content: "Weather in Oslo?" }], tools, temperature: 0, max_tokens: 120 };
+
+test("chat.completions.create returns the call as tool_calls", async () => {
+  const completion = await client.chat.completions.create(ask);
+  const choice = completion.choices[0];
+  assert.equal(choice.finish_reason, "tool_calls");
+  assert.equal(choice.message.content, null);
+  assert.equal(choice.message.tool_calls.length, 1);
+  assert.match(choice.message.tool_calls[0].id, /^call_/);
+  assert.equal(choice.message.tool_calls[0].function.name, "get_weather");
+  assert.deepEqual(JSON.parse(choice.message.tool_calls[0].function.arguments), { city: "Oslo" });
+});
+
+test("chat.completions.stream assembles the streamed call", async () => {
+  const stream = client.chat.completions.stream(ask);
+  let content = "";
+  stream.on("content", (delta) => { content += delta; });
+  const final = await stream.finalChatCompletion();
+  assert.equal(content, "");
+  assert.equal(final.choices[0].finish_reason, "tool_calls");
+  const call = final.choices[0].message.tool_calls[0];
+  assert.equal(call.function.name, "get_weather");
+  assert.deepEqual(JSON.parse(call.function.arguments), { city: "Oslo" });
+});
+
+test("runTools calls the local function with the model's arguments and sends its result back", async () => {
+  const calls = [];
+  const runner = client.chat.completions.runTools({
+    ...ask,
+    // The same two tools the model was trained with (the tiny model has memorised its prompt, tool list included).
+    tools: [
+      { type: "function", function: { name: "get_weather", parameters: tools[0].function.parameters, parse: JSON.parse, function: (args) => { calls.push(args); return { temp: 4 }; } } },
+      { type: "function", function: { name: "get_time", parameters: tools[1].function.parameters, function: () => "12:00" } },
+    ],
+  }, { maxChatCompletions: 2 });
+  await runner.done().catch(() => {}); // what the tiny model says after the result is whatever it is: the loop ran
+  assert.deepEqual(calls[0], { city: "Oslo" });
+  const toolMessage = runner.messages.find((m) => m.role === "tool");
+  assert.equal(toolMessage.content, JSON.stringify({ temp: 4 }));
+});
