@@ -166,6 +166,7 @@ public sealed class TrainingDataInspector
 
             if (messages.ValueKind != JsonValueKind.Array || messages.GetArrayLength() == 0)
                 return ("missing_messages_list", "'messages' must be a non-empty list.");
+            if (Tools(root) is { } toolsError) return toolsError;
 
             var index = 0;
             var hasAssistant = false;
@@ -188,6 +189,10 @@ public sealed class TrainingDataInspector
                 var roleName = role.GetString()!;
                 var callsTools = message.TryGetProperty("tool_calls", out var calls) && calls.ValueKind == JsonValueKind.Array
                                  || message.TryGetProperty("function_call", out var call) && call.ValueKind == JsonValueKind.Object;
+                if (message.TryGetProperty("tool_calls", out var toolCalls) && !AreToolCalls(toolCalls))
+                    return ("invalid_tool_calls", $"{where}: 'tool_calls' must be a list of {{\"type\": \"function\", \"function\": {{\"name\", \"arguments\"}}}} with 'arguments' a JSON string.");
+                if (message.TryGetProperty("function_call", out var functionCall) && !IsFunctionCall(functionCall))
+                    return ("invalid_tool_calls", $"{where}: 'function_call' must be {{\"name\", \"arguments\"}} with 'arguments' a JSON string.");
                 if (!message.TryGetProperty("content", out var content))
                 {
                     if (!(roleName == "assistant" && callsTools))
@@ -212,6 +217,34 @@ public sealed class TrainingDataInspector
             return null;
         }
     }
+
+    /// <summary>An example's function tools (rendered into its prompt by tool-aware templates): <c>tools</c> or legacy <c>functions</c>.</summary>
+    private static (string Code, string Message)? Tools(JsonElement root)
+    {
+        if (root.TryGetProperty("tools", out var tools))
+        {
+            if (tools.ValueKind != JsonValueKind.Array || !tools.EnumerateArray().All(t =>
+                    t.ValueKind == JsonValueKind.Object && t.TryGetProperty("type", out var type) && type.ValueKind == JsonValueKind.String && type.GetString() == "function"
+                    && t.TryGetProperty("function", out var function) && IsFunction(function)))
+                return ("invalid_tools", "'tools' must be a list of {\"type\": \"function\", \"function\": {\"name\", ...}}.");
+        }
+        if (root.TryGetProperty("functions", out var functions) && (functions.ValueKind != JsonValueKind.Array || !functions.EnumerateArray().All(IsFunction)))
+            return ("invalid_tools", "'functions' must be a list of {\"name\", \"description\", \"parameters\"}.");
+        return null;
+    }
+
+    private static bool IsFunction(JsonElement function) =>
+        function.ValueKind == JsonValueKind.Object && function.TryGetProperty("name", out var name) && name.ValueKind == JsonValueKind.String && name.GetString()!.Length > 0
+        && (!function.TryGetProperty("parameters", out var parameters) || parameters.ValueKind is JsonValueKind.Object or JsonValueKind.Null);
+
+    private static bool AreToolCalls(JsonElement calls) =>
+        calls.ValueKind == JsonValueKind.Array && calls.EnumerateArray().All(c =>
+            c.ValueKind == JsonValueKind.Object && c.TryGetProperty("function", out var function) && IsFunctionCall(function)
+            && (!c.TryGetProperty("type", out var type) || type.ValueKind == JsonValueKind.String && type.GetString() == "function"));
+
+    private static bool IsFunctionCall(JsonElement call) =>
+        call.ValueKind == JsonValueKind.Object && call.TryGetProperty("name", out var name) && name.ValueKind == JsonValueKind.String && name.GetString()!.Length > 0
+        && call.TryGetProperty("arguments", out var arguments) && arguments.ValueKind == JsonValueKind.String;
 
     private static bool IsContent(JsonElement content, bool allowNull)
     {

@@ -47,6 +47,9 @@ public sealed class TrainingDataInspectorTests
     [InlineData("""{"messages":[{"role":"user","content":7},{"role":"assistant","content":"y"}]}""", "missing_content")]
     [InlineData("""{"messages":[{"role":"user","content":"x"}]}""", "example_missing_assistant_message")]
     [InlineData("""{"messages":[{"role":"user","content":"x"},{"role":"assistant","content":"y","weight":2}]}""", "invalid_weight")]
+    [InlineData("""{"messages":[{"role":"user","content":"x"},{"role":"assistant","content":"y"}],"tools":{"type":"function"}}""", "invalid_tools")]
+    [InlineData("""{"messages":[{"role":"user","content":"x"},{"role":"assistant","content":"y"}],"tools":[{"type":"function","function":{"parameters":{}}}]}""", "invalid_tools")]
+    [InlineData("""{"messages":[{"role":"user","content":"x"},{"role":"assistant","tool_calls":[{"type":"function","function":{"name":"f","arguments":{"a":1}}}]}]}""", "invalid_tool_calls")]
     [InlineData("""{"prompt":"x","completion":""}""", "invalid_completion")]
     [InlineData("""{"prompt":"x","completion":"y"}""", "inconsistent_format")]
     public void The_first_bad_line_is_named_with_its_cookbook_error_class(string badLine, string code)
