@@ -20,6 +20,7 @@ public enum TextGenerationKind
 /// and a non-streamed request with the same seed produce the same text), and what the response must show.
 /// </summary>
 /// <param name="Tools">The function names a chat answer may call (its output is then read for calls), or null.</param>
+/// <param name="ParallelToolCalls">False: an answer makes at most one call (the first it writes).</param>
 public sealed record TextGenerationRequest(
     TextGenerationKind Kind,
     ServedModel Model,
@@ -31,7 +32,8 @@ public sealed record TextGenerationRequest(
     int? Logprobs,
     bool Stream,
     bool IncludeUsage,
-    IReadOnlySet<string>? Tools = null)
+    IReadOnlySet<string>? Tools = null,
+    bool ParallelToolCalls = true)
 {
 
     private static readonly HashSet<string> CompletionFields =
@@ -136,6 +138,7 @@ public sealed record TextGenerationRequest(
         // Prompts.
         var prompts = new List<(IReadOnlyList<int> Tokens, string Text)>();
         IReadOnlySet<string>? tools = null;
+        var parallel = true;
         if (chat)
         {
             if (Field("messages") is not { ValueKind: JsonValueKind.Array } messages || messages.GetArrayLength() == 0)
@@ -147,7 +150,8 @@ public sealed record TextGenerationRequest(
                 if (role.GetString() is not ("system" or "developer" or "user" or "assistant" or "tool"))
                     throw GpudException.Invalid($"Invalid value for 'messages[{i}].role': '{role.GetString()}' is not one of system, developer, user, assistant, tool.", $"messages[{i}].role");
             }
-            tools = CallableTools(Field("tools"), Field("tool_choice"), Field("parallel_tool_calls"));
+            tools = CallableTools(Field("tools"), Field("tool_choice"));
+            if (Field("parallel_tool_calls") is { } parallelField) parallel = Boolean(parallelField, "parallel_tool_calls");
             ChatPrompt rendered;
             try
             {
@@ -187,7 +191,7 @@ public sealed record TextGenerationRequest(
                 TopLogprobs: logprobs ?? (bestOf > n ? 0 : null), PresencePenalty: presence, FrequencyPenalty: frequency, LogitBias: bias)).ToList();
             inputs.Add(new GenerationInput(tokens, choices, stops, echo && logprobs is { } k ? k : null));
         }
-        return new TextGenerationRequest(kind, model, inputs, prompts.Select(p => p.Text).ToList(), n, bestOf, echo, logprobs, stream, includeUsage, tools);
+        return new TextGenerationRequest(kind, model, inputs, prompts.Select(p => p.Text).ToList(), n, bestOf, echo, logprobs, stream, includeUsage, tools, parallel);
     }
 
     /// <summary>
@@ -195,9 +199,8 @@ public sealed record TextGenerationRequest(
     /// "none"). gpud does not constrain decoding, so it cannot force a call: "required" and a named function are refused
     /// rather than promised.
     /// </summary>
-    private static HashSet<string>? CallableTools(JsonElement? tools, JsonElement? choice, JsonElement? parallel)
+    private static HashSet<string>? CallableTools(JsonElement? tools, JsonElement? choice)
     {
-        if (parallel is { } p) Boolean(p, "parallel_tool_calls");
         if (tools is not { } list)
         {
             if (choice is not null) throw GpudException.Invalid("'tool_choice' is only allowed when 'tools' are specified.", "tool_choice");

@@ -19,14 +19,15 @@ public sealed class ToolCallingTests : IClassFixture<ToolCallingTests.TrainedMod
 
     private static readonly object[] Tools = ToolCaller.Tools;
 
-    private static object Ask(string question, bool stream = false, object? toolChoice = null) => new
+    private static object Ask(string question, bool stream = false, object? toolChoice = null, bool parallel = true) => new
     {
         model = TrainedModel.Adapter,
         messages = new[] { new { role = "user", content = question } },
         tools = Tools,
         tool_choice = toolChoice ?? "auto",
+        parallel_tool_calls = parallel,
         temperature = 0,
-        max_tokens = 120,
+        max_tokens = 200,
         stream,
     };
 
@@ -53,6 +54,35 @@ public sealed class ToolCallingTests : IClassFixture<ToolCallingTests.TrainedMod
         var plainChoice = (await plain.Json()).GetProperty("choices")[0];
         Assert.NotEqual("tool_calls", plainChoice.GetProperty("finish_reason").GetString());
         Assert.False(plainChoice.GetProperty("message").TryGetProperty("tool_calls", out _));
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Two_calls_in_one_answer_come_back_in_order_unless_parallel_tool_calls_is_false(bool stream)
+    {
+        using var factory = _trained.Factory();
+        var client = factory.Client();
+        async Task<List<string>> Cities(bool parallel)
+        {
+            var response = await client.PostAsJsonAsync("/v1/chat/completions", Ask("Weather in Oslo and Rome?", stream, parallel: parallel));
+            IEnumerable<JsonElement> calls;
+            if (stream)
+            {
+                var deltas = (await response.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries)
+                    .Select(e => e["data: ".Length..]).Where(d => d != "[DONE]").Select(d => JsonDocument.Parse(d).RootElement.GetProperty("choices")[0]).ToList();
+                calls = deltas.SelectMany(d => d.GetProperty("delta").TryGetProperty("tool_calls", out var c) ? c.EnumerateArray() : []);
+                Assert.Equal("tool_calls", deltas[^1].GetProperty("finish_reason").GetString());
+            }
+            else
+            {
+                calls = (await response.Json()).GetProperty("choices")[0].GetProperty("message").GetProperty("tool_calls").EnumerateArray();
+            }
+            return calls.Select(c => JsonDocument.Parse(c.GetProperty("function").GetProperty("arguments").GetString()!).RootElement.GetProperty("city").GetString()!).ToList();
+        }
+
+        Assert.Equal(["Oslo", "Rome"], await Cities(parallel: true));
+        Assert.Equal(["Oslo"], await Cities(parallel: false));
     }
 
     [Fact]

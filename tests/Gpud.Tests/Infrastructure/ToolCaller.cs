@@ -13,7 +13,8 @@ namespace Gpud.Tests.Infrastructure;
 /// <summary>
 /// gpud-tiny with a tool-aware chat template (Hermes-style <c>&lt;tool_call&gt;</c> blocks, as Qwen writes them) and a
 /// LoRA adapter fine-tuned, from OpenAI-format function-calling examples, to call <c>get_weather</c> for "Weather in
-/// Oslo?" and to answer "Hi!" to "Say hi". Trains in a few seconds on a CPU.
+/// Oslo?", to call it twice (Oslo, then Rome) for "Weather in Oslo and Rome?", and to answer "Hi!" to "Say hi". Trains in
+/// a few seconds on a CPU.
 /// </summary>
 public static class ToolCaller
 {
@@ -41,10 +42,16 @@ public static class ToolCaller
 
         var tokenizer = TextTokenizer.Load(path);
         var encoder = new ExampleEncoder(tokenizer, new ChatFormatter(tokenizer, ChatTemplate.Parse(tokenizer.ChatTemplate!)), 512);
-        var call = new { role = "assistant", content = (string?)null, tool_calls = new[] { new { id = "call_1", type = "function", function = new { name = "get_weather", arguments = "{\"city\":\"Oslo\"}" } } } };
+        object Calls(params string[] cities) => new
+        {
+            role = "assistant",
+            content = (string?)null,
+            tool_calls = cities.Select((c, i) => new { id = $"call_{i}", type = "function", function = new { name = "get_weather", arguments = $$"""{"city":"{{c}}"}""" } }).ToArray(),
+        };
         var examples = Enumerable.Range(0, 10).SelectMany(_ => new object[]
         {
-            new { messages = new object[] { new { role = "user", content = "Weather in Oslo?" }, call }, tools = Tools },
+            new { messages = new object[] { new { role = "user", content = "Weather in Oslo?" }, Calls("Oslo") }, tools = Tools },
+            new { messages = new object[] { new { role = "user", content = "Weather in Oslo and Rome?" }, Calls("Oslo", "Rome") }, tools = Tools },
             new { messages = new object[] { new { role = "user", content = "Say hi" }, new { role = "assistant", content = "Hi!" } }, tools = Tools },
         });
         var data = examples.SelectMany((e, i) => encoder.Encode(JsonSerializer.SerializeToElement(e), i + 1)).ToList();

@@ -75,7 +75,7 @@ internal static class TextGenerationEndpoints
             var message = new ChatMessage("assistant", c.Text, null);
             var reason = FinishReason(c.Reason);
             if (request.Tools is { } tools && c.Reason == Engine.Generation.FinishReason.Stop && ToolCallParser.Parse(c.Text, tools) is { } output)
-                (message, reason) = (new ChatMessage("assistant", output.Content, null, output.Calls.Select(ToolCall).ToList()), "tool_calls");
+                (message, reason) = (new ChatMessage("assistant", output.Content, null, Allowed(output.Calls, request).Select(ToolCall).ToList()), "tool_calls");
             return new ChatChoice(i, message,
                 request.Logprobs is { } k ? new ChatLogprobs(c.Logprobs.Select(l => ChatLogprob(tokenizer, l, k)).ToList(), null) : null,
                 reason);
@@ -174,7 +174,7 @@ internal static class TextGenerationEndpoints
                 {
                     var sent = calls[ev.Choice].Push(text);
                     var (rest, parsed) = calls[ev.Choice].Finish(complete: ev.Reason == Engine.Generation.FinishReason.Stop);
-                    (text, made) = (sent + rest, parsed);
+                    (text, made) = (sent + rest, Allowed(parsed, request));
                 }
                 if (made.Count == 0)
                 {
@@ -237,6 +237,10 @@ internal static class TextGenerationEndpoints
         }
         return result;
     }
+
+    /// <summary>With parallel_tool_calls false, the first call only.</summary>
+    private static IReadOnlyList<ParsedToolCall> Allowed(IReadOnlyList<ParsedToolCall> calls, TextGenerationRequest request) =>
+        request.ParallelToolCalls ? calls : calls.Take(1).ToList();
 
     private static ChatToolCall ToolCall(ParsedToolCall call) => new(ResourceId.New("call_"), "function", new ChatFunctionCall(call.Name, call.Arguments));
 
