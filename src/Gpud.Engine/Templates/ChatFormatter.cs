@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using Gpud.Engine.Templates.Jinja;
 using Gpud.Engine.Tokenization;
@@ -49,9 +50,9 @@ public sealed class ChatFormatter(TextTokenizer tokenizer, ChatTemplate template
         if (holder.ValueKind != JsonValueKind.Object) return null;
         if (holder.TryGetProperty("tools", out var tools) && tools.ValueKind == JsonValueKind.Array) return tools;
         if (!holder.TryGetProperty("functions", out var functions) || functions.ValueKind != JsonValueKind.Array) return null;
-        var wrapped = new System.Text.Json.Nodes.JsonArray();
+        var wrapped = new JsonArray();
         foreach (var function in functions.EnumerateArray())
-            wrapped.Add(new System.Text.Json.Nodes.JsonObject { ["type"] = "function", ["function"] = System.Text.Json.Nodes.JsonNode.Parse(function.GetRawText()) });
+            wrapped.Add(new JsonObject { ["type"] = "function", ["function"] = JsonNode.Parse(function.GetRawText()) });
         return JsonSerializer.SerializeToElement(wrapped);
     }
 

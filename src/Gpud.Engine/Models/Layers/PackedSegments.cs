@@ -30,9 +30,6 @@ public sealed class PackedSegments : IDisposable
         _width = width;
     }
 
-    /// <summary>Number of SDPA calls per layer (one per length group).</summary>
-    public int Groups => _groups.Count;
-
     /// <param name="rows">For each row, the lengths of the sequences it holds, in order from position 0; the rest of
     /// the row, up to <paramref name="width"/>, is padding (its attention output is zero).</param>
     public static PackedSegments Create(IReadOnlyList<IReadOnlyList<int>> rows, long width, Device device)
