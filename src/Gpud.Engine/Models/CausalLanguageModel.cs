@@ -7,7 +7,7 @@ using static TorchSharp.torch;
 namespace Gpud.Engine.Models;
 
 /// <summary>
-/// A Llama-family causal LM (Llama 2/3, Mistral, Qwen2) built straight from a Hugging Face checkpoint. Submodules carry
+/// A Llama-family causal LM (Llama 2/3, Mistral, Qwen2, Qwen3) built straight from a Hugging Face checkpoint. Submodules carry
 /// the Hugging Face names, so <c>state_dict()</c> keys are <c>model.layers.0.self_attn.q_proj.weight</c> and PEFT
 /// adapters map onto it by name. Every base parameter is frozen.
 /// </summary>

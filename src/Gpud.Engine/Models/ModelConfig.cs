@@ -2,12 +2,13 @@ using System.Text.Json;
 
 namespace Gpud.Engine.Models;
 
-/// <summary>The decoder families gpud runs. All are Llama-shaped; they differ in biases and defaults.</summary>
+/// <summary>The decoder families gpud runs. All are Llama-shaped; they differ in biases, defaults and Qwen3's q/k norms.</summary>
 public enum ModelArchitecture
 {
     Llama,
     Mistral,
     Qwen2,
+    Qwen3,
 }
 
 /// <summary>RoPE frequency scaling from <c>rope_scaling</c> (Hugging Face <c>rope_type</c>).</summary>
@@ -39,6 +40,9 @@ public sealed record ModelConfig(
     IReadOnlyList<int> EosTokenIds,
     string? TorchDtype)
 {
+    /// <summary>Qwen3 normalises each head's queries and keys (RMSNorm over head_dim, <c>q_norm</c>/<c>k_norm</c>) before RoPE.</summary>
+    public bool QkNorm => Architecture == ModelArchitecture.Qwen3;
+
     /// <summary>Parameters of the frozen base, for learning-rate and MFU figures.</summary>
     public long ParameterCount
     {
@@ -46,7 +50,7 @@ public sealed record ModelConfig(
         {
             long attention = (long)HiddenSize * HeadDim * (NumHeads * 2 + NumKeyValueHeads * 2);
             long mlp = 3L * HiddenSize * IntermediateSize;
-            long perLayer = attention + mlp + 2L * HiddenSize;
+            long perLayer = attention + mlp + 2L * HiddenSize + (QkNorm ? 2L * HeadDim : 0);
             long embeddings = (long)VocabSize * HiddenSize * (TieWordEmbeddings ? 1 : 2);
             return perLayer * NumLayers + embeddings + HiddenSize;
         }
@@ -130,11 +134,12 @@ public sealed record ModelConfig(
                 case "LlamaForCausalLM": return ModelArchitecture.Llama;
                 case "MistralForCausalLM": return ModelArchitecture.Mistral;
                 case "Qwen2ForCausalLM": return ModelArchitecture.Qwen2;
+                case "Qwen3ForCausalLM": return ModelArchitecture.Qwen3;
             }
         }
         var described = names.Count == 0 ? "no 'architectures'" : $"architectures [{string.Join(", ", names)}]";
         throw new ModelLoadException(
-            $"{source}: unsupported model ({described}); gpud supports LlamaForCausalLM, MistralForCausalLM and Qwen2ForCausalLM.");
+            $"{source}: unsupported model ({described}); gpud supports LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM and Qwen3ForCausalLM.");
     }
 
     private static RopeScaling? ParseRopeScaling(JsonElement root, string source)

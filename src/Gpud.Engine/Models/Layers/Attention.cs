@@ -26,12 +26,25 @@ public sealed class Attention : nn.Module
         register_module("k_proj", KProj);
         register_module("v_proj", VProj);
         register_module("o_proj", OProj);
+        if (config.QkNorm)
+        {
+            QNorm = new RmsNorm(weights, $"{prefix}.q_norm", _headDim, config.RmsNormEps);
+            KNorm = new RmsNorm(weights, $"{prefix}.k_norm", _headDim, config.RmsNormEps);
+            register_module("q_norm", QNorm);
+            register_module("k_norm", KNorm);
+        }
     }
 
     public BaseLinear QProj { get; }
     public BaseLinear KProj { get; }
     public BaseLinear VProj { get; }
     public BaseLinear OProj { get; }
+
+    /// <summary>Qwen3's RMSNorm over each query head (null for other families).</summary>
+    public RmsNorm? QNorm { get; }
+
+    /// <summary>Qwen3's RMSNorm over each key head.</summary>
+    public RmsNorm? KNorm { get; }
 
     /// <param name="hidden">[batch, seq, hidden]</param>
     /// <param name="mask">null for plain causal attention over <paramref name="hidden"/>; otherwise a boolean
@@ -46,8 +59,10 @@ public sealed class Attention : nn.Module
         using var scope = NewDisposeScope();
         var batch = hidden.shape[0];
         var seq = hidden.shape[1];
-        var q = QProj.Project(hidden, adapters).view(batch, seq, _heads, _headDim).transpose(1, 2);
-        var k = KProj.Project(hidden, adapters).view(batch, seq, _kvHeads, _headDim).transpose(1, 2);
+        var q = QProj.Project(hidden, adapters).view(batch, seq, _heads, _headDim);
+        var k = KProj.Project(hidden, adapters).view(batch, seq, _kvHeads, _headDim);
+        if (QNorm is not null) (q, k) = (QNorm.forward(q), KNorm!.forward(k));
+        (q, k) = (q.transpose(1, 2), k.transpose(1, 2));
         var v = VProj.Project(hidden, adapters).view(batch, seq, _kvHeads, _headDim).transpose(1, 2);
         q = RotaryEmbedding.Apply(q, cos, sin);
         k = RotaryEmbedding.Apply(k, cos, sin);
