@@ -60,14 +60,31 @@ public sealed record ModelConfig(
     {
         var path = Path.Combine(directory, "config.json");
         if (!File.Exists(path)) throw new ModelLoadException($"{path} does not exist.");
+        ModelConfig config;
         try
         {
             using var document = JsonDocument.Parse(File.ReadAllBytes(path));
-            return Parse(document.RootElement, path);
+            config = Parse(document.RootElement, path);
         }
         catch (JsonException e)
         {
             throw new ModelLoadException($"{path} is not valid JSON: {e.Message}", e);
+        }
+
+        // transformers' generate() stops at generation_config.json's eos_token_id (Qwen2.5 and Llama 3 instruct models
+        // list their end-of-turn token there), and so does vLLM: its tokens join config.json's.
+        var generation = Path.Combine(directory, "generation_config.json");
+        if (!File.Exists(generation)) return config;
+        try
+        {
+            using var document = JsonDocument.Parse(File.ReadAllBytes(generation));
+            if (document.RootElement.ValueKind != JsonValueKind.Object) throw new ModelLoadException($"{generation}: expected a JSON object.");
+            var extra = ParseTokenIds(document.RootElement, "eos_token_id", generation);
+            return extra.Except(config.EosTokenIds).Any() ? config with { EosTokenIds = config.EosTokenIds.Union(extra).ToList() } : config;
+        }
+        catch (JsonException e)
+        {
+            throw new ModelLoadException($"{generation} is not valid JSON: {e.Message}", e);
         }
     }
 

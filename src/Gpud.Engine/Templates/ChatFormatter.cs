@@ -21,6 +21,7 @@ public sealed class ChatFormatter(TextTokenizer tokenizer, ChatTemplate template
     private const char StandInBase = '\uE000'; // Unicode private use: no tokenizer gives it meaning
 
     private readonly Regex? _specials = tokenizer.SpecialTokenPattern;
+    private readonly Lazy<IReadOnlyList<int>> _endOfTurn = new(() => FindEndOfTurn(tokenizer, template));
 
     public ChatTemplate Template => template;
 
@@ -39,6 +40,38 @@ public sealed class ChatFormatter(TextTokenizer tokenizer, ChatTemplate template
             variables?.ToDictionary(v => v.Key, v => Neutralize(JinjaRuntime.FromJson(v.Value), originals), StringComparer.Ordinal));
         var ids = tokenizer.Encode(text, addSpecialTokens: false, parseSpecialTokens: true, restore: segment => Restore(segment, originals));
         return new ChatPrompt(Restore(text, originals), ids);
+    }
+
+    /// <summary>
+    /// The special token this template writes right after an assistant message (<c>&lt;|eot_id|&gt;</c>,
+    /// <c>&lt;|im_end|&gt;</c>, <c>&lt;/s&gt;</c>…): the token a fine-tune learns to end its answers with, so a chat
+    /// answer stops there even when the model's config names only its end-of-text token (as base models' configs do).
+    /// Empty when the template writes none.
+    /// </summary>
+    public IReadOnlyList<int> EndOfTurnTokenIds => _endOfTurn.Value;
+
+    private static IReadOnlyList<int> FindEndOfTurn(TextTokenizer tokenizer, ChatTemplate template)
+    {
+        const string answer = "gpud";
+        var probe = new ChatFormatter(tokenizer, template);
+        using var conversation = JsonDocument.Parse($$"""[{"role":"user","content":"Hi"},{"role":"assistant","content":"{{answer}}"}]""");
+        IReadOnlyList<int> full;
+        try
+        {
+            full = probe.Format(conversation.RootElement, addGenerationPrompt: false).TokenIds;
+        }
+        catch (TemplateRenderException)
+        {
+            return []; // a template that refuses this conversation: nothing to learn from it
+        }
+        // The first special token after the answer's text.
+        for (var end = 1; end <= full.Count; end++)
+        {
+            if (!tokenizer.Decode(full.Take(end), skipSpecialTokens: true).EndsWith(answer, StringComparison.Ordinal)) continue;
+            var next = full.Skip(end).FirstOrDefault(tokenizer.IsSpecial, -1);
+            return next < 0 ? [] : [next];
+        }
+        return [];
     }
 
     /// <summary>

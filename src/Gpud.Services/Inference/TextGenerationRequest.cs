@@ -174,7 +174,9 @@ public sealed record TextGenerationRequest(
         var maxField = chat ? Field("max_completion_tokens") ?? Field("max_tokens") : Field("max_tokens");
         var maxParam = chat && Field("max_completion_tokens") is not null ? "max_completion_tokens" : "max_tokens";
         int? maxTokens = maxField is { } mf ? Integer(mf, maxParam, 1, int.MaxValue) : chat ? null : 16;
-        var stopTokens = model.Base.Config.EosTokenIds.Concat(tokenizer.EosTokenId is { } eos ? [eos] : []).Distinct().ToArray();
+        // A chat answer also ends at the template's end-of-turn token, which training teaches (see ChatFormatter).
+        var stopTokens = model.Base.Config.EosTokenIds.Concat(tokenizer.EosTokenId is { } eos ? [eos] : [])
+            .Concat(chat ? model.Base.Chat().EndOfTurnTokenIds : []).Distinct().ToArray();
         var inputs = new List<GenerationInput>();
         foreach (var (tokens, _) in prompts)
         {

@@ -16,6 +16,9 @@ public sealed record BaseModelDefinition(string Name, string Path, string? Dtype
 public sealed record BaseModel(BaseModelDefinition Definition, ModelConfig Config, TextTokenizer Tokenizer, long CreatedAt,
     ChatTemplate? ChatTemplate, string? ChatTemplateError)
 {
+    // One formatter per model: it learns the template's end-of-turn token once (ChatFormatter.EndOfTurnTokenIds).
+    private readonly ChatFormatter? _chat = ChatTemplate is null ? null : new ChatFormatter(Tokenizer, ChatTemplate);
+
     public string Name => Definition.Name;
 
     /// <summary>The configured dtype, else bfloat16 on CUDA and float32 on the CPU.</summary>
@@ -28,9 +31,7 @@ public sealed record BaseModel(BaseModelDefinition Definition, ModelConfig Confi
     };
 
     /// <summary>The formatter chat requests use; a model without a usable template fails chat requests only.</summary>
-    public ChatFormatter Chat() => ChatTemplate is not null
-        ? new ChatFormatter(Tokenizer, ChatTemplate)
-        : throw GpudException.Invalid(
+    public ChatFormatter Chat() => _chat ?? throw GpudException.Invalid(
             $"The model '{Name}' cannot be used for chat: {ChatTemplateError ?? "its tokenizer_config.json has no chat_template"}. Use /v1/completions with a prompt instead.",
             "model", "chat_template_unavailable");
 }

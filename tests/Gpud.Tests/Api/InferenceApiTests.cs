@@ -57,6 +57,33 @@ public sealed class InferenceApiTests
     }
 
     [Fact]
+    public async Task A_chat_answer_ends_at_the_templates_end_of_turn_even_when_the_config_names_only_end_of_text()
+    {
+        // As a base model's files do (Llama 3.2 1B: <|end_of_text|> only), while its fine-tunes end turns with <|eot_id|>.
+        using var dir = new TempDir();
+        var path = DemoModel.EnsureCreated(dir["base"]);
+        foreach (var (file, key, value) in new[] { ("config.json", "eos_token_id", 257), ("generation_config.json", "eos_token_id", 257), ("tokenizer_config.json", "eos_token", 0) })
+        {
+            var config = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(path, file)))!;
+            config[key] = value == 0 ? "<|end_of_text|>" : value;
+            File.WriteAllText(Path.Combine(path, file), config.ToJsonString());
+        }
+        using var factory = new GpudFactory(new Dictionary<string, string?> { ["Gpud:Models:base-tiny:Path"] = path });
+        var eot = new Dictionary<string, int> { ["260"] = 100 }; // the model says <|eot_id|> at once
+
+        var chat = (await (await factory.Client().PostAsJsonAsync("/v1/chat/completions", new
+        {
+            model = "base-tiny", messages = new[] { new { role = "user", content = "hi" } }, max_tokens = 8, logit_bias = eot,
+        })).Json());
+        Assert.Equal("stop", chat.GetProperty("choices")[0].GetProperty("finish_reason").GetString());
+        Assert.Equal("", chat.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString());
+
+        // A plain completion is no chat turn: <|eot_id|> is just a token there.
+        var completion = await (await factory.Client().PostAsJsonAsync("/v1/completions", new { model = "base-tiny", prompt = "hi", max_tokens = 8, logit_bias = eot })).Json();
+        Assert.Equal("length", completion.GetProperty("choices")[0].GetProperty("finish_reason").GetString());
+    }
+
+    [Fact]
     public async Task A_client_that_disconnects_mid_stream_frees_its_row_for_the_next_request()
     {
         using var dir = new TempDir();

