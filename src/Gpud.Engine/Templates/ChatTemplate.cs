@@ -26,6 +26,12 @@ public sealed class ChatTemplate
 
     public string Source { get; }
 
+    /// <summary>
+    /// The template writes reasoning blocks (<c>&lt;think&gt;…&lt;/think&gt;</c>, as Qwen3's and DeepSeek-R1's do), so
+    /// an answer's leading block is reasoning, not content (<see cref="ReasoningStream"/>).
+    /// </summary>
+    public bool Reasons => Source.Contains(ReasoningStream.Open, StringComparison.Ordinal) && Source.Contains(ReasoningStream.Close, StringComparison.Ordinal);
+
     /// <summary><c>llama3</c>, <c>chatml</c> (Qwen), <c>mistral</c>, <c>llama2</c> or <c>custom</c>.</summary>
     public string Family { get; }
 

@@ -11,7 +11,8 @@ using static TorchSharp.torch;
 namespace Gpud.Tests.Infrastructure;
 
 /// <summary>
-/// gpud-tiny with a tool-aware chat template (Hermes-style <c>&lt;tool_call&gt;</c> blocks, as Qwen writes them) and a
+/// gpud-tiny with a tool-aware reasoning chat template (Hermes-style <c>&lt;tool_call&gt;</c> blocks and an empty
+/// <c>&lt;think&gt;</c> block before the last answer, as Qwen3's template writes them) and a
 /// LoRA adapter fine-tuned, from OpenAI-format function-calling examples, to call <c>get_weather</c> for "Weather in
 /// Oslo?", to call it twice (Oslo, then Rome) for "Weather in Oslo and Rome?", and to answer "Hi!" to "Say hi". Trains in
 /// a few seconds on a CPU.
@@ -24,10 +25,11 @@ public static class ToolCaller
         new { type = "function", function = new { name = "get_time", parameters = new { type = "object", properties = new { } } } },
     ];
 
-    // Tool names in a system turn; calls as Hermes-style blocks with the arguments written by tojson, as Qwen's does.
+    // Tool names in a system turn; calls as Hermes-style blocks with the arguments written by tojson, as Qwen's does; the
+    // last answer after an empty reasoning block, as Qwen3's template trains answers without reasoning.
     private const string Template =
         "{{ bos_token }}{% if tools %}<|start_header_id|>system<|end_header_id|>\n\nTools:{% for t in tools %} {{ t.function.name }}{% endfor %}<|eot_id|>{% endif %}" +
-        "{% for m in messages %}<|start_header_id|>{{ m.role }}<|end_header_id|>\n\n{% if m.tool_calls %}{% for c in m.tool_calls %}" +
+        "{% for m in messages %}<|start_header_id|>{{ m.role }}<|end_header_id|>\n\n{% if m.role == 'assistant' and loop.last %}<think>\n\n</think>\n\n{% endif %}{% if m.tool_calls %}{% for c in m.tool_calls %}" +
         "<tool_call>{\"name\": \"{{ c.function.name }}\", \"arguments\": {{ c.function.arguments | tojson }}}</tool_call>{% endfor %}" +
         "{% else %}{{ m.content }}{% endif %}<|eot_id|>{% endfor %}{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}";
 

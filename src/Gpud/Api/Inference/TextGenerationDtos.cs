@@ -19,12 +19,16 @@ public sealed record ChatTokenLogprob(string Token, float Logprob, IReadOnlyList
 
 public sealed record ChatLogprobs(IReadOnlyList<ChatTokenLogprob> Content, IReadOnlyList<ChatTokenLogprob>? Refusal);
 
-/// <summary>An answer: <c>content</c> (null when the answer is only tool calls) and the <c>tool_calls</c> it makes.</summary>
+/// <summary>
+/// An answer: <c>content</c> (null when the answer is only tool calls), the <c>tool_calls</c> it makes, and, for a
+/// reasoning model, <c>reasoning_content</c> (its <c>&lt;think&gt;</c> block, as vLLM and DeepSeek return it).
+/// </summary>
 public sealed record ChatMessage(
     string Role,
     string? Content,
     string? Refusal,
-    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] IReadOnlyList<ChatToolCall>? ToolCalls = null);
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] IReadOnlyList<ChatToolCall>? ToolCalls = null,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? ReasoningContent = null);
 
 public sealed record ChatFunctionCall(string Name, string Arguments);
 
@@ -39,11 +43,15 @@ public sealed record ChatChoice(int Index, ChatMessage Message, ChatLogprobs? Lo
 /// <summary><c>chat.completion</c>: the response of <c>POST /v1/chat/completions</c>.</summary>
 public sealed record ChatCompletionResponse(string Id, string Object, long Created, string Model, string SystemFingerprint, IReadOnlyList<ChatChoice> Choices, Usage Usage);
 
-/// <summary>A streamed delta: <c>role</c> in a choice's first chunk, then <c>content</c> pieces, then any <c>tool_calls</c>.</summary>
+/// <summary>
+/// A streamed delta: <c>role</c> in a choice's first chunk, then <c>reasoning_content</c> pieces (reasoning models),
+/// <c>content</c> pieces, then any <c>tool_calls</c>.
+/// </summary>
 public sealed record ChatDelta(
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Role,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Content,
-    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] IReadOnlyList<ChatToolCallDelta>? ToolCalls = null);
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] IReadOnlyList<ChatToolCallDelta>? ToolCalls = null,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? ReasoningContent = null);
 
 public sealed record ChatChunkChoice(int Index, ChatDelta Delta, ChatLogprobs? Logprobs, string? FinishReason);
 

@@ -70,12 +70,14 @@ internal static class TextGenerationEndpoints
         if (request.Stream) return Stream(ChatChunks(request, run, id, created, json.Value.SerializerOptions, context.RequestAborted));
         var result = await Collect(run, request, context.RequestAborted);
         var tokenizer = request.Model.Base.Tokenizer;
+        var reasons = request.Model.Base.ChatTemplate?.Reasons ?? false;
         var choices = result.Best(0, request).Select((c, i) =>
         {
-            var message = new ChatMessage("assistant", c.Text, null);
-            var reason = FinishReason(c.Reason);
-            if (request.Tools is { } tools && c.Reason == Engine.Generation.FinishReason.Stop && ToolCallParser.Parse(c.Text, tools) is { } output)
-                (message, reason) = (new ChatMessage("assistant", output.Content, null, Allowed(output.Calls, request).Select(ToolCall).ToList()), "tool_calls");
+            var answer = ChatAnswerStream.Read(c.Text, reasons, request.Tools, complete: c.Reason == Engine.Generation.FinishReason.Stop);
+            var message = answer.Calls.Count == 0
+                ? new ChatMessage("assistant", answer.Content, null, ReasoningContent: answer.Reasoning)
+                : new ChatMessage("assistant", answer.Content.Length == 0 ? null : answer.Content, null, Allowed(answer.Calls, request).Select(ToolCall).ToList(), answer.Reasoning);
+            var reason = answer.Calls.Count == 0 ? FinishReason(c.Reason) : "tool_calls";
             return new ChatChoice(i, message,
                 request.Logprobs is { } k ? new ChatLogprobs(c.Logprobs.Select(l => ChatLogprob(tokenizer, l, k)).ToList(), null) : null,
                 reason);
@@ -149,8 +151,10 @@ internal static class TextGenerationEndpoints
         int? completionTokens = request.IncludeUsage ? 0 : null;
         string Chunk(ChatChunkChoice choice) => JsonSerializer.Serialize(new ChatCompletionChunk(id, "chat.completion.chunk", created, request.Model.Id, Fingerprint, [choice], null), json);
         for (var c = 0; c < request.N; c++) yield return Chunk(new ChatChunkChoice(c, new ChatDelta("assistant", ""), null, null));
-        // With tools, text that may be a call is held back until the answer is complete, then sent as calls or as content.
-        var calls = request.Tools is { } tools ? Enumerable.Range(0, request.N).Select(_ => new ToolCallStream(tools)).ToArray() : null;
+        // Reasoning is split off as reasoning_content; with tools, text that may be a call is held back until the answer
+        // is complete, then sent as calls or as content.
+        var reasons = request.Model.Base.ChatTemplate?.Reasons ?? false;
+        var answers = Enumerable.Range(0, request.N).Select(_ => new ChatAnswerStream(reasons, request.Tools)).ToArray();
         await foreach (var e in Events(run, json, cancellationToken))
         {
             if (e.Error is { } error)
@@ -163,19 +167,18 @@ internal static class TextGenerationEndpoints
             {
                 completionTokens++;
                 var logprobs = request.Logprobs is { } k && ev.Logprob is { } lp ? new ChatLogprobs([ChatLogprob(tokenizer, lp, k)], null) : null;
-                var text = calls is null ? ev.Text : calls[ev.Choice].Push(ev.Text);
+                var (reasoning, text) = answers[ev.Choice].Push(ev.Text);
+                if (reasoning.Length > 0) yield return Chunk(new ChatChunkChoice(ev.Choice, new ChatDelta(null, null, ReasoningContent: reasoning), null, null));
                 if (text.Length > 0 || logprobs is not null) yield return Chunk(new ChatChunkChoice(ev.Choice, new ChatDelta(null, text), logprobs, null));
             }
             else if (ev.Kind == GenerationEventKind.Finished && ev.Reason != Engine.Generation.FinishReason.Cancelled)
             {
-                var text = ev.Text;
-                IReadOnlyList<ParsedToolCall> made = [];
-                if (calls is not null)
-                {
-                    var sent = calls[ev.Choice].Push(text);
-                    var (rest, parsed) = calls[ev.Choice].Finish(complete: ev.Reason == Engine.Generation.FinishReason.Stop);
-                    (text, made) = (sent + rest, Allowed(parsed, request));
-                }
+                var (reasoning, sent) = answers[ev.Choice].Push(ev.Text);
+                var end = answers[ev.Choice].Finish(complete: ev.Reason == Engine.Generation.FinishReason.Stop);
+                reasoning += end.Reasoning;
+                if (reasoning.Length > 0) yield return Chunk(new ChatChunkChoice(ev.Choice, new ChatDelta(null, null, ReasoningContent: reasoning), null, null));
+                var text = sent + end.Content;
+                var made = Allowed(end.Calls, request);
                 if (made.Count == 0)
                 {
                     yield return Chunk(new ChatChunkChoice(ev.Choice, new ChatDelta(null, text.Length > 0 ? text : null), null, FinishReason(ev.Reason)));
