@@ -17,16 +17,6 @@ public sealed class ReasoningStream
     private int _reasoningSent;
     private int _contentSent;
 
-    /// <summary>The whole answer at once: reasoning (null when there is none, or it is blank) and content.</summary>
-    public static (string? Reasoning, string Content) Split(string text)
-    {
-        var stream = new ReasoningStream();
-        var (reasoning, content) = stream.Push(text);
-        var (restReasoning, restContent) = stream.Finish();
-        var all = (reasoning + restReasoning).Trim();
-        return (all.Length == 0 ? null : all, content + restContent);
-    }
-
     /// <summary>Adds generated text; returns the reasoning and the content that may be sent now (each possibly empty).</summary>
     public (string Reasoning, string Content) Push(string delta)
     {
