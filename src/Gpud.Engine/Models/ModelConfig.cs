@@ -79,8 +79,7 @@ public sealed record ModelConfig(
         {
             using var document = JsonDocument.Parse(File.ReadAllBytes(generation));
             if (document.RootElement.ValueKind != JsonValueKind.Object) throw new ModelLoadException($"{generation}: expected a JSON object.");
-            var extra = ParseTokenIds(document.RootElement, "eos_token_id", generation);
-            return extra.Except(config.EosTokenIds).Any() ? config with { EosTokenIds = config.EosTokenIds.Union(extra).ToList() } : config;
+            return config with { EosTokenIds = config.EosTokenIds.Union(ParseTokenIds(document.RootElement, "eos_token_id", generation)).ToList() };
         }
         catch (JsonException e)
         {

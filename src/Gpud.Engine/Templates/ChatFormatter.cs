@@ -21,7 +21,7 @@ public sealed class ChatFormatter(TextTokenizer tokenizer, ChatTemplate template
     private const char StandInBase = '\uE000'; // Unicode private use: no tokenizer gives it meaning
 
     private readonly Regex? _specials = tokenizer.SpecialTokenPattern;
-    private readonly Lazy<IReadOnlyList<int>> _endOfTurn = new(() => FindEndOfTurn(tokenizer, template));
+    private IReadOnlyList<int>? _endOfTurn; // found on first use; a race only finds the same token twice
 
     public ChatTemplate Template => template;
 
@@ -48,17 +48,16 @@ public sealed class ChatFormatter(TextTokenizer tokenizer, ChatTemplate template
     /// answer stops there even when the model's config names only its end-of-text token (as base models' configs do).
     /// Empty when the template writes none.
     /// </summary>
-    public IReadOnlyList<int> EndOfTurnTokenIds => _endOfTurn.Value;
+    public IReadOnlyList<int> EndOfTurnTokenIds => _endOfTurn ??= FindEndOfTurn();
 
-    private static IReadOnlyList<int> FindEndOfTurn(TextTokenizer tokenizer, ChatTemplate template)
+    private IReadOnlyList<int> FindEndOfTurn()
     {
         const string answer = "gpud";
-        var probe = new ChatFormatter(tokenizer, template);
         using var conversation = JsonDocument.Parse($$"""[{"role":"user","content":"Hi"},{"role":"assistant","content":"{{answer}}"}]""");
         IReadOnlyList<int> full;
         try
         {
-            full = probe.Format(conversation.RootElement, addGenerationPrompt: false).TokenIds;
+            full = Format(conversation.RootElement, addGenerationPrompt: false).TokenIds;
         }
         catch (TemplateRenderException)
         {

@@ -18,6 +18,7 @@ public sealed class ChatTemplate
     {
         Source = source;
         _template = template;
+        Reasons = source.Contains(ReasoningStream.Open, StringComparison.Ordinal) && source.Contains(ReasoningStream.Close, StringComparison.Ordinal);
         Family = source.Contains("<|start_header_id|>", StringComparison.Ordinal) ? "llama3"
             : source.Contains("<|im_start|>", StringComparison.Ordinal) ? "chatml"
             : source.Contains("[INST]", StringComparison.Ordinal) ? source.Contains("<<SYS>>", StringComparison.Ordinal) ? "llama2" : "mistral"
@@ -30,7 +31,7 @@ public sealed class ChatTemplate
     /// The template writes reasoning blocks (<c>&lt;think&gt;…&lt;/think&gt;</c>, as Qwen3's and DeepSeek-R1's do), so
     /// an answer's leading block is reasoning, not content (<see cref="ReasoningStream"/>).
     /// </summary>
-    public bool Reasons => Source.Contains(ReasoningStream.Open, StringComparison.Ordinal) && Source.Contains(ReasoningStream.Close, StringComparison.Ordinal);
+    public bool Reasons { get; }
 
     /// <summary><c>llama3</c>, <c>chatml</c> (Qwen), <c>mistral</c>, <c>llama2</c> or <c>custom</c>.</summary>
     public string Family { get; }

@@ -35,7 +35,6 @@ public sealed record TextGenerationRequest(
     IReadOnlySet<string>? Tools = null,
     bool ParallelToolCalls = true)
 {
-
     private static readonly HashSet<string> CompletionFields =
     [
         "model", "prompt", "max_tokens", "temperature", "top_p", "n", "stream", "stream_options", "logprobs", "echo", "stop",
