@@ -3,11 +3,12 @@ using System.Text.Json;
 
 namespace Gpud.Engine.Data;
 
-/// <summary>The two JSONL training formats OpenAI accepts.</summary>
+/// <summary>The JSONL training formats OpenAI accepts: chat and legacy prompt/completion (supervised), preference pairs (DPO).</summary>
 public enum TrainingDataFormat
 {
     Chat,
     PromptCompletion,
+    Preference,
 }
 
 /// <summary>Outcome of inspecting a JSONL training file.</summary>
@@ -123,8 +124,12 @@ public sealed class TrainingDataInspector
         _examples++;
     }
 
-    private static string Describe(TrainingDataFormat format) =>
-        format == TrainingDataFormat.Chat ? "chat (messages)" : "prompt/completion";
+    private static string Describe(TrainingDataFormat format) => format switch
+    {
+        TrainingDataFormat.Chat => "chat (messages)",
+        TrainingDataFormat.PromptCompletion => "prompt/completion",
+        _ => "preference (input, preferred_output, non_preferred_output)",
+    };
 
     private static (string Code, string Message)? InspectLine(ReadOnlySpan<byte> line, out TrainingDataFormat format)
     {
@@ -148,6 +153,11 @@ public sealed class TrainingDataInspector
             if (root.ValueKind != JsonValueKind.Object)
                 return ("data_type", "Each line must be a JSON object.");
 
+            if (root.TryGetProperty("input", out _) && !root.TryGetProperty("messages", out _))
+            {
+                format = TrainingDataFormat.Preference;
+                return Preference(root);
+            }
             if (!root.TryGetProperty("messages", out var messages))
             {
                 if (root.TryGetProperty("prompt", out var prompt) || root.TryGetProperty("completion", out _))
@@ -161,61 +171,107 @@ public sealed class TrainingDataInspector
                         return ("invalid_completion", "'completion' is empty: there is nothing to train on.");
                     return null;
                 }
-                return ("missing_messages_list", "The example has no 'messages' list (or 'prompt' and 'completion').");
+                return ("missing_messages_list", "The example has no 'messages' list (or 'prompt' and 'completion', or a preference example's 'input').");
             }
 
             if (messages.ValueKind != JsonValueKind.Array || messages.GetArrayLength() == 0)
                 return ("missing_messages_list", "'messages' must be a non-empty list.");
             if (Tools(root) is { } toolsError) return toolsError;
-
-            var index = 0;
-            var hasAssistant = false;
-            foreach (var message in messages.EnumerateArray())
-            {
-                var where = $"messages[{index}]";
-                index++;
-                if (message.ValueKind != JsonValueKind.Object)
-                    return ("data_type", $"{where} must be an object.");
-                foreach (var property in message.EnumerateObject())
-                {
-                    if (!MessageKeys.Contains(property.Name))
-                        return ("message_unrecognized_key", $"{where} has an unrecognized key '{property.Name}'.");
-                }
-                if (!message.TryGetProperty("role", out var role))
-                    return ("message_missing_key", $"{where} has no 'role'.");
-                if (role.ValueKind != JsonValueKind.String || !Roles.Contains(role.GetString()!))
-                    return ("unrecognized_role", $"{where} has an unrecognized role {role.GetRawText()}.");
-
-                var roleName = role.GetString()!;
-                var callsTools = message.TryGetProperty("tool_calls", out var calls) && calls.ValueKind == JsonValueKind.Array
-                                 || message.TryGetProperty("function_call", out var call) && call.ValueKind == JsonValueKind.Object;
-                if (message.TryGetProperty("tool_calls", out var toolCalls) && !AreToolCalls(toolCalls))
-                    return ("invalid_tool_calls", $"{where}: 'tool_calls' must be a list of {{\"type\": \"function\", \"function\": {{\"name\", \"arguments\"}}}} with 'arguments' a JSON string.");
-                if (message.TryGetProperty("function_call", out var functionCall) && !IsFunctionCall(functionCall))
-                    return ("invalid_tool_calls", $"{where}: 'function_call' must be {{\"name\", \"arguments\"}} with 'arguments' a JSON string.");
-                if (!message.TryGetProperty("content", out var content))
-                {
-                    if (!(roleName == "assistant" && callsTools))
-                        return ("message_missing_key", $"{where} has no 'content'.");
-                }
-                else if (!IsContent(content, allowNull: roleName == "assistant" && callsTools))
-                {
-                    return ("missing_content", $"{where} has empty or non-text 'content'.");
-                }
-
-                if (message.TryGetProperty("weight", out var weight))
-                {
-                    if (roleName != "assistant")
-                        return ("invalid_weight", $"{where}: 'weight' is only allowed on assistant messages.");
-                    if (weight.ValueKind != JsonValueKind.Number || !weight.TryGetInt32(out var w) || w is not (0 or 1))
-                        return ("invalid_weight", $"{where}: 'weight' must be 0 or 1.");
-                }
-                if (roleName == "assistant") hasAssistant = true;
-            }
+            if (Messages(messages, "messages", out var hasAssistant) is { } messagesError) return messagesError;
             if (!hasAssistant)
                 return ("example_missing_assistant_message", "The example has no assistant message to train on.");
             return null;
         }
+    }
+
+    /// <summary>
+    /// OpenAI's preference (DPO) example: <c>input</c> holds the conversation so far (and its <c>tools</c>), each output
+    /// is a list of exactly one assistant message answering it.
+    /// </summary>
+    private static (string Code, string Message)? Preference(JsonElement root)
+    {
+        foreach (var property in root.EnumerateObject())
+        {
+            if (property.Name is not ("input" or "preferred_output" or "non_preferred_output"))
+                return ("unrecognized_key", $"A preference example has only 'input', 'preferred_output' and 'non_preferred_output'; '{property.Name}' is not one of them.");
+        }
+        var input = root.GetProperty("input");
+        if (input.ValueKind != JsonValueKind.Object)
+            return ("invalid_input", "'input' must be an object with a 'messages' list.");
+        foreach (var property in input.EnumerateObject())
+        {
+            if (property.Name is not ("messages" or "tools" or "functions" or "parallel_tool_calls"))
+                return ("unrecognized_key", $"'input' has an unrecognized key '{property.Name}'.");
+        }
+        if (!input.TryGetProperty("messages", out var messages) || messages.ValueKind != JsonValueKind.Array || messages.GetArrayLength() == 0)
+            return ("missing_messages_list", "'input.messages' must be a non-empty list.");
+        if (Tools(input) is { } toolsError) return toolsError;
+        if (Messages(messages, "input.messages", out _) is { } messagesError) return messagesError;
+        if (messages[messages.GetArrayLength() - 1].GetProperty("role").GetString() == "assistant")
+            return ("invalid_input", "'input.messages' ends with an assistant message; the outputs are the assistant's answer to it.");
+        foreach (var key in (ReadOnlySpan<string>)["preferred_output", "non_preferred_output"])
+        {
+            if (!root.TryGetProperty(key, out var output))
+                return ($"missing_{key}", $"The example has no '{key}'.");
+            if (output.ValueKind != JsonValueKind.Array || output.GetArrayLength() != 1)
+                return ($"invalid_{key}", $"'{key}' must be a list of exactly one assistant message.");
+            if (Messages(output, key, out _) is { } outputError) return outputError;
+            if (output[0].GetProperty("role").GetString() != "assistant")
+                return ($"invalid_{key}", $"'{key}' must be a list of exactly one assistant message.");
+            if (output[0].TryGetProperty("weight", out _))
+                return ("invalid_weight", $"{key}[0]: 'weight' has no meaning in a preference example.");
+        }
+        return null;
+    }
+
+    /// <summary>Checks each message of a list; <paramref name="hasAssistant"/> tells whether any is an assistant's.</summary>
+    private static (string Code, string Message)? Messages(JsonElement messages, string path, out bool hasAssistant)
+    {
+        hasAssistant = false;
+        var index = 0;
+        foreach (var message in messages.EnumerateArray())
+        {
+            var where = $"{path}[{index}]";
+            index++;
+            if (message.ValueKind != JsonValueKind.Object)
+                return ("data_type", $"{where} must be an object.");
+            foreach (var property in message.EnumerateObject())
+            {
+                if (!MessageKeys.Contains(property.Name))
+                    return ("message_unrecognized_key", $"{where} has an unrecognized key '{property.Name}'.");
+            }
+            if (!message.TryGetProperty("role", out var role))
+                return ("message_missing_key", $"{where} has no 'role'.");
+            if (role.ValueKind != JsonValueKind.String || !Roles.Contains(role.GetString()!))
+                return ("unrecognized_role", $"{where} has an unrecognized role {role.GetRawText()}.");
+
+            var roleName = role.GetString()!;
+            var callsTools = message.TryGetProperty("tool_calls", out var calls) && calls.ValueKind == JsonValueKind.Array
+                             || message.TryGetProperty("function_call", out var call) && call.ValueKind == JsonValueKind.Object;
+            if (message.TryGetProperty("tool_calls", out var toolCalls) && !AreToolCalls(toolCalls))
+                return ("invalid_tool_calls", $"{where}: 'tool_calls' must be a list of {{\"type\": \"function\", \"function\": {{\"name\", \"arguments\"}}}} with 'arguments' a JSON string.");
+            if (message.TryGetProperty("function_call", out var functionCall) && !IsFunctionCall(functionCall))
+                return ("invalid_tool_calls", $"{where}: 'function_call' must be {{\"name\", \"arguments\"}} with 'arguments' a JSON string.");
+            if (!message.TryGetProperty("content", out var content))
+            {
+                if (!(roleName == "assistant" && callsTools))
+                    return ("message_missing_key", $"{where} has no 'content'.");
+            }
+            else if (!IsContent(content, allowNull: roleName == "assistant" && callsTools))
+            {
+                return ("missing_content", $"{where} has empty or non-text 'content'.");
+            }
+
+            if (message.TryGetProperty("weight", out var weight))
+            {
+                if (roleName != "assistant")
+                    return ("invalid_weight", $"{where}: 'weight' is only allowed on assistant messages.");
+                if (weight.ValueKind != JsonValueKind.Number || !weight.TryGetInt32(out var w) || w is not (0 or 1))
+                    return ("invalid_weight", $"{where}: 'weight' must be 0 or 1.");
+            }
+            if (roleName == "assistant") hasAssistant = true;
+        }
+        return null;
     }
 
     /// <summary>An example's function tools (rendered into its prompt by tool-aware templates): <c>tools</c> or legacy <c>functions</c>.</summary>

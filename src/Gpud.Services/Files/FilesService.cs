@@ -197,8 +197,12 @@ public sealed partial class FilesService(
 
     public static GpudException NotFound(string id) => GpudException.NotFound($"No such File object: {id}", "id");
 
-    private static string FormatName(TrainingDataFormat format) =>
-        format == TrainingDataFormat.Chat ? "chat" : "prompt_completion";
+    private static string FormatName(TrainingDataFormat format) => format switch
+    {
+        TrainingDataFormat.Chat => "chat",
+        TrainingDataFormat.PromptCompletion => "prompt_completion",
+        _ => "preference",
+    };
 
     [LoggerMessage(Level = LogLevel.Information, Message = "File {FileId} created in project {Project}: {Bytes} bytes, status {Status}")]
     private static partial void LogCreated(ILogger logger, string fileId, string project, long bytes, string status);

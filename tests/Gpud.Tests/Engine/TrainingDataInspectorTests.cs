@@ -34,6 +34,38 @@ public sealed class TrainingDataInspectorTests
         Assert.Equal((TrainingDataFormat.PromptCompletion, 2), (result.Format!.Value, result.ExampleCount));
     }
 
+    [Fact]
+    public void Preference_examples_with_tools_and_a_multi_turn_input_are_accepted()
+    {
+        var result = TrainingDataInspector.Inspect("""
+            {"input":{"messages":[{"role":"user","content":"Hi"}]},"preferred_output":[{"role":"assistant","content":"Hello!"}],"non_preferred_output":[{"role":"assistant","content":"What?"}]}
+            {"input":{"messages":[{"role":"system","content":"s"},{"role":"user","content":"a"},{"role":"assistant","content":"b"},{"role":"user","content":"weather?"}],"tools":[{"type":"function","function":{"name":"w"}}],"parallel_tool_calls":true},"preferred_output":[{"role":"assistant","content":null,"tool_calls":[{"id":"c","type":"function","function":{"name":"w","arguments":"{}"}}]}],"non_preferred_output":[{"role":"assistant","content":"No idea."}]}
+            """u8);
+        Assert.True(result.IsValid, result.Error?.ToString());
+        Assert.Equal((TrainingDataFormat.Preference, 2), (result.Format!.Value, result.ExampleCount));
+    }
+
+    private const string Pair = """{"input":{"messages":[{"role":"user","content":"Hi"}]},"preferred_output":[{"role":"assistant","content":"Hello!"}],"non_preferred_output":[{"role":"assistant","content":"What?"}]}""";
+
+    [Theory]
+    [InlineData("""{"input":{"messages":[{"role":"user","content":"Hi"}]},"preferred_output":[{"role":"assistant","content":"A"}]}""", "missing_non_preferred_output")]
+    [InlineData("""{"input":{"messages":[{"role":"user","content":"Hi"}]},"preferred_output":[],"non_preferred_output":[{"role":"assistant","content":"B"}]}""", "invalid_preferred_output")]
+    [InlineData("""{"input":{"messages":[{"role":"user","content":"Hi"}]},"preferred_output":[{"role":"assistant","content":"A"}],"non_preferred_output":[{"role":"user","content":"B"}]}""", "invalid_non_preferred_output")]
+    [InlineData("""{"input":{"messages":[{"role":"user","content":"Hi"}]},"preferred_output":[{"role":"assistant","content":""}],"non_preferred_output":[{"role":"assistant","content":"B"}]}""", "missing_content")]
+    [InlineData("""{"input":{"messages":[{"role":"user","content":"Hi"},{"role":"assistant","content":"A"}]},"preferred_output":[{"role":"assistant","content":"A"}],"non_preferred_output":[{"role":"assistant","content":"B"}]}""", "invalid_input")]
+    [InlineData("""{"input":"Hi","preferred_output":[{"role":"assistant","content":"A"}],"non_preferred_output":[{"role":"assistant","content":"B"}]}""", "invalid_input")]
+    [InlineData("""{"input":{"messages":[]},"preferred_output":[{"role":"assistant","content":"A"}],"non_preferred_output":[{"role":"assistant","content":"B"}]}""", "missing_messages_list")]
+    [InlineData("""{"input":{"messages":[{"role":"user","content":"Hi"}]},"preferred_output":[{"role":"assistant","content":"A"}],"non_preferred_output":[{"role":"assistant","content":"B"}],"score":1}""", "unrecognized_key")]
+    [InlineData("""{"input":{"messages":[{"role":"user","content":"Hi"}]},"preferred_output":[{"role":"assistant","content":"A","weight":1}],"non_preferred_output":[{"role":"assistant","content":"B"}]}""", "invalid_weight")]
+    [InlineData(Good, "inconsistent_format")]
+    public void The_first_bad_preference_line_is_named(string badLine, string code)
+    {
+        var error = TrainingDataInspector.Inspect(Encoding.UTF8.GetBytes($"{Pair}\n{badLine}\n{Pair}\n")).Error;
+
+        Assert.NotNull(error);
+        Assert.Equal((2, code), (error.Line, error.Code));
+    }
+
     [Theory]
     [InlineData("""not json""", "invalid_json")]
     [InlineData("""[1,2]""", "data_type")]
