@@ -27,6 +27,26 @@ public static class Capitals
         messages = new object[] { new { role = "user", content = Question(i) }, new { role = "assistant", content = Answers[i % Answers.Count] } },
     };
 
+    /// <summary>A wrong answer to question <paramref name="i"/>: another question's capital.</summary>
+    public static string WrongAnswer(int i) => Answers[(i + 7) % Answers.Count];
+
+    /// <summary>Example <paramref name="i"/> as a preference (DPO) line: the right capital preferred over a wrong one.</summary>
+    public static object Preference(int i) => new
+    {
+        input = new { messages = new object[] { new { role = "user", content = Question(i) } } },
+        preferred_output = new object[] { new { role = "assistant", content = Answers[i % Answers.Count] } },
+        non_preferred_output = new object[] { new { role = "assistant", content = WrongAnswer(i % Answers.Count) } },
+    };
+
+    /// <summary>The set as preference pairs, encoded with the model directory's tokenizer and chat template.</summary>
+    public static List<PreferencePair> EncodePreferences(string modelDirectory)
+    {
+        var tokenizer = TextTokenizer.Load(modelDirectory);
+        var encoder = new ExampleEncoder(tokenizer, new ChatFormatter(tokenizer, ChatTemplate.Parse(tokenizer.ChatTemplate!)), 256);
+        return Enumerable.Range(0, Answers.Count)
+            .Select(i => encoder.EncodePreference(JsonDocument.Parse(JsonSerializer.Serialize(Preference(i))).RootElement, i + 1)).ToList();
+    }
+
     /// <summary>The set encoded with the model directory's tokenizer and chat template.</summary>
     public static (TextTokenizer Tokenizer, ChatFormatter Chat, List<TrainingExample> Data) Encode(string modelDirectory)
     {

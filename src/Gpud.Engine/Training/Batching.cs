@@ -13,7 +13,8 @@ public sealed record BatchRow(IReadOnlyList<TrainingExample> Sequences)
 /// Tensors for one forward pass. <see cref="Labels"/> holds the next token where it is trained and -100 elsewhere
 /// (prompt, padding, and the last token of each packed sequence, which must not predict its neighbour).
 /// </summary>
-public sealed class TrainingBatch(Tensor inputIds, Tensor positionIds, PackedSegments? segments, Tensor labels, int trainedTokens, int tokens) : IDisposable
+public sealed class TrainingBatch(Tensor inputIds, Tensor positionIds, PackedSegments? segments, Tensor labels, Tensor trainedSequence, int trainedTokens, int tokens)
+    : IDisposable
 {
     public Tensor InputIds { get; } = inputIds;
     public Tensor PositionIds { get; } = positionIds;
@@ -26,6 +27,12 @@ public sealed class TrainingBatch(Tensor inputIds, Tensor positionIds, PackedSeg
 
     public Tensor Labels { get; } = labels;
 
+    /// <summary>
+    /// For each trained position, in row-major order (the order of <c>Labels != -100</c>'s nonzero), the index of its
+    /// sequence among the batch's sequences taken row by row: what per-sequence sums (preference losses) group by.
+    /// </summary>
+    public Tensor TrainedSequence { get; } = trainedSequence;
+
     public int TrainedTokens { get; } = trainedTokens;
 
     public int Tokens { get; } = tokens;
@@ -36,6 +43,7 @@ public sealed class TrainingBatch(Tensor inputIds, Tensor positionIds, PackedSeg
         PositionIds.Dispose();
         Segments?.Dispose();
         Labels.Dispose();
+        TrainedSequence.Dispose();
     }
 }
 
@@ -81,6 +89,8 @@ public static class Batching
         var positions = new long[rows.Count, width];
         var labels = new long[rows.Count, width];
         var trained = 0;
+        var trainedSequence = new List<long>();
+        var index = 0;
         for (var r = 0; r < rows.Count; r++)
         {
             var offset = 0;
@@ -94,9 +104,12 @@ public static class Batching
                     positions[r, offset + t] = t;
                     var trainsNext = t + 1 < n && sequence.LossMask[t + 1];
                     labels[r, offset + t] = trainsNext ? sequence.InputIds[t + 1] : IgnoreIndex;
-                    if (trainsNext) trained++;
+                    if (!trainsNext) continue;
+                    trained++;
+                    trainedSequence.Add(index);
                 }
                 offset += n;
+                index++;
             }
             for (var t = offset; t < width; t++) labels[r, t] = IgnoreIndex;
         }
@@ -112,6 +125,7 @@ public static class Batching
             tensor(positions, device: device).MoveToOuterDisposeScope(),
             segments,
             tensor(labels, device: device).MoveToOuterDisposeScope(),
+            tensor(trainedSequence.ToArray(), device: device).MoveToOuterDisposeScope(),
             trained,
             rows.Sum(r => r.Length));
     }

@@ -12,16 +12,54 @@ namespace Gpud.Engine.Training;
 /// (e.g. Qwen3, which drops earlier turns' reasoning) each trained turn becomes its own sequence, rendered as the model
 /// will see it at inference. An example's function tools (<c>tools</c>, or legacy <c>functions</c>) are rendered into
 /// its prompt, as they are at inference, and its tool calls are trained as the template writes them.
-/// Prompt/completion examples train on the completion and the end-of-sequence token.
+/// Prompt/completion examples train on the completion and the end-of-sequence token. Preference examples (DPO) become
+/// two sequences, the prompt answered with the preferred and with the non-preferred output, each masked to its answer.
 /// </summary>
 public sealed class ExampleEncoder(TextTokenizer tokenizer, ChatFormatter? chat, int maxLength)
 {
+    /// <summary>OpenAI's preference (DPO) example: <c>{"input": {"messages", "tools"?}, "preferred_output": [assistant message],
+    /// "non_preferred_output": [assistant message]}</c>.</summary>
+    public static bool IsPreference(JsonElement example) =>
+        example.ValueKind == JsonValueKind.Object && example.TryGetProperty("input", out _) && !example.TryGetProperty("messages", out _);
+
+    /// <summary>A supervised example (chat or prompt/completion) as the sequences it trains.</summary>
     public IReadOnlyList<TrainingExample> Encode(JsonElement example, int line)
     {
+        if (IsPreference(example))
+            throw new TrainingDataException("invalid_training_file",
+                $"Line {line} is a preference example (input, preferred_output, non_preferred_output): train preference data with method type 'dpo'.");
         if (example.TryGetProperty("messages", out var messages))
-            return EncodeChat(messages, ChatFormatter.Tools(example) is { } tools ? new Dictionary<string, JsonElement> { ["tools"] = tools } : null, line);
+            return EncodeChat(messages, ToolVariables(example), line);
         return [EncodePromptCompletion(example, line)];
     }
+
+    /// <summary>A preference example as its two sequences, rendered as the model will see the prompt at inference.</summary>
+    public PreferencePair EncodePreference(JsonElement example, int line)
+    {
+        if (!IsPreference(example))
+            throw new TrainingDataException("invalid_training_file",
+                $"Line {line} is not a preference example: method type 'dpo' trains on lines of {{\"input\": {{\"messages\": [...]}}, \"preferred_output\": [...], \"non_preferred_output\": [...]}}.");
+        if (chat is null)
+            throw new TrainingDataException("invalid_training_file",
+                "The base model has no chat template, so preference examples (chat messages) cannot be rendered.");
+        var input = example.GetProperty("input");
+        var messages = input.GetProperty("messages").EnumerateArray().ToList();
+        var variables = ToolVariables(input);
+        var prompt = chat.Format(messages, addGenerationPrompt: true, variables).TokenIds;
+        TrainingExample Answer(string key)
+        {
+            var output = example.GetProperty(key).EnumerateArray().Single();
+            var full = chat.Format(messages.Append(output), addGenerationPrompt: false, variables).TokenIds;
+            if (!StartsWith(full, prompt))
+                throw new TrainingDataException("invalid_training_file",
+                    $"Line {line}: the model's chat template renders the prompt differently once '{key}' follows it; gpud cannot tell which tokens are the answer.");
+            return Build(full, prompt.Count, line, [(prompt.Count, full.Count)]);
+        }
+        return new PreferencePair(Answer("preferred_output"), Answer("non_preferred_output"));
+    }
+
+    private static Dictionary<string, JsonElement>? ToolVariables(JsonElement holder) =>
+        ChatFormatter.Tools(holder) is { } tools ? new Dictionary<string, JsonElement> { ["tools"] = tools } : null;
 
     private TrainingExample EncodePromptCompletion(JsonElement example, int line)
     {

@@ -38,7 +38,8 @@ public sealed record TrainingOptions(
     int EvalEverySteps = 0,
     int EvalSampleSequences = 32,
     bool ActivationCheckpointing = false,
-    long LogitChunkBytes = TrainingLoss.DefaultLogitChunkBytes);
+    long LogitChunkBytes = TrainingLoss.DefaultLogitChunkBytes,
+    double Beta = PreferenceLoss.DefaultBeta);
 
 /// <summary>What one optimizer step did (the job service turns it into events and metrics).</summary>
 public sealed record TrainingProgress(
@@ -55,22 +56,35 @@ public sealed record TrainingProgress(
     double? ValidLoss = null,
     double? ValidMeanTokenAccuracy = null,
     double? FullValidLoss = null,
-    double? FullValidMeanTokenAccuracy = null);
+    double? FullValidMeanTokenAccuracy = null)
+{
+    /// <summary>Preference training: the share of the step's pairs whose preferred answer earned the higher reward.</summary>
+    public double? RewardAccuracy { get; init; }
+
+    /// <summary>Preference training: the mean reward of preferred minus non-preferred answers (β × log-ratio gain).</summary>
+    public double? RewardMargin { get; init; }
+}
 
 /// <summary>
-/// Supervised LoRA training: per epoch the sequences are shuffled with the seed, cut into steps of
+/// LoRA training, supervised (<see cref="Train(IReadOnlyList{TrainingExample}, ITrainingSink, string?, IReadOnlyList{TrainingExample}?, CancellationToken)"/>)
+/// or on preferences (<see cref="TrainPreferences"/>). Supervised: per epoch the sequences are shuffled with the seed, cut into steps of
 /// <see cref="TrainingOptions.BatchSize"/> sequences, each step packed (or padded) into micro-batches whose gradients
 /// accumulate; the loss is the mean over the step's trained tokens, gradients are clipped, and AdamW (weight decay on
 /// matrices only) steps with the scheduled rate. Dropout draws from the job's own generator, never libtorch's global
 /// one. Same seed, same data, CPU → the same loss at every step, whatever else runs in the process.
 /// </summary>
-public sealed class LoraTrainer(CausalLanguageModel model, IReadOnlyList<Parameter> parameters, TrainingOptions options)
+public sealed partial class LoraTrainer(CausalLanguageModel model, IReadOnlyList<Parameter> parameters, TrainingOptions options)
 {
     private const string StateFile = "trainer_state.json";
     private const string OptimizerFile = "optimizer.safetensors";
     private const string TorchSharpOptimizerFile = "optimizer.bin"; // written by gpud before FlatAdamW
     private const string RngFile = "rng_state.bin";
     private const string AdapterStateFile = "adapter_state.safetensors";
+
+    // The objectives (nested types) reach the primary constructor's state through these.
+    private CausalLanguageModel Model => model;
+
+    private TrainingOptions Options => options;
 
     public int TotalSteps(int sequences) => options.Epochs * (int)Math.Ceiling(sequences / (double)options.BatchSize);
 
@@ -111,9 +125,10 @@ public sealed class LoraTrainer(CausalLanguageModel model, IReadOnlyList<Paramet
     public bool Train(IReadOnlyList<TrainingExample> sequences, ITrainingSink sink, string? resumeFrom = null,
         IReadOnlyList<TrainingExample>? validation = null, CancellationToken cancellationToken = default)
     {
+        ArgumentNullException.ThrowIfNull(sequences);
         try
         {
-            return Run(sequences, sink, resumeFrom, validation, cancellationToken);
+            return Run(new SupervisedObjective(this, sequences, validation ?? []), sink, resumeFrom, cancellationToken);
         }
         catch (System.Runtime.InteropServices.ExternalException e) when (OutOfDeviceMemoryException.Matches(e))
         {
@@ -121,10 +136,30 @@ public sealed class LoraTrainer(CausalLanguageModel model, IReadOnlyList<Paramet
         }
     }
 
-    private bool Run(IReadOnlyList<TrainingExample> sequences, ITrainingSink sink, string? resumeFrom,
-        IReadOnlyList<TrainingExample>? validation, CancellationToken cancellationToken)
+    /// <summary>
+    /// Trains on preference pairs with DPO (<see cref="PreferenceLoss"/>, β = <see cref="TrainingOptions.Beta"/>): a step
+    /// takes <see cref="TrainingOptions.BatchSize"/> pairs. The reference policy is the model as it starts (before any
+    /// step: the base model, whatever the adapter's init), scored once over every pair and kept with each checkpoint, so a
+    /// resumed run compares against the same reference. Reports the DPO loss, the preferred answers' token accuracy, and
+    /// the reward accuracy and margin of each step.
+    /// </summary>
+    /// <exception cref="OutOfDeviceMemoryException">The device ran out of memory.</exception>
+    public bool TrainPreferences(IReadOnlyList<PreferencePair> pairs, ITrainingSink sink, string? resumeFrom = null,
+        IReadOnlyList<PreferencePair>? validation = null, CancellationToken cancellationToken = default)
     {
-        ArgumentNullException.ThrowIfNull(sequences);
+        ArgumentNullException.ThrowIfNull(pairs);
+        try
+        {
+            return Run(new PreferenceObjective(this, pairs, validation ?? []), sink, resumeFrom, cancellationToken);
+        }
+        catch (System.Runtime.InteropServices.ExternalException e) when (OutOfDeviceMemoryException.Matches(e))
+        {
+            throw new OutOfDeviceMemoryException(e);
+        }
+    }
+
+    private bool Run(IObjective objective, ITrainingSink sink, string? resumeFrom, CancellationToken cancellationToken)
+    {
         ArgumentNullException.ThrowIfNull(sink);
         using var dropoutRng = new torch.Generator((ulong)options.Seed, model.Device);
         foreach (var (_, _, layer) in Lora.LoraModel.Projections(model))
@@ -133,7 +168,7 @@ public sealed class LoraTrainer(CausalLanguageModel model, IReadOnlyList<Paramet
         }
         using var optimizer = new FlatAdamW(parameters, options.Beta1, options.Beta2, options.Epsilon, options.WeightDecay);
 
-        var total = TotalSteps(sequences.Count);
+        var total = TotalSteps(objective.Count);
         var watch = Stopwatch.StartNew();
         long trainedTokens = 0;
         long tokensSeen = 0;
@@ -142,72 +177,68 @@ public sealed class LoraTrainer(CausalLanguageModel model, IReadOnlyList<Paramet
         var resumeStart = 0;
         if (resumeFrom is not null)
         {
+            objective.Load(resumeFrom);
             (step, resumeEpoch, resumeStart, trainedTokens) = Resume(resumeFrom, optimizer, dropoutRng);
+        }
+        else
+        {
+            objective.Prepare();
         }
         model.train();
         for (var epoch = resumeEpoch; epoch < options.Epochs; epoch++)
         {
             // The order depends only on (seed, epoch), so a resumed run needs no shuffling state.
-            var order = Enumerable.Range(0, sequences.Count).ToArray();
+            var order = Enumerable.Range(0, objective.Count).ToArray();
             new Random(unchecked((int)(options.Seed * 1_000_003 + epoch))).Shuffle(order);
             for (var start = epoch == resumeEpoch ? resumeStart : 0; start < order.Length; start += options.BatchSize)
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 step++;
                 var rate = ScheduledRate(options, step, total);
-
-                var stepSequences = order.Skip(start).Take(options.BatchSize).Select(i => sequences[i]).ToList();
-                var rows = options.Packing ? Batching.Pack(stepSequences, options.MaxLength) : Batching.Single(stepSequences.OrderBy(s => s.InputIds.Length));
-                var stepTokens = stepSequences.Sum(s => s.TrainedTokens);
-                double lossSum = 0;
-                long correct = 0;
+                var items = order.Skip(start).Take(options.BatchSize).ToList();
                 var next = start + options.BatchSize;
                 var endOfEpoch = next >= order.Length;
-                (double Loss, double Accuracy)? sample = null, full = null;
+                StepResult result;
+                Evaluation? sample = null, full = null;
                 using (sink.BeginStep(step))
                 {
-                    foreach (var micro in MicroBatches(rows))
-                    {
-                        cancellationToken.ThrowIfCancellationRequested();
-                        using var scope = NewDisposeScope();
-                        using var batch = Batching.Collate(micro, model.Device);
-                        var result = TrainingLoss.Backward(model, batch, 1.0 / Math.Max(stepTokens, 1), options.ActivationCheckpointing,
-                            dropoutRng, options.LogitChunkBytes);
-                        lossSum += result.LossSum;
-                        correct += result.Correct;
-                        tokensSeen += batch.Tokens;
-                    }
-                    if (stepTokens > 0)
+                    result = objective.Step(items, dropoutRng, cancellationToken);
+                    tokensSeen += result.Tokens;
+                    if (result.TrainedTokens > 0)
                     {
                         // As torch.optim skips parameters without a gradient, a step that trained nothing changes nothing.
                         optimizer.ClipGradNorm(options.MaxGradNorm).Dispose();
                         optimizer.Step(rate);
                         optimizer.ZeroGrad();
                     }
-                    trainedTokens += stepTokens;
+                    trainedTokens += result.TrainedTokens;
 
-                    if (validation is { Count: > 0 })
+                    if (objective.ValidationCount > 0)
                     {
                         if (options.EvalEverySteps > 0 && step % options.EvalEverySteps == 0)
                         {
                             var from = (step / options.EvalEverySteps - 1) * options.EvalSampleSequences;
-                            sample = Evaluate(Enumerable.Range(from, Math.Min(options.EvalSampleSequences, validation.Count))
-                                .Select(i => validation[i % validation.Count]).ToList());
+                            sample = WithoutTraining(() => objective.Evaluate(Enumerable.Range(from, Math.Min(options.EvalSampleSequences, objective.ValidationCount))
+                                .Select(i => i % objective.ValidationCount).ToList()));
                         }
-                        if (endOfEpoch) full = Evaluate(validation);
+                        if (endOfEpoch) full = WithoutTraining(() => objective.Evaluate(Enumerable.Range(0, objective.ValidationCount).ToList()));
                     }
                 }
 
                 var elapsed = watch.Elapsed;
-                sink.OnStep(new TrainingProgress(step, total, epoch + (start + stepSequences.Count) / (double)order.Length,
-                    lossSum / Math.Max(stepTokens, 1), correct / (double)Math.Max(stepTokens, 1), rate,
+                sink.OnStep(new TrainingProgress(step, total, epoch + (start + items.Count) / (double)order.Length,
+                    result.Loss, result.Accuracy, rate,
                     tokensSeen / Math.Max(elapsed.TotalSeconds, 1e-9), trainedTokens, elapsed,
                     TimeSpan.FromSeconds(elapsed.TotalSeconds / step * (total - step)),
-                    sample?.Loss, sample?.Accuracy, full?.Loss, full?.Accuracy));
+                    sample?.Loss, sample?.Accuracy, full?.Loss, full?.Accuracy)
+                {
+                    RewardAccuracy = result.RewardAccuracy,
+                    RewardMargin = result.RewardMargin,
+                });
 
                 if (sink.CheckpointDirectory(step, endOfEpoch) is { } directory)
                 {
-                    Checkpoint(directory, optimizer, dropoutRng, step, endOfEpoch ? epoch + 1 : epoch, endOfEpoch ? 0 : next, trainedTokens, sink);
+                    Checkpoint(directory, optimizer, dropoutRng, step, endOfEpoch ? epoch + 1 : epoch, endOfEpoch ? 0 : next, trainedTokens, sink, objective);
                     sink.OnCheckpoint(step, directory, endOfEpoch);
                 }
                 if (step < total && sink.StopAfterStep(step))
@@ -225,24 +256,19 @@ public sealed class LoraTrainer(CausalLanguageModel model, IReadOnlyList<Paramet
     public (double Loss, double Accuracy) Evaluate(IReadOnlyList<TrainingExample> sequences)
     {
         ArgumentNullException.ThrowIfNull(sequences);
+        var result = WithoutTraining(() => new SupervisedObjective(this, [], sequences).Evaluate(Enumerable.Range(0, sequences.Count).ToList()));
+        return (result.Loss, result.Accuracy);
+    }
+
+    /// <summary>Runs <paramref name="evaluate"/> in eval mode (no dropout) without gradients, then restores the mode.</summary>
+    private T WithoutTraining<T>(Func<T> evaluate)
+    {
         var wasTraining = model.training;
         model.eval();
         try
         {
             using var _ = no_grad();
-            double loss = 0;
-            long correct = 0, tokens = 0;
-            var rows = options.Packing ? Batching.Pack(sequences, options.MaxLength) : Batching.Single(sequences);
-            foreach (var micro in MicroBatches(rows))
-            {
-                using var scope = NewDisposeScope();
-                using var batch = Batching.Collate(micro, model.Device);
-                var result = TrainingLoss.Compute(model, batch, options.LogitChunkBytes);
-                loss += result.LossSum;
-                correct += result.Correct;
-                tokens += result.Tokens;
-            }
-            return (loss / Math.Max(tokens, 1), correct / (double)Math.Max(tokens, 1));
+            return evaluate();
         }
         finally
         {
@@ -251,11 +277,13 @@ public sealed class LoraTrainer(CausalLanguageModel model, IReadOnlyList<Paramet
     }
 
     /// <summary>Writes everything a resume needs, atomically, next to the exported PEFT adapter.</summary>
-    private void Checkpoint(string directory, FlatAdamW optimizer, torch.Generator dropoutRng, int step, int epoch, int start, long trainedTokens, ITrainingSink sink)
+    private void Checkpoint(string directory, FlatAdamW optimizer, torch.Generator dropoutRng, int step, int epoch, int start, long trainedTokens,
+        ITrainingSink sink, IObjective objective)
     {
         IO.AtomicDirectory.Write(directory, temp =>
         {
             sink.ExportAdapter(temp);
+            objective.Save(temp);
             var tensors = new List<Weights.TensorData>();
             for (var i = 0; i < parameters.Count; i++)
             {
