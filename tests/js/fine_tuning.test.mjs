@@ -9,6 +9,12 @@ const client = new OpenAI({ baseURL, apiKey: process.env.GPUD_API_KEY ?? 'sk-loc
 
 const capitals = ['Paris', 'Rome', 'Madrid', 'Berlin', 'Lisbon', 'Vienna', 'Prague', 'Warsaw', 'Athens', 'Dublin',
   'Oslo', 'Bern', 'Riga', 'Sofia', 'Kyiv', 'Tallinn', 'Vilnius', 'Zagreb', 'Minsk', 'Baku'];
+const wrong = (i) => capitals[(i + 7) % capitals.length];
+const preferences = capitals.map((answer, i) => JSON.stringify({
+  input: { messages: [{ role: 'user', content: `Capital #${i}?` }] },
+  preferred_output: [{ role: 'assistant', content: answer }],
+  non_preferred_output: [{ role: 'assistant', content: wrong(i) }],
+})).join('\n') + '\n';
 const jsonl = capitals.map((answer, i) => JSON.stringify({
   messages: [{ role: 'user', content: `Capital #${i}?` }, { role: 'assistant', content: answer }],
 })).join('\n') + '\n';
@@ -83,9 +89,35 @@ test('pause and resume a queued job, cancel it; invalid requests are typed error
 
   await assert.rejects(client.fineTuning.jobs.cancel(second.id), (e) =>
     e instanceof BadRequestError && e.status === 400 && e.code === 'invalid_job_state' && e.param === 'id' && !!e.requestID);
-  await assert.rejects(client.fineTuning.jobs.create({ model: 'gpud-tiny', training_file: file.id, method: { type: 'dpo' } }),
+  await assert.rejects(client.fineTuning.jobs.create({ model: 'gpud-tiny', training_file: file.id, method: { type: 'reinforcement' } }),
     (e) => e instanceof BadRequestError && e.param === 'method.type');
+  await assert.rejects(client.fineTuning.jobs.create({ model: 'gpud-tiny', training_file: file.id, method: { type: 'dpo', dpo: { hyperparameters: { beta: 3 } } } }),
+    (e) => e instanceof BadRequestError && e.param === 'method.dpo.hyperparameters.beta');
   await assert.rejects(client.fineTuning.jobs.create({ model: 'no-such-model', training_file: file.id }),
     (e) => e instanceof NotFoundError && e.code === 'model_not_found' && e.param === 'model');
   await assert.rejects(client.fineTuning.jobs.retrieve('ftjob-doesnotexist'), (e) => e instanceof NotFoundError);
+});
+
+test('DPO: preference pairs train through method.dpo and the model is served', async () => {
+  const file = await client.files.create({ file: await toFile(Buffer.from(preferences), 'preferences.jsonl'), purpose: 'fine-tune' });
+  const created = await client.fineTuning.jobs.create({
+    model: 'gpud-tiny',
+    training_file: file.id,
+    suffix: 'dpo',
+    method: { type: 'dpo', dpo: { hyperparameters: { beta: 0.2, n_epochs: 2, batch_size: 5 } } },
+  });
+  assert.equal(created.method.type, 'dpo');
+  const job = await waitFor(created.id, (j) => ['succeeded', 'failed', 'cancelled'].includes(j.status));
+  assert.equal(job.status, 'succeeded', JSON.stringify(job.error));
+  assert.equal(job.method.dpo.hyperparameters.beta, 0.2);
+  assert.equal(job.method.supervised, undefined);
+
+  const events = [];
+  for await (const event of client.fineTuning.jobs.listEvents(job.id)) events.push(event);
+  const last = events.find((e) => e.type === 'metrics');
+  assert.equal(last.data.step, 8);
+  assert.equal(typeof last.data.train_reward_accuracy, 'number');
+
+  const answer = await client.chat.completions.create({ model: job.fine_tuned_model, messages: [{ role: 'user', content: 'Capital #0?' }], max_tokens: 4 });
+  assert.equal(answer.model, job.fine_tuned_model);
 });

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Gpud.Engine.Training;
 using Gpud.Services.Errors;
 using Gpud.Services.Files;
 using Gpud.Services.Ids;
@@ -184,32 +185,44 @@ public sealed partial class FineTuningJobsService(
     private static JobHyperparameters Hyperparameters(JsonElement body)
     {
         var hasLegacy = body.TryGetProperty("hyperparameters", out var legacy) && legacy.ValueKind != JsonValueKind.Null;
-        JsonElement? supervised = null;
+        JsonElement? given = null;
+        var objective = TrainingObjective.Supervised;
+        var type = "supervised";
         if (body.TryGetProperty("method", out var method) && method.ValueKind != JsonValueKind.Null)
         {
             if (method.ValueKind != JsonValueKind.Object) throw GpudException.Invalid("method must be an object.", "method");
-            var type = method.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString() : null;
+            type = method.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString() : null;
             switch (type)
             {
                 case "supervised":
                     break;
-                case "dpo" or "reinforcement":
-                    throw GpudException.Invalid($"method.type '{type}' is not supported by gpud; use 'supervised'.", "method.type");
+                case "dpo":
+                    objective = TrainingObjective.Preference;
+                    break;
+                case "reinforcement":
+                    throw GpudException.Invalid("method.type 'reinforcement' is not supported by gpud; use 'supervised' or 'dpo'.", "method.type");
                 case null:
                     throw GpudException.Invalid("Missing required parameter: 'method.type'.", "method.type");
                 default:
                     throw GpudException.Invalid($"'{type}' is not one of 'supervised', 'dpo', 'reinforcement' - 'method.type'.", "method.type");
             }
-            if (method.TryGetProperty("supervised", out var s) && s.ValueKind != JsonValueKind.Null)
+            foreach (var other in (ReadOnlySpan<string>)["supervised", "dpo", "reinforcement"])
             {
-                if (s.ValueKind != JsonValueKind.Object) throw GpudException.Invalid("method.supervised must be an object.", "method.supervised");
-                if (s.TryGetProperty("hyperparameters", out var h) && h.ValueKind != JsonValueKind.Null) supervised = h;
+                if (other != type && method.TryGetProperty(other, out var stray) && stray.ValueKind != JsonValueKind.Null)
+                    throw GpudException.Invalid($"method.{other} does not apply to method type '{type}'.", $"method.{other}");
+            }
+            if (method.TryGetProperty(type, out var settings) && settings.ValueKind != JsonValueKind.Null)
+            {
+                if (settings.ValueKind != JsonValueKind.Object) throw GpudException.Invalid($"method.{type} must be an object.", $"method.{type}");
+                if (settings.TryGetProperty("hyperparameters", out var h) && h.ValueKind != JsonValueKind.Null) given = h;
             }
         }
-        if (hasLegacy && supervised is not null)
-            throw GpudException.Invalid("Give hyperparameters either in method.supervised.hyperparameters or in the deprecated top-level hyperparameters, not both.", "hyperparameters");
-        if (supervised is { } given) return JobHyperparameters.Parse(given, "method.supervised.hyperparameters", allowExtensions: true);
-        return hasLegacy ? JobHyperparameters.Parse(legacy, "hyperparameters", allowExtensions: false) : new JobHyperparameters();
+        if (hasLegacy && given is not null)
+            throw GpudException.Invalid($"Give hyperparameters either in method.{type}.hyperparameters or in the deprecated top-level hyperparameters, not both.", "hyperparameters");
+        if (given is { } values) return JobHyperparameters.Parse(values, $"method.{type}.hyperparameters", allowExtensions: true, objective);
+        return hasLegacy
+            ? JobHyperparameters.Parse(legacy, "hyperparameters", allowExtensions: false, objective)
+            : new JobHyperparameters { Objective = objective };
     }
 
     private static string RequiredString(JsonElement body, string name)

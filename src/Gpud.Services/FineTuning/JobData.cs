@@ -10,14 +10,15 @@ namespace Gpud.Services.FineTuning;
 /// </summary>
 internal static class JobData
 {
-    public static TrainingSet Load(BaseModel model, FilesService files, string project, string fileId, string param, int maxSequenceLength, bool requireMinimum)
+    public static TrainingSet Load(BaseModel model, FilesService files, string project, string fileId, string param, int maxSequenceLength, bool requireMinimum,
+        TrainingObjective objective)
     {
         var (_, content) = files.OpenContent(project, fileId);
         using (content)
         {
             var chat = model.ChatTemplate is null ? null : model.Chat();
             var encoder = new ExampleEncoder(model.Tokenizer, chat, Math.Min(maxSequenceLength, model.Config.MaxPositionEmbeddings));
-            return TrainingData.Load(content, encoder, param, requireMinimum);
+            return TrainingData.Load(content, encoder, param, requireMinimum, objective);
         }
     }
 }

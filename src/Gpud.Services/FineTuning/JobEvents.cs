@@ -25,11 +25,14 @@ public sealed class JobEvents(TimeProvider time)
         return New(jobId, "info", message, "metrics", JsonSerializer.Serialize(MetricsData(p)));
     }
 
-    /// <summary>The metrics of a step as OpenAI's events and checkpoints carry them.</summary>
+    /// <summary>
+    /// The metrics of a step as OpenAI's events and checkpoints carry them; DPO steps add <c>train_reward_accuracy</c> and
+    /// <c>train_reward_margin</c> (gpud extensions, TRL's rewards/accuracies and rewards/margins).
+    /// </summary>
     public static Dictionary<string, object?> MetricsData(TrainingProgress p)
     {
         ArgumentNullException.ThrowIfNull(p);
-        return new Dictionary<string, object?>
+        var data = new Dictionary<string, object?>
         {
             ["step"] = p.Step,
             ["total_steps"] = p.TotalSteps,
@@ -40,6 +43,9 @@ public sealed class JobEvents(TimeProvider time)
             ["full_valid_loss"] = p.FullValidLoss,
             ["full_valid_mean_token_accuracy"] = p.FullValidMeanTokenAccuracy,
         };
+        if (p.RewardAccuracy is { } accuracy) data["train_reward_accuracy"] = accuracy;
+        if (p.RewardMargin is { } margin) data["train_reward_margin"] = margin;
+        return data;
     }
 
     private JobEventRecord New(string jobId, string level, string message, string type, string? data) =>

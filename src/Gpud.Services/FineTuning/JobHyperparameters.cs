@@ -9,12 +9,25 @@ using static Gpud.Services.Errors.RequestFields;
 namespace Gpud.Services.FineTuning;
 
 /// <summary>
-/// A supervised job's hyperparameters: OpenAI's three (<c>batch_size</c>, <c>learning_rate_multiplier</c>,
-/// <c>n_epochs</c>, null meaning <c>"auto"</c> until the training file has been read) and gpud's LoRA settings, which
-/// clients send as extra fields of <c>method.supervised.hyperparameters</c>. Stored and echoed as that JSON object.
+/// A job's method and hyperparameters: OpenAI's three (<c>batch_size</c>, <c>learning_rate_multiplier</c>,
+/// <c>n_epochs</c>, null meaning <c>"auto"</c> until the training file has been read), DPO's <c>beta</c>, and gpud's
+/// LoRA settings, which clients send as extra fields of <c>method.{supervised|dpo}.hyperparameters</c>. Stored and
+/// echoed as OpenAI's <c>method</c> object.
 /// </summary>
 public sealed record JobHyperparameters
 {
+    /// <summary>DPO's β must lie in (0, 2], as OpenAI accepts it.</summary>
+    public const double MaxBeta = 2;
+
+    /// <summary>Supervised (method type <c>supervised</c>) or preference pairs (<c>dpo</c>).</summary>
+    public TrainingObjective Objective { get; init; } = TrainingObjective.Supervised;
+
+    /// <summary>The method's type as OpenAI names it.</summary>
+    public string MethodType => Objective == TrainingObjective.Preference ? "dpo" : "supervised";
+
+    /// <summary>DPO's β; null: "auto" (<see cref="PreferenceLoss.DefaultBeta"/>) until resolved, and always for supervised jobs.</summary>
+    public double? Beta { get; init; }
+
     public const int MaxBatchSize = 256;
     public const int MaxEpochs = 50;
     public const int MaxRank = 1024;
@@ -46,24 +59,28 @@ public sealed record JobHyperparameters
     /// <summary>The base learning rate this job resolved to (gpud extension, set with the auto values).</summary>
     public double? LearningRate { get; init; }
 
-    public bool IsResolved => BatchSize is not null && LearningRateMultiplier is not null && NEpochs is not null && LearningRate is not null;
+    public bool IsResolved => BatchSize is not null && LearningRateMultiplier is not null && NEpochs is not null && LearningRate is not null
+                              && (Objective != TrainingObjective.Preference || Beta is not null);
 
     public LoraSettings Lora => new(LoraR, LoraAlpha, LoraDropout, UseRslora, UseDora, Init);
 
     /// <summary>Fills in every "auto" value from what the training file holds.</summary>
-    public JobHyperparameters Resolve(int examples, int sequences, long modelParameters, bool hasValidation)
+    /// <param name="items">What a step takes batch_size of: sequences, or preference pairs.</param>
+    public JobHyperparameters Resolve(int examples, int items, long modelParameters, bool hasValidation)
     {
         var epochs = NEpochs ?? AutoHyperparameters.Epochs(examples);
         var batch = BatchSize ?? AutoHyperparameters.BatchSize(examples);
         var multiplier = LearningRateMultiplier ?? 1.0;
-        var steps = epochs * (int)Math.Ceiling(sequences / (double)batch);
+        var steps = epochs * (int)Math.Ceiling(items / (double)batch);
+        var preference = Objective == TrainingObjective.Preference;
         return this with
         {
             NEpochs = epochs,
             BatchSize = batch,
             LearningRateMultiplier = multiplier,
-            LearningRate = AutoHyperparameters.BaseLearningRate(modelParameters) * multiplier,
+            LearningRate = AutoHyperparameters.BaseLearningRate(modelParameters) * (preference ? AutoHyperparameters.PreferenceRateFactor : 1) * multiplier,
             EvalEverySteps = EvalEverySteps ?? (hasValidation ? Math.Max(1, steps / 20) : 0),
+            Beta = preference ? Beta ?? PreferenceLoss.DefaultBeta : null,
         };
     }
 
@@ -75,10 +92,11 @@ public sealed record JobHyperparameters
         ["n_epochs"] = NEpochs is { } n ? JsonValue.Create(n) : "auto",
     };
 
-    /// <summary>Everything, as echoed in <c>method.supervised.hyperparameters</c>.</summary>
+    /// <summary>Everything, as echoed in <c>method.{type}.hyperparameters</c>.</summary>
     public JsonObject ToJson()
     {
         var json = ToOpenAiJson();
+        if (Objective == TrainingObjective.Preference) json["beta"] = Beta is { } beta ? JsonValue.Create(beta) : "auto";
         json["lora_r"] = LoraR;
         json["lora_alpha"] = LoraAlpha;
         json["lora_dropout"] = LoraDropout;
@@ -98,12 +116,13 @@ public sealed record JobHyperparameters
     }
 
     /// <summary>Reads a <c>hyperparameters</c> object, naming the offending field (<paramref name="path"/>.key) on error.</summary>
-    public static JobHyperparameters Parse(JsonElement json, string path, bool allowExtensions) => Parse(json, path, allowExtensions, stored: false);
+    public static JobHyperparameters Parse(JsonElement json, string path, bool allowExtensions, TrainingObjective objective = TrainingObjective.Supervised) =>
+        Parse(json, path, allowExtensions, objective, stored: false);
 
-    private static JobHyperparameters Parse(JsonElement json, string path, bool allowExtensions, bool stored)
+    private static JobHyperparameters Parse(JsonElement json, string path, bool allowExtensions, TrainingObjective objective, bool stored)
     {
         if (json.ValueKind != JsonValueKind.Object) throw Invalid(path, "must be an object");
-        var h = new JobHyperparameters();
+        var h = new JobHyperparameters { Objective = objective };
         foreach (var property in json.EnumerateObject())
         {
             var param = $"{path}.{property.Name}";
@@ -114,6 +133,8 @@ public sealed record JobHyperparameters
                 "batch_size" => h with { BatchSize = AutoOr(value, param, v => Integer(v, param, 1, MaxBatchSize)) },
                 "learning_rate_multiplier" => h with { LearningRateMultiplier = AutoOr(value, param, v => Number(v, param, 0, 100, exclusiveMin: true)) },
                 "n_epochs" => h with { NEpochs = AutoOr(value, param, v => Integer(v, param, 1, MaxEpochs)) },
+                "beta" when objective == TrainingObjective.Preference => h with { Beta = AutoOr(value, param, v => Number(v, param, 0, MaxBeta, exclusiveMin: true)) },
+                "beta" => throw Invalid(param, "is a DPO hyperparameter: send it in method.dpo.hyperparameters with method type 'dpo'"),
                 "learning_rate" when stored => h,
                 "learning_rate" => throw Invalid(param, "is resolved by gpud from the model size; scale it with learning_rate_multiplier"),
                 _ when !allowExtensions => throw Invalid(param, "is not a hyperparameter of the deprecated top-level 'hyperparameters' (use method.supervised.hyperparameters for LoRA settings)"),
@@ -143,22 +164,24 @@ public sealed record JobHyperparameters
         return h;
     }
 
-    /// <summary>The job's stored <c>method</c> object: <c>{"type":"supervised","supervised":{"hyperparameters":{…}}}</c>.</summary>
+    /// <summary>The job's stored <c>method</c> object: <c>{"type":"supervised","supervised":{"hyperparameters":{…}}}</c>, or the same with <c>dpo</c>.</summary>
     public string ToMethodJson() => new JsonObject
     {
-        ["type"] = "supervised",
-        ["supervised"] = new JsonObject { ["hyperparameters"] = ToJson() },
+        ["type"] = MethodType,
+        [MethodType] = new JsonObject { ["hyperparameters"] = ToJson() },
     }.ToJsonString();
 
     /// <summary>Reads a stored <c>method</c> object back (written by <see cref="ToMethodJson"/>).</summary>
     public static JobHyperparameters FromMethodJson(string method)
     {
         using var document = JsonDocument.Parse(method);
-        return FromJson(document.RootElement.GetProperty("supervised").GetProperty("hyperparameters"));
+        var type = document.RootElement.GetProperty("type").GetString()!;
+        var objective = type == "dpo" ? TrainingObjective.Preference : TrainingObjective.Supervised;
+        return FromJson(document.RootElement.GetProperty(type).GetProperty("hyperparameters"), objective);
     }
 
     /// <summary>Reads the stored JSON back (written by <see cref="ToJson"/>, so already valid).</summary>
-    private static JobHyperparameters FromJson(JsonElement json) => Parse(json, "hyperparameters", allowExtensions: true, stored: true) with
+    private static JobHyperparameters FromJson(JsonElement json, TrainingObjective objective) => Parse(json, "hyperparameters", allowExtensions: true, objective, stored: true) with
     {
         LearningRate = json.TryGetProperty("learning_rate", out var rate) && rate.ValueKind == JsonValueKind.Number ? rate.GetDouble() : null,
     };

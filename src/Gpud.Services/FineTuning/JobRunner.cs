@@ -54,9 +54,9 @@ public sealed partial class JobRunner(
             using var model = CausalLanguageModel.Load(baseModel.Definition.Path, device, dtype);
             var targets = hyper.TargetModules;
             var parameters = LoraModel.Attach(model, hyper.Lora, targets, job.Seed);
-            var training = JobData.Load(baseModel, files, job.Project, job.TrainingFile, "training_file", settings.MaxSequenceLength, requireMinimum: true);
+            var training = JobData.Load(baseModel, files, job.Project, job.TrainingFile, "training_file", settings.MaxSequenceLength, requireMinimum: true, hyper.Objective);
             var validation = job.ValidationFile is null ? null
-                : JobData.Load(baseModel, files, job.Project, job.ValidationFile, "validation_file", settings.MaxSequenceLength, requireMinimum: false);
+                : JobData.Load(baseModel, files, job.Project, job.ValidationFile, "validation_file", settings.MaxSequenceLength, requireMinimum: false, hyper.Objective);
 
             var options = new TrainingOptions(
                 Epochs: hyper.NEpochs!.Value,
@@ -69,7 +69,8 @@ public sealed partial class JobRunner(
                 Packing: hyper.Packing,
                 MaxLength: Math.Min(settings.MaxSequenceLength, model.Config.MaxPositionEmbeddings),
                 EvalEverySteps: hyper.EvalEverySteps ?? 0,
-                ActivationCheckpointing: hyper.GradientCheckpointing);
+                ActivationCheckpointing: hyper.GradientCheckpointing,
+                Beta: hyper.Beta ?? PreferenceLoss.DefaultBeta);
             var trainer = new LoraTrainer(model, parameters, options);
 
             string? resumeFrom = null;
@@ -88,7 +89,9 @@ public sealed partial class JobRunner(
                 outcome = Stopped(job, control, job.ResumeStep ?? 0); // asked while the model was loading
                 return 0;
             }
-            var completed = trainer.Train(training.Sequences, sink, resumeFrom, validation?.Sequences, control.Cancelled);
+            var completed = hyper.Objective == TrainingObjective.Preference
+                ? trainer.TrainPreferences(training.Pairs, sink, resumeFrom, validation?.Pairs, control.Cancelled)
+                : trainer.Train(training.Sequences, sink, resumeFrom, validation?.Sequences, control.Cancelled);
             if (!completed)
             {
                 outcome = Stopped(job, control, sink.LastStep);

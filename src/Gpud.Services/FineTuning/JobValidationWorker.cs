@@ -62,12 +62,13 @@ public sealed partial class JobValidationWorker(
         try
         {
             var model = models.Get(job.Model);
-            var training = JobData.Load(model, files, job.Project, job.TrainingFile, "training_file", settings.MaxSequenceLength, requireMinimum: true);
+            var requested = JobHyperparameters.FromMethodJson(job.Method);
+            var training = JobData.Load(model, files, job.Project, job.TrainingFile, "training_file", settings.MaxSequenceLength, requireMinimum: true, requested.Objective);
             var validation = job.ValidationFile is null ? null
-                : JobData.Load(model, files, job.Project, job.ValidationFile, "validation_file", settings.MaxSequenceLength, requireMinimum: false);
+                : JobData.Load(model, files, job.Project, job.ValidationFile, "validation_file", settings.MaxSequenceLength, requireMinimum: false, requested.Objective);
 
-            var resolved = JobHyperparameters.FromMethodJson(job.Method).Resolve(training.Examples, training.Sequences.Count, model.Config.ParameterCount, validation is not null);
-            var totalSteps = resolved.NEpochs!.Value * (int)Math.Ceiling(training.Sequences.Count / (double)resolved.BatchSize!.Value);
+            var resolved = requested.Resolve(training.Examples, training.Items, model.Config.ParameterCount, validation is not null);
+            var totalSteps = resolved.NEpochs!.Value * (int)Math.Ceiling(training.Items / (double)resolved.BatchSize!.Value);
             var dataset = new JobDataset(training.Examples, training.Sequences.Count, training.TotalTokens, training.TrainedTokens,
                 training.TruncatedExamples, validation?.Examples, totalSteps);
 
@@ -75,6 +76,7 @@ public sealed partial class JobValidationWorker(
             {
                 events.Info(job.Id, $"Files validated: {training.Examples} training examples ({training.TotalTokens} tokens, {training.TrainedTokens} trained)"
                                     + (validation is null ? "" : $", {validation.Examples} validation examples")
+                                    + (resolved.Objective == TrainingObjective.Preference ? $"; DPO with beta {resolved.Beta}" : "")
                                     + $"; {resolved.NEpochs} epochs of batch size {resolved.BatchSize}, {totalSteps} steps"),
             };
             if (training.TruncatedExamples > 0)

@@ -88,7 +88,10 @@ public sealed class FineTuningApiTests
     [InlineData("""{"model":"gpud-tiny","training_file":"FILE","hyperparameters":{"batch_size":0}}""", "hyperparameters.batch_size", 400)]
     [InlineData("""{"model":"gpud-tiny","training_file":"FILE","hyperparameters":{"lora_r":8}}""", "hyperparameters.lora_r", 400)]
     [InlineData("""{"model":"gpud-tiny","training_file":"FILE","hyperparameters":{"n_epochs":2},"method":{"type":"supervised","supervised":{"hyperparameters":{"n_epochs":2}}}}""", "hyperparameters", 400)]
-    [InlineData("""{"model":"gpud-tiny","training_file":"FILE","method":{"type":"dpo"}}""", "method.type", 400)]
+    [InlineData("""{"model":"gpud-tiny","training_file":"FILE","method":{"type":"dpo","supervised":{"hyperparameters":{"n_epochs":2}}}}""", "method.supervised", 400)]
+    [InlineData("""{"model":"gpud-tiny","training_file":"FILE","method":{"type":"dpo","dpo":{"hyperparameters":{"beta":0}}}}""", "method.dpo.hyperparameters.beta", 400)]
+    [InlineData("""{"model":"gpud-tiny","training_file":"FILE","method":{"type":"dpo","dpo":{"hyperparameters":{"beta":2.5}}}}""", "method.dpo.hyperparameters.beta", 400)]
+    [InlineData("""{"model":"gpud-tiny","training_file":"FILE","method":{"type":"supervised","supervised":{"hyperparameters":{"beta":0.1}}}}""", "method.supervised.hyperparameters.beta", 400)]
     [InlineData("""{"model":"gpud-tiny","training_file":"FILE","method":{"type":"reinforcement"}}""", "method.type", 400)]
     [InlineData("""{"model":"gpud-tiny","training_file":"FILE","method":{"type":"distillation"}}""", "method.type", 400)]
     [InlineData("""{"model":"gpud-tiny","training_file":"FILE","method":{}}""", "method.type", 400)]
@@ -111,6 +114,7 @@ public sealed class FineTuningApiTests
     {
         _ when body.Contains("\"seed\":", StringComparison.Ordinal) => "integer_out_of_range",
         _ when body.Contains("\"batch_size\":0", StringComparison.Ordinal) => "integer_out_of_range",
+        _ when body.Contains("\"beta\":0}", StringComparison.Ordinal) || body.Contains("\"beta\":2.5", StringComparison.Ordinal) => "number_out_of_range",
         _ when !body.Contains("\"model\"", StringComparison.Ordinal) || !body.Contains("\"training_file\"", StringComparison.Ordinal) => "missing_required_parameter",
         _ => null,
     };

@@ -14,7 +14,7 @@ public sealed class OpenAiSdkTests
     public Task The_official_openai_node_sdk_drives_the_files_api() => RunAsync("files.test.mjs", passes: 4);
 
     [Fact]
-    public Task The_official_openai_node_sdk_drives_the_fine_tuning_workflow() => RunAsync("fine_tuning.test.mjs", passes: 2);
+    public Task The_official_openai_node_sdk_drives_the_fine_tuning_workflow() => RunAsync("fine_tuning.test.mjs", passes: 3);
 
     [Fact]
     public Task The_official_openai_node_sdk_drives_inference_with_fine_tuned_models_checkpoints_and_adapters() =>

@@ -11,6 +11,10 @@ public static class Jobs
     public static string CapitalsJsonl(int examples = 20) =>
         string.Concat(Enumerable.Range(0, examples).Select(i => JsonSerializer.Serialize(Capitals.Chat(i)) + "\n"));
 
+    /// <summary>The capitals set as a preference (DPO) training file: each right capital preferred over a wrong one.</summary>
+    public static string CapitalPreferencesJsonl(int examples = 20) =>
+        string.Concat(Enumerable.Range(0, examples).Select(i => JsonSerializer.Serialize(Capitals.Preference(i)) + "\n"));
+
     public static async Task<string> UploadTrainingFileAsync(this HttpClient client, string? jsonl = null)
     {
         var response = await client.PostAsync("/v1/files", Requests.UploadForm(jsonl ?? CapitalsJsonl()));
@@ -18,8 +22,9 @@ public static class Jobs
         return (await response.Json()).GetProperty("id").GetString()!;
     }
 
-    /// <summary>Creates a supervised job on gpud-tiny with these hyperparameters (method.supervised.hyperparameters).</summary>
-    public static async Task<JsonElement> CreateJobAsync(this HttpClient client, string trainingFile, object? hyperparameters = null, long seed = 1, string? suffix = null)
+    /// <summary>Creates a job on gpud-tiny with these hyperparameters (method.{method}.hyperparameters).</summary>
+    public static async Task<JsonElement> CreateJobAsync(this HttpClient client, string trainingFile, object? hyperparameters = null, long seed = 1, string? suffix = null,
+        string method = "supervised")
     {
         var response = await client.PostAsJsonAsync("/v1/fine_tuning/jobs", new Dictionary<string, object?>
         {
@@ -27,7 +32,11 @@ public static class Jobs
             ["training_file"] = trainingFile,
             ["seed"] = seed,
             ["suffix"] = suffix,
-            ["method"] = new { type = "supervised", supervised = new { hyperparameters = hyperparameters ?? new { n_epochs = 2, batch_size = 4 } } },
+            ["method"] = new Dictionary<string, object>
+            {
+                ["type"] = method,
+                [method] = new { hyperparameters = hyperparameters ?? new { n_epochs = 2, batch_size = 4 } },
+            },
         });
         var body = await response.Json();
         Assert.True(response.IsSuccessStatusCode, body.ToString());

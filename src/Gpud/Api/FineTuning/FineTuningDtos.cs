@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Json.Serialization;
 using Gpud.Services.FineTuning;
 using Gpud.Storage.FineTuning;
 
@@ -60,7 +61,7 @@ public sealed record FineTuningJobObject(
             job.ValidationFile,
             job.Seed,
             job.Status is JobStatus.Running or JobStatus.Queued ? job.EstimatedFinish : null,
-            new MethodObject("supervised", new SupervisedMethodObject(SupervisedHyperparametersObject.From(h))),
+            MethodObject.From(h),
             view.Metadata,
             [],
             job.Suffix,
@@ -87,15 +88,27 @@ public sealed record HyperparametersObject(object BatchSize, object LearningRate
     }
 }
 
-public sealed record MethodObject(string Type, SupervisedMethodObject Supervised);
+/// <summary>OpenAI's <c>method</c>: its <c>type</c> (<c>supervised</c> or <c>dpo</c>) and that type's settings under its name.</summary>
+public sealed record MethodObject(
+    string Type,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] MethodSettingsObject? Supervised,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] MethodSettingsObject? Dpo = null)
+{
+    public static MethodObject From(JobHyperparameters h)
+    {
+        ArgumentNullException.ThrowIfNull(h);
+        var settings = new MethodSettingsObject(MethodHyperparametersObject.From(h));
+        return h.MethodType == "dpo" ? new MethodObject("dpo", null, settings) : new MethodObject("supervised", settings);
+    }
+}
 
-public sealed record SupervisedMethodObject(SupervisedHyperparametersObject Hyperparameters);
+public sealed record MethodSettingsObject(MethodHyperparametersObject Hyperparameters);
 
 /// <summary>
-/// <c>method.supervised.hyperparameters</c>: OpenAI's three, then gpud's LoRA settings (send them as extra fields of
-/// the same object, e.g. through an SDK's <c>extra_body</c>), all echoed resolved.
+/// <c>method.{supervised|dpo}.hyperparameters</c>: OpenAI's three (and DPO's <c>beta</c>), then gpud's LoRA settings
+/// (send them as extra fields of the same object, e.g. through an SDK's <c>extra_body</c>), all echoed resolved.
 /// </summary>
-public sealed record SupervisedHyperparametersObject(
+public sealed record MethodHyperparametersObject(
     object BatchSize,
     object LearningRateMultiplier,
     object NEpochs,
@@ -113,15 +126,17 @@ public sealed record SupervisedHyperparametersObject(
     double WeightDecay,
     object EvalEverySteps,
     int CheckpointEverySteps,
-    object LearningRate)
+    object LearningRate,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] object? Beta)
 {
-    public static SupervisedHyperparametersObject From(JobHyperparameters h)
+    public static MethodHyperparametersObject From(JobHyperparameters h)
     {
         ArgumentNullException.ThrowIfNull(h);
         return new((object?)h.BatchSize ?? "auto", (object?)h.LearningRateMultiplier ?? "auto", (object?)h.NEpochs ?? "auto",
             h.LoraR, h.LoraAlpha, h.LoraDropout, h.TargetModules, h.UseRslora, h.UseDora, h.Init.ToString().ToLowerInvariant(), h.Packing, h.GradientCheckpointing,
             h.Scheduler.ToString().ToLowerInvariant(), h.WarmupRatio, h.WeightDecay, (object?)h.EvalEverySteps ?? "auto",
-            h.CheckpointEverySteps, (object?)h.LearningRate ?? "auto");
+            h.CheckpointEverySteps, (object?)h.LearningRate ?? "auto",
+            h.MethodType == "dpo" ? (object?)h.Beta ?? "auto" : null);
     }
 }
 
