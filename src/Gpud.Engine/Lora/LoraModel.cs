@@ -72,4 +72,24 @@ public static class LoraModel
         }
         return parameters;
     }
+
+    /// <summary>
+    /// Attaches a saved adapter as the starting point of further training (continuing a fine-tuned model) and returns
+    /// its trainable parameters, in module order as <see cref="Attach"/> returns them. Its rank, scale, DoRA and targets
+    /// are the adapter's; <paramref name="dropout"/> is the new job's.
+    /// </summary>
+    public static IReadOnlyList<Parameter> Continue(CausalLanguageModel model, LoraWeights weights, double dropout)
+    {
+        ArgumentNullException.ThrowIfNull(weights);
+        var settings = weights.Settings with { Dropout = dropout, Init = LoraInit.Gaussian };
+        var parameters = new List<Parameter>();
+        foreach (var (path, _, layer) in Projections(model))
+        {
+            if (!weights.Projections.TryGetValue(path, out var projection)) continue;
+            var adapter = LoraAdapter.FromWeights(layer, settings, projection.A, projection.B, projection.Magnitude);
+            layer.Attach(adapter);
+            parameters.AddRange(adapter.parameters().Cast<Parameter>());
+        }
+        return parameters;
+    }
 }

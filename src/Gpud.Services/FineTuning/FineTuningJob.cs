@@ -49,6 +49,10 @@ public sealed record FineTuningSettings(
     public string CheckpointDirectory(string jobId, int step) => Path.Combine(JobDirectory(jobId), "checkpoints", $"step-{step}");
 
     public string AdapterDirectory(string jobId) => Path.Combine(DataDir, "adapters", jobId);
+
+    /// <summary>A continuing job's copy of the adapter it starts from, taken at validation: deleting the parent later
+    /// (or its checkpoint being pruned) cannot pull it from under a queued or resumed job.</summary>
+    public string ParentAdapterDirectory(string jobId) => Path.Combine(JobDirectory(jobId), "parent");
 }
 
 /// <summary>A job error as OpenAI reports it.</summary>

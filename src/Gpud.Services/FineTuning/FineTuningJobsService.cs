@@ -19,6 +19,7 @@ public sealed partial class FineTuningJobsService(
     JobRepository jobs,
     FilesService files,
     ModelCatalog models,
+    Inference.ModelResolver resolver,
     JobScheduler scheduler,
     JobValidationWorker validator,
     JobEvents events,
@@ -48,15 +49,27 @@ public sealed partial class FineTuningJobsService(
         if (body.TryGetProperty("integrations", out var integrations)
             && !(integrations.ValueKind == JsonValueKind.Null || integrations.ValueKind == JsonValueKind.Array && integrations.GetArrayLength() == 0))
             throw GpudException.Invalid("integrations are not supported by gpud; watch jobs through their events and /metrics.", "integrations");
-        var hyperparameters = Hyperparameters(body);
+        var (hyperparameters, given, path) = Hyperparameters(body);
 
-        var baseModel = models.Get(model);
+        // A fine-tuned model (or a checkpoint, or an uploaded adapter) is continued: its adapter is the starting point.
+        string? parent = null;
+        if (!models.TryGet(model, out var baseModel))
+        {
+            var served = resolver.Resolve(project, model);
+            if (served.AdapterDirectory is null) throw ModelCatalog.NotFound(model);
+            (baseModel, parent) = (served.Base, served.Id);
+            if (given is { } values && JobHyperparameters.AdapterShapeKeys.FirstOrDefault(k => values.TryGetProperty(k, out _)) is { } fixedKey)
+                throw GpudException.Invalid($"{fixedKey} is set by the adapter of {model}, which this job continues; leave it out.", $"{path}.{fixedKey}");
+        }
         CheckFile(project, trainingFile, "training_file");
         if (validationFile is not null) CheckFile(project, validationFile, "validation_file");
 
         var id = ResourceId.New("ftjob-");
         var record = new Storage.FineTuning.JobRecord(id, project, time.GetUtcNow().ToUnixTimeSeconds(), baseModel.Name, trainingFile, validationFile,
-            suffix, seed, metadata is null ? null : JsonSerializer.Serialize(metadata), hyperparameters.ToMethodJson(), JobStatus.ValidatingFiles);
+            suffix, seed, metadata is null ? null : JsonSerializer.Serialize(metadata), hyperparameters.ToMethodJson(), JobStatus.ValidatingFiles)
+        {
+            ParentModel = parent,
+        };
         jobs.Insert(record, events.Info(id, $"Created fine-tuning job: {id}"),
             events.Info(id, $"Validating training file: {trainingFile}" + (validationFile is null ? "" : $" and validation file: {validationFile}")));
         LogCreated(logger, id, project, baseModel.Name, trainingFile);
@@ -182,7 +195,8 @@ public sealed partial class FineTuningJobsService(
             throw GpudException.Invalid($"File {id} is not valid training data: {file.StatusDetails}", param, "invalid_file_format");
     }
 
-    private static JobHyperparameters Hyperparameters(JsonElement body)
+    /// <returns>The hyperparameters, the object the client gave them in (if any) and its path, for error params.</returns>
+    private static (JobHyperparameters Values, JsonElement? Given, string Path) Hyperparameters(JsonElement body)
     {
         var hasLegacy = body.TryGetProperty("hyperparameters", out var legacy) && legacy.ValueKind != JsonValueKind.Null;
         JsonElement? given = null;
@@ -219,10 +233,10 @@ public sealed partial class FineTuningJobsService(
         }
         if (hasLegacy && given is not null)
             throw GpudException.Invalid($"Give hyperparameters either in method.{type}.hyperparameters or in the deprecated top-level hyperparameters, not both.", "hyperparameters");
-        if (given is { } values) return JobHyperparameters.Parse(values, $"method.{type}.hyperparameters", allowExtensions: true, objective);
+        if (given is { } values) return (JobHyperparameters.Parse(values, $"method.{type}.hyperparameters", allowExtensions: true, objective), values, $"method.{type}.hyperparameters");
         return hasLegacy
-            ? JobHyperparameters.Parse(legacy, "hyperparameters", allowExtensions: false, objective)
-            : new JobHyperparameters { Objective = objective };
+            ? (JobHyperparameters.Parse(legacy, "hyperparameters", allowExtensions: false, objective), legacy, "hyperparameters")
+            : (new JobHyperparameters { Objective = objective }, null, "hyperparameters");
     }
 
     private static string RequiredString(JsonElement body, string name)

@@ -64,6 +64,24 @@ public sealed record JobHyperparameters
 
     public LoraSettings Lora => new(LoraR, LoraAlpha, LoraDropout, UseRslora, UseDora, Init);
 
+    /// <summary>The settings that give an adapter its shape: a job that continues a fine-tuned model takes them from it.</summary>
+    public static IReadOnlyList<string> AdapterShapeKeys { get; } = ["lora_r", "lora_alpha", "use_rslora", "use_dora", "init", "target_modules"];
+
+    /// <summary>These hyperparameters with the shape of the adapter a job continues.</summary>
+    public JobHyperparameters WithAdapterShape(LoraSettings adapter, IReadOnlyList<string> targetModules)
+    {
+        ArgumentNullException.ThrowIfNull(adapter);
+        return this with
+        {
+            LoraR = adapter.Rank,
+            LoraAlpha = adapter.Alpha,
+            UseRslora = adapter.UseRslora,
+            UseDora = adapter.UseDora,
+            Init = LoraInit.Gaussian, // the weights are given: nothing is initialised
+            TargetModules = LoraSettings.AllLinear.Where(targetModules.Contains).ToList(),
+        };
+    }
+
     /// <summary>Fills in every "auto" value from what the training file holds.</summary>
     /// <param name="items">What a step takes batch_size of: sequences, or preference pairs.</param>
     public JobHyperparameters Resolve(int examples, int items, long modelParameters, bool hasValidation)

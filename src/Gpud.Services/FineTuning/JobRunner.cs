@@ -53,7 +53,16 @@ public sealed partial class JobRunner(
 
             using var model = CausalLanguageModel.Load(baseModel.Definition.Path, device, dtype);
             var targets = hyper.TargetModules;
-            var parameters = LoraModel.Attach(model, hyper.Lora, targets, job.Seed);
+            IReadOnlyList<TorchSharp.Modules.Parameter> parameters;
+            if (job.ParentModel is null)
+            {
+                parameters = LoraModel.Attach(model, hyper.Lora, targets, job.Seed);
+            }
+            else
+            {
+                using var parent = PeftAdapter.Read(settings.ParentAdapterDirectory(job.Id), model.Config);
+                parameters = LoraModel.Continue(model, parent, hyper.LoraDropout);
+            }
             var training = JobData.Load(baseModel, files, job.Project, job.TrainingFile, "training_file", settings.MaxSequenceLength, requireMinimum: true, hyper.Objective);
             var validation = job.ValidationFile is null ? null
                 : JobData.Load(baseModel, files, job.Project, job.ValidationFile, "validation_file", settings.MaxSequenceLength, requireMinimum: false, hyper.Objective);
@@ -80,7 +89,11 @@ public sealed partial class JobRunner(
             sink = new JobSink(this, job, name, slot.Name, control, watch, resumeFrom is null ? 0 : job.ResumeStep!.Value, hyper.CheckpointEverySteps,
                 dir => PeftAdapter.Save(dir, model, hyper.Lora, targets, baseModel.Name));
 
-            var started = new List<JobEventRecord> { events.Info(job.Id, $"Loaded {baseModel.Name} on {slot.Name} ({dtype}); training {parameters.Sum(p => p.numel())} adapter parameters") };
+            var started = new List<JobEventRecord>
+            {
+                events.Info(job.Id, $"Loaded {baseModel.Name}" + (job.ParentModel is null ? "" : $" with the adapter of {job.ParentModel}")
+                                    + $" on {slot.Name} ({dtype}); training {parameters.Sum(p => p.numel())} adapter parameters"),
+            };
             if (resumeFrom is not null) started.Add(events.Info(job.Id, $"Resuming from the checkpoint at step {job.ResumeStep}"));
             jobs.Update(job.Id, [JobStatus.Running, JobStatus.Paused], new JobChanges { Stage = JobStage.Training }, started);
 

@@ -17,6 +17,7 @@ public sealed partial class JobValidationWorker(
     JobRepository jobs,
     FilesService files,
     ModelCatalog models,
+    Inference.ModelResolver resolver,
     FineTuningSettings settings,
     JobEvents events,
     FineTuningMetrics metrics,
@@ -67,18 +68,22 @@ public sealed partial class JobValidationWorker(
             var validation = job.ValidationFile is null ? null
                 : JobData.Load(model, files, job.Project, job.ValidationFile, "validation_file", settings.MaxSequenceLength, requireMinimum: false, requested.Objective);
 
+            if (job.ParentModel is { } parent) requested = Continue(job, parent, model, requested);
             var resolved = requested.Resolve(training.Examples, training.Items, model.Config.ParameterCount, validation is not null);
             var totalSteps = resolved.NEpochs!.Value * (int)Math.Ceiling(training.Items / (double)resolved.BatchSize!.Value);
             var dataset = new JobDataset(training.Examples, training.Sequences.Count, training.TotalTokens, training.TrainedTokens,
                 training.TruncatedExamples, validation?.Examples, totalSteps);
 
-            var news = new List<JobEventRecord>
+            var news = new List<JobEventRecord>();
+            if (job.ParentModel is not null)
+                news.Add(events.Info(job.Id, $"Continuing {job.ParentModel}: its rank-{resolved.LoraR} adapter on {string.Join(", ", resolved.TargetModules)} is the starting point"));
+            news.AddRange(new List<JobEventRecord>
             {
                 events.Info(job.Id, $"Files validated: {training.Examples} training examples ({training.TotalTokens} tokens, {training.TrainedTokens} trained)"
                                     + (validation is null ? "" : $", {validation.Examples} validation examples")
                                     + (resolved.Objective == TrainingObjective.Preference ? $"; DPO with beta {resolved.Beta}" : "")
                                     + $"; {resolved.NEpochs} epochs of batch size {resolved.BatchSize}, {totalSteps} steps"),
-            };
+            });
             if (training.TruncatedExamples > 0)
                 news.Add(events.Warn(job.Id, $"{training.TruncatedExamples} training examples are longer than {Math.Min(settings.MaxSequenceLength, model.Config.MaxPositionEmbeddings)} tokens and were truncated"));
             if (validation is { TruncatedExamples: > 0 })
@@ -110,6 +115,36 @@ public sealed partial class JobValidationWorker(
             Fail(job, new JobError("invalid_training_file", $"The training data could not be read: {e.Message}", "training_file"));
         }
         metrics.SetJobCounts(jobs.CountByStatus());
+    }
+
+    /// <summary>
+    /// Copies the adapter a job continues into the job's own directory (atomically; a restart mid-copy starts over) and
+    /// takes its shape into the hyperparameters.
+    /// </summary>
+    private JobHyperparameters Continue(JobRecord job, string parent, BaseModel model, JobHyperparameters requested)
+    {
+        var copy = settings.ParentAdapterDirectory(job.Id);
+        if (!Directory.Exists(copy))
+        {
+            var source = resolver.TryResolve(job.Project, parent)?.AdapterDirectory
+                         ?? throw Errors.GpudException.NotFound($"The model '{parent}' this job continues no longer exists.", "model", "model_not_found");
+            Engine.IO.AtomicDirectory.Write(copy, temp =>
+            {
+                foreach (var name in new[] { Engine.Lora.PeftAdapter.ConfigFile, Engine.Lora.PeftAdapter.WeightsFile })
+                    File.Copy(Path.Combine(source, name), Path.Combine(temp, name));
+            });
+        }
+        try
+        {
+            using var weights = Engine.Lora.PeftAdapter.Read(copy, model.Config);
+            if (weights.Settings.Rank > JobHyperparameters.MaxRank)
+                throw Errors.GpudException.Invalid($"The adapter of {parent} has rank {weights.Settings.Rank}; gpud trains ranks up to {JobHyperparameters.MaxRank}.", "model", "invalid_model");
+            return requested.WithAdapterShape(weights.Settings, weights.TargetModules);
+        }
+        catch (Engine.Models.ModelLoadException e)
+        {
+            throw Errors.GpudException.Invalid($"The adapter of {parent} cannot be trained further: {e.Message}", "model", "invalid_model");
+        }
     }
 
     private void Fail(JobRecord job, JobError error)

@@ -7,6 +7,9 @@ namespace Gpud.Storage.FineTuning;
 /// <param name="QueueOrder">The job's place in the FIFO queue while it is <c>queued</c>; null otherwise.</param>
 /// <param name="DeviceSeconds">Device time the job has used so far, across restarts (for the cost estimate).</param>
 /// <param name="ResumeStep">The step of the last trainer checkpoint a restart resumes from.</param>
+/// <param name="Model">The base model the job trains on.</param>
+/// <param name="ParentModel">The fine-tuned model (or adapter) the job continues training, as the client named it; null
+/// when it starts a new adapter on <paramref name="Model"/>.</param>
 public sealed record JobRecord(
     string Id,
     string Project,
@@ -35,7 +38,8 @@ public sealed record JobRecord(
     double? HourlyPrice = null,
     int? ResumeStep = null,
     string? Dataset = null,
-    long? ModelDeletedAt = null);
+    long? ModelDeletedAt = null,
+    string? ParentModel = null);
 
 /// <summary>A job event: a stage message, a warning, an error, or per-step <c>metrics</c>.</summary>
 public sealed record JobEventRecord(string Id, string JobId, long CreatedAt, string Level, string Message, string Type, string? Data);

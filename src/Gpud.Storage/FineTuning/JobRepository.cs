@@ -14,7 +14,7 @@ public sealed class JobRepository(GpudDatabase database)
     private const string Columns =
         "id, project, created_at, model, training_file, validation_file, suffix, seed, metadata, method, status, queue_order, " +
         "queued_at, started_at, error, fine_tuned_model, finished_at, trained_tokens, result_files, estimated_finish, device, " +
-        "stage, progress, device_seconds, hourly_price, resume_step, dataset, model_deleted_at";
+        "stage, progress, device_seconds, hourly_price, resume_step, dataset, model_deleted_at, parent_model";
 
     /// <summary>Nullable columns a <see cref="JobChanges.Clear"/> may reset.</summary>
     private static readonly HashSet<string> ClearableColumns =
@@ -35,9 +35,9 @@ public sealed class JobRepository(GpudDatabase database)
         using var command = connection.CreateCommand();
         command.Transaction = tx;
         command.CommandText = $"""
-            INSERT INTO fine_tuning_jobs (id, project, created_at, model, training_file, validation_file, suffix, seed, metadata, method, status)
+            INSERT INTO fine_tuning_jobs (id, project, created_at, model, training_file, validation_file, suffix, seed, metadata, method, status, parent_model)
             VALUES ($id, $project, MAX($created_at, COALESCE((SELECT MAX(created_at) FROM fine_tuning_jobs), 0)), $model, $training_file,
-                    $validation_file, $suffix, $seed, $metadata, $method, $status)
+                    $validation_file, $suffix, $seed, $metadata, $method, $status, $parent_model)
             """;
         command.Parameters.AddWithValue("$id", job.Id);
         command.Parameters.AddWithValue("$project", job.Project);
@@ -50,6 +50,7 @@ public sealed class JobRepository(GpudDatabase database)
         command.Parameters.AddWithValue("$metadata", (object?)job.Metadata ?? DBNull.Value);
         command.Parameters.AddWithValue("$method", job.Method);
         command.Parameters.AddWithValue("$status", job.Status);
+        command.Parameters.AddWithValue("$parent_model", (object?)job.ParentModel ?? DBNull.Value);
         command.ExecuteNonQuery();
         foreach (var e in events) InsertEvent(connection, tx, e);
         tx.Commit();
@@ -392,6 +393,6 @@ public sealed class JobRepository(GpudDatabase database)
         long? L(int i) => r.IsDBNull(i) ? null : r.GetInt64(i);
         return new JobRecord(r.GetString(0), r.GetString(1), r.GetInt64(2), r.GetString(3), r.GetString(4), S(5), S(6), r.GetInt64(7),
             S(8), r.GetString(9), r.GetString(10), L(11), L(12), L(13), S(14), S(15), L(16), L(17), S(18), L(19), S(20), S(21), S(22),
-            r.GetDouble(23), r.IsDBNull(24) ? null : r.GetDouble(24), r.IsDBNull(25) ? null : r.GetInt32(25), S(26), L(27));
+            r.GetDouble(23), r.IsDBNull(24) ? null : r.GetDouble(24), r.IsDBNull(25) ? null : r.GetInt32(25), S(26), L(27), S(28));
     }
 }

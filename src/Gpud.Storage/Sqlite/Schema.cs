@@ -105,6 +105,9 @@ public static class Schema
             );
             CREATE UNIQUE INDEX adapters_by_name ON adapters (name) WHERE deleted_at IS NULL;
             """),
+        new(5, "jobs that continue a fine-tuned model", """
+            ALTER TABLE fine_tuning_jobs ADD COLUMN parent_model TEXT;
+            """),
     ];
 
     public static int LatestVersion => Migrations[^1].Version;

@@ -22,13 +22,13 @@ public static class Jobs
         return (await response.Json()).GetProperty("id").GetString()!;
     }
 
-    /// <summary>Creates a job on gpud-tiny with these hyperparameters (method.{method}.hyperparameters).</summary>
+    /// <summary>Creates a job on <paramref name="model"/> (gpud-tiny) with these hyperparameters (method.{method}.hyperparameters).</summary>
     public static async Task<JsonElement> CreateJobAsync(this HttpClient client, string trainingFile, object? hyperparameters = null, long seed = 1, string? suffix = null,
-        string method = "supervised")
+        string method = "supervised", string model = "gpud-tiny")
     {
         var response = await client.PostAsJsonAsync("/v1/fine_tuning/jobs", new Dictionary<string, object?>
         {
-            ["model"] = "gpud-tiny",
+            ["model"] = model,
             ["training_file"] = trainingFile,
             ["seed"] = seed,
             ["suffix"] = suffix,

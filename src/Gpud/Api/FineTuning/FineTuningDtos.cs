@@ -52,7 +52,7 @@ public sealed record FineTuningJobObject(
             job.FineTunedModel,
             job.FinishedAt,
             HyperparametersObject.From(h),
-            job.Model,
+            job.ParentModel ?? job.Model,
             FineTuningJobView.Organization(job.Project),
             view.ResultFiles,
             job.Status,
