@@ -11,7 +11,7 @@ using static TorchSharp.torch;
 
 namespace Gpud.CudaTests;
 
-/// <summary>LoRA training steps on CUDA: the CPU's loss curve in float32, and learning with a bf16 frozen base.</summary>
+/// <summary>LoRA training steps on CUDA (supervised and DPO): the CPU's loss curve in float32, and learning with a bf16 frozen base.</summary>
 public sealed class TrainingTests
 {
     private static readonly string ModelDir = Gpu.Fixture("models/gpud-tiny");
@@ -49,6 +49,43 @@ public sealed class TrainingTests
         var answers = Capitals.Ask(model, tokenizer, chat, TestContext.Current.CancellationToken);
         var right = answers.Zip(Capitals.Answers).Count(p => p.First == p.Second);
         Assert.True(right >= 19, $"{right}/20 answers reproduced: {string.Join(", ", answers)}");
+    }
+
+    [Fact]
+    public void Dpo_on_cuda_follows_the_cpu_curve_in_float32_and_learns_the_preferences_over_a_bf16_base()
+    {
+        var device = Gpu.Require();
+        var pairs = Capitals.EncodePreferences(ModelDir);
+        var options = new TrainingOptions(Epochs: 3, BatchSize: 4, LearningRate: 5e-3, Seed: 1);
+        List<TrainingProgress> Run(Device on, ScalarType dtype, TrainingOptions o)
+        {
+            using var model = CausalLanguageModel.Load(ModelDir, on, dtype);
+            var parameters = LoraModel.Attach(model, new LoraSettings(16, 32), ["all-linear"], seed: 1);
+            var steps = new List<TrainingProgress>();
+            new LoraTrainer(model, parameters, o).TrainPreferences(pairs, new Steps(steps), cancellationToken: TestContext.Current.CancellationToken);
+            return steps;
+        }
+
+        var cpu = Run(CPU, ScalarType.Float32, options);
+        var gpu = Run(device, ScalarType.Float32, options);
+        for (var i = 0; i < cpu.Count; i++)
+            Assert.True(Math.Abs(cpu[i].TrainLoss - gpu[i].TrainLoss) <= 2e-3 * Math.Abs(cpu[i].TrainLoss) + 1e-4, $"step {i + 1}: cpu {cpu[i].TrainLoss:F6}, cuda {gpu[i].TrainLoss:F6}");
+
+        var bf16 = Run(device, ScalarType.BFloat16, options with { Epochs = 30 });
+        Assert.Equal(Math.Log(2), bf16[0].TrainLoss, 2); // the reference is the starting model, up to bf16 batching differences
+        Assert.True(bf16[^1].TrainLoss < 0.1, $"DPO loss ended at {bf16[^1].TrainLoss:F3}");
+        Assert.Equal(1.0, bf16[^1].RewardAccuracy);
+    }
+
+    private sealed class Steps(List<TrainingProgress> steps) : ITrainingSink
+    {
+        public void OnStep(TrainingProgress progress) => steps.Add(progress);
+
+        public string? CheckpointDirectory(int step, bool endOfEpoch) => null;
+
+        public void ExportAdapter(string directory)
+        {
+        }
     }
 
     private static (TextTokenizer Tokenizer, ChatFormatter Chat, List<TrainingExample> Data) Dataset() => Capitals.Encode(ModelDir);
