@@ -41,8 +41,7 @@ public static class PreferenceLoss
         ArgumentNullException.ThrowIfNull(batch);
         using var _ = no_grad();
         using var scope = NewDisposeScope();
-        var hidden = model.Hidden(batch.InputIds, batch.PositionIds, segments: batch.Segments);
-        var (rows, targets) = TrainedRows(hidden, batch);
+        var (rows, targets) = TrainingLoss.TrainedRows(model, batch);
         return Sums(model, rows, targets, batch.TrainedSequence, sequences, logitChunkBytes);
     }
 
@@ -59,13 +58,11 @@ public static class PreferenceLoss
         ArgumentNullException.ThrowIfNull(weigh);
         using var scope = NewDisposeScope();
         SequenceScores? scores = null;
-        void Head(Tensor hidden)
+        TrainingLoss.BackwardFromTrainedRows(model, batch, checkpointing, dropout, (leaf, targets) =>
         {
-            var (rows, targets) = TrainedRows(hidden, batch);
-            var leaf = rows.detach().requires_grad_(true);
             using (no_grad()) scores = Sums(model, leaf, targets, batch.TrainedSequence, sequences, logitChunkBytes);
-            using var weights = tensor(weigh(scores.LogProbs), ScalarType.Float32, rows.device);
-            var chunk = ChunkRows(model, logitChunkBytes);
+            using var weights = tensor(weigh(scores.LogProbs), ScalarType.Float32, leaf.device);
+            var chunk = TrainingLoss.ChunkRows(model, logitChunkBytes);
             for (long start = 0; start < leaf.shape[0]; start += chunk)
             {
                 using var inner = NewDisposeScope();
@@ -74,30 +71,16 @@ public static class PreferenceLoss
                     reduction: nn.Reduction.None);
                 (logProbs * weights.index_select(0, batch.TrainedSequence.narrow(0, start, length))).sum().backward();
             }
-            if (leaf.grad is { } gradient) rows.backward([gradient]);
-        }
-
-        if (checkpointing)
-            model.BackwardCheckpointed(batch.InputIds, batch.PositionIds, batch.Segments, dropout, Head);
-        else
-            Head(model.Hidden(batch.InputIds, batch.PositionIds, segments: batch.Segments));
+        });
         return scores!;
     }
-
-    private static (Tensor Rows, Tensor Targets) TrainedRows(Tensor hidden, TrainingBatch batch)
-    {
-        var trained = (batch.Labels != Batching.IgnoreIndex).nonzero();
-        return (hidden[trained[.., 0], trained[.., 1]], batch.Labels[trained[.., 0], trained[.., 1]]);
-    }
-
-    private static long ChunkRows(CausalLanguageModel model, long logitChunkBytes) => Math.Max(1, logitChunkBytes / (model.Config.VocabSize * 4L));
 
     private static SequenceScores Sums(CausalLanguageModel model, Tensor rows, Tensor targets, Tensor sequenceOf, int sequences, long logitChunkBytes)
     {
         using var scope = NewDisposeScope();
         var logProbs = zeros(sequences, ScalarType.Float64, rows.device);
         var correct = zeros(sequences, ScalarType.Int64, rows.device);
-        var chunk = ChunkRows(model, logitChunkBytes);
+        var chunk = TrainingLoss.ChunkRows(model, logitChunkBytes);
         for (long start = 0; start < rows.shape[0]; start += chunk)
         {
             using var inner = NewDisposeScope();

@@ -24,8 +24,7 @@ public static class TrainingLoss
         ArgumentNullException.ThrowIfNull(batch);
         using var _ = no_grad();
         using var scope = NewDisposeScope();
-        var hidden = model.Hidden(batch.InputIds, batch.PositionIds, segments: batch.Segments);
-        var (rows, targets) = TrainedRows(hidden, batch);
+        var (rows, targets) = TrainedRows(model, batch);
         return Chunks(model, rows, targets, logitChunkBytes, scale: null);
     }
 
@@ -41,12 +40,27 @@ public static class TrainingLoss
         ArgumentNullException.ThrowIfNull(batch);
         using var scope = NewDisposeScope();
         LossResult result = default;
+        BackwardFromTrainedRows(model, batch, checkpointing, dropout, (leaf, targets) => result = Chunks(model, leaf, targets, logitChunkBytes, scale));
+        return result;
+    }
+
+    /// <summary>The hidden states of the batch's trained positions (and their next tokens), without gradients.</summary>
+    internal static (Tensor Rows, Tensor Targets) TrainedRows(CausalLanguageModel model, TrainingBatch batch) =>
+        TrainedRows(model.Hidden(batch.InputIds, batch.PositionIds, segments: batch.Segments), batch);
+
+    /// <summary>
+    /// Runs the model over the batch and hands <paramref name="head"/> the trained positions' hidden states as a leaf
+    /// (with their targets): whatever the head back-propagates into the leaf then takes the model's graph in one pass —
+    /// through the recomputed layers with <paramref name="checkpointing"/>.
+    /// </summary>
+    internal static void BackwardFromTrainedRows(CausalLanguageModel model, TrainingBatch batch, bool checkpointing, Generator? dropout,
+        Action<Tensor, Tensor> head)
+    {
         void Head(Tensor hidden)
         {
             var (rows, targets) = TrainedRows(hidden, batch);
-            // The chunks' backward stops at this leaf; its gradient then takes the model's graph in one pass.
             var leaf = rows.detach().requires_grad_(true);
-            result = Chunks(model, leaf, targets, logitChunkBytes, scale);
+            head(leaf, targets);
             if (leaf.grad is { } gradient) rows.backward([gradient]);
         }
 
@@ -54,8 +68,10 @@ public static class TrainingLoss
             model.BackwardCheckpointed(batch.InputIds, batch.PositionIds, batch.Segments, dropout, Head);
         else
             Head(model.Hidden(batch.InputIds, batch.PositionIds, segments: batch.Segments));
-        return result;
     }
+
+    /// <summary>How many rows' f32 logits fit in <paramref name="logitChunkBytes"/>.</summary>
+    internal static long ChunkRows(CausalLanguageModel model, long logitChunkBytes) => Math.Max(1, logitChunkBytes / (model.Config.VocabSize * 4L));
 
     private static (Tensor Rows, Tensor Targets) TrainedRows(Tensor hidden, TrainingBatch batch)
     {
@@ -67,7 +83,7 @@ public static class TrainingLoss
     private static LossResult Chunks(CausalLanguageModel model, Tensor rows, Tensor targets, long logitChunkBytes, double? scale)
     {
         var count = rows.shape[0];
-        var chunk = Math.Max(1, logitChunkBytes / (model.Config.VocabSize * 4L));
+        var chunk = ChunkRows(model, logitChunkBytes);
         using var lossSum = zeros(1, ScalarType.Float64, rows.device);
         using var correct = zeros(1, ScalarType.Int64, rows.device);
         for (long start = 0; start < count; start += chunk)
