@@ -201,7 +201,9 @@ public sealed class ContinuousBatcher : IDisposable
             }
             sequence.Generated.Add(token);
             sequence.Next = token;
-            if (!sequence.Group.Sink.OnToken(sequence.Choice, token, logprobs[i])) Finish(sequence, FinishReason.Stop);
+            sequence.Constraint?.Advance(token);
+            // A constrained sequence ends where its constraint is complete (a closed JSON object), not at a stop token.
+            if (!sequence.Group.Sink.OnToken(sequence.Choice, token, logprobs[i]) || sequence.Constraint is { IsComplete: true }) Finish(sequence, FinishReason.Stop);
             else if (sequence.Generated.Count >= sequence.Parameters.MaxTokens || sequence.Length >= ContextLength) Finish(sequence, FinishReason.Length);
         }
     }
@@ -238,6 +240,7 @@ public sealed class ContinuousBatcher : IDisposable
         public torch.Generator? Rng { get; } = parameters.Temperature > 0 ? new torch.Generator(0, CPU).manual_seed(parameters.Seed ?? Random.Shared.NextInt64()) : null;
         public List<int> Generated { get; } = [];
         IReadOnlyList<int> ISampledRow.Generated => Generated;
+        public Constraints.ITokenConstraint? Constraint { get; } = parameters.Constraint?.Invoke();
 
         /// <summary>Positions in the cache; the token at position Length is <see cref="Next"/>, not yet fed.</summary>
         public int Length { get; set; } = length;

@@ -9,6 +9,8 @@ namespace Gpud.Engine.Generation;
 /// <param name="PresencePenalty">OpenAI's: subtracted once from the logit of every token already generated.</param>
 /// <param name="FrequencyPenalty">OpenAI's: subtracted from a token's logit once per time it was generated.</param>
 /// <param name="LogitBias">Added to the logits of these token ids before choosing (-100 bans, 100 forces).</param>
+/// <param name="Constraint">Makes each sequence's structured-output rule (one per sequence: it keeps that sequence's
+/// state); the sequence ends when its rule is complete.</param>
 public sealed record SamplingParameters(
     int MaxTokens,
     double Temperature = 1.0,
@@ -19,7 +21,8 @@ public sealed record SamplingParameters(
     int? TopLogprobs = null,
     double PresencePenalty = 0,
     double FrequencyPenalty = 0,
-    IReadOnlyDictionary<int, float>? LogitBias = null)
+    IReadOnlyDictionary<int, float>? LogitBias = null,
+    Func<Constraints.ITokenConstraint>? Constraint = null)
 {
     /// <summary>True when the logits need adjusting before a token is chosen.</summary>
     public bool AdjustsLogits => PresencePenalty != 0 || FrequencyPenalty != 0 || LogitBias is { Count: > 0 };

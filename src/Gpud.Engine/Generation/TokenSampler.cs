@@ -13,6 +13,9 @@ internal interface ISampledRow
 
     /// <summary>Tokens generated so far (for presence and frequency penalties).</summary>
     IReadOnlyList<int> Generated { get; }
+
+    /// <summary>The row's structured-output rule, if any: tokens it does not allow are never chosen.</summary>
+    Constraints.ITokenConstraint? Constraint { get; }
 }
 
 /// <summary>
@@ -20,7 +23,8 @@ internal interface ISampledRow
 /// one sparse index_add over the whole batch; greedy rows share one argmax; sampled rows are drawn together on the
 /// logits' device (temperature, top-k, top-p, then inverse-CDF sampling), each with one uniform number from its own
 /// generator, so a row's random draws depend on its seed alone, never on its batch. The chosen tokens reach the host
-/// in one copy per step, not a vocabulary-sized copy per sampled row. Reported logprobs are the model's own
+/// in one copy per step, not a vocabulary-sized copy per sampled row. A row with a constraint (structured output) never
+/// gets a token the constraint does not allow: their logits are −∞ before any choice. Reported logprobs are the model's own
 /// distribution (before bias, penalties and temperature), as vLLM reports them.
 /// </summary>
 internal static class TokenSampler
@@ -29,7 +33,7 @@ internal static class TokenSampler
     {
         using var scope = NewDisposeScope();
         var count = rows.Count;
-        var processed = Adjust(logits, rows);
+        var processed = Constrain(Adjust(logits, rows), logits, rows);
         var sampled = Enumerable.Range(0, count).Where(b => rows[b].Parameters.Temperature > 0).Select(b => (long)b).ToArray();
         Tensor choice;
         if (sampled.Length == count)
@@ -70,6 +74,22 @@ internal static class TokenSampler
     {
         var (values, indices) = logSoftmax.topk(k);
         return (values.to(CPU).data<float>().ToArray(), indices.to(CPU).data<long>().ToArray());
+    }
+
+    /// <summary>Sets the logits of tokens a row's constraint does not allow to −∞ (one mask for the batch, one copy to the device).</summary>
+    private static Tensor Constrain(Tensor adjusted, Tensor logits, IReadOnlyList<ISampledRow> rows)
+    {
+        if (!rows.Any(r => r.Constraint is not null)) return adjusted;
+        var vocab = (int)logits.shape[1];
+        var allowed = new bool[rows.Count * vocab];
+        for (var b = 0; b < rows.Count; b++)
+        {
+            var row = allowed.AsSpan(b * vocab, vocab);
+            if (rows[b].Constraint is { } constraint) constraint.Allowed(row);
+            else row.Fill(true);
+        }
+        using var mask = tensor(allowed, device: logits.device).view(rows.Count, vocab);
+        return adjusted.masked_fill(mask.logical_not(), double.NegativeInfinity);
     }
 
     private static Tensor Adjust(Tensor logits, IReadOnlyList<ISampledRow> rows)

@@ -189,6 +189,55 @@ public sealed class TextTokenizer
         }
     }
 
+    /// <summary>
+    /// Each token's bytes as it adds them to decoded text (for constrained decoding): byte-level BPE tokens through
+    /// GPT-2's byte-to-unicode table, SentencePiece pieces with ▁ as a space and &lt;0xNN&gt; as that byte, non-special
+    /// added tokens as their UTF-8. Special tokens (and unused ids) are null: they add no text.
+    /// </summary>
+    public IReadOnlyList<byte[]?> TokenBytes()
+    {
+        var table = new byte[]?[VocabSize];
+        var byteOf = Kind == TokenizerKind.ByteLevelBpe ? UnicodeToByte() : null;
+        foreach (var (token, id) in _vocabulary)
+        {
+            if (id < 0 || id >= table.Length) continue;
+            if (byteOf is not null)
+            {
+                var bytes = new byte[token.Length];
+                var ok = true;
+                for (var i = 0; i < token.Length && ok; i++) ok = byteOf.TryGetValue(token[i], out bytes[i]);
+                table[id] = ok ? bytes : null;
+            }
+            else if (token.Length == 6 && token.StartsWith("<0x", StringComparison.Ordinal) && token[^1] == '>'
+                     && byte.TryParse(token.AsSpan(3, 2), System.Globalization.NumberStyles.HexNumber, null, out var single))
+            {
+                table[id] = [single];
+            }
+            else
+            {
+                table[id] = Encoding.UTF8.GetBytes(token.Replace('▁', ' '));
+            }
+        }
+        foreach (var added in _addedById.Values)
+        {
+            if (added.Id >= 0 && added.Id < table.Length) table[added.Id] = added.Special ? null : Encoding.UTF8.GetBytes(added.Content);
+        }
+        return table;
+    }
+
+    /// <summary>GPT-2's bytes_to_unicode, inverted: printable Latin-1 bytes stand for themselves, the rest for 256 + n.</summary>
+    private static Dictionary<char, byte> UnicodeToByte()
+    {
+        var map = new Dictionary<char, byte>();
+        var next = 0;
+        for (var b = 0; b < 256; b++)
+        {
+            var printable = b is >= '!' and <= '~' or >= '¡' and <= '¬' or >= '®' and <= 'ÿ';
+            map[printable ? (char)b : (char)(256 + next++)] = (byte)b;
+        }
+        return map;
+    }
+
     /// <summary>transformers' clean_up_tokenization.</summary>
     private static string CleanUp(string text) => text
         .Replace(" .", ".", StringComparison.Ordinal).Replace(" ?", "?", StringComparison.Ordinal)
