@@ -98,6 +98,20 @@ test('logprobs, n and stop behave as in the contract', async () => {
   assert.equal(stopped.choices[0].finish_reason, 'stop');
 });
 
+test('JSON mode: response_format json_object answers parse as objects, whole and through the stream helper', async () => {
+  const request = { model: 'gpud-tiny', messages: [{ role: 'user', content: 'Paris as JSON' }], response_format: { type: 'json_object' }, max_tokens: 300, seed: 3, n: 4 };
+  const answer = await client.chat.completions.create(request);
+  const stopped = answer.choices.filter((c) => c.finish_reason === 'stop');
+  assert.ok(stopped.length >= 2, JSON.stringify(answer.choices));
+  for (const choice of stopped) assert.equal(typeof JSON.parse(choice.message.content), 'object');
+
+  const stream = client.chat.completions.stream({ ...request, n: 1 });
+  const final = await stream.finalChatCompletion();
+  assert.equal(final.choices[0].message.content, answer.choices[0].message.content);
+  await assert.rejects(client.chat.completions.create({ ...request, response_format: { type: 'json_schema', json_schema: { name: 'x', schema: {} } } }),
+    (e) => e instanceof BadRequestError && e.param === 'response_format.type' && e.code === 'unsupported_parameter');
+});
+
 test('models: list shows every kind with its parent; deleting the fine-tuned model makes it unknown', async () => {
   const listed = [];
   for await (const m of client.models.list()) listed.push(m);

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using Gpud.Engine.Generation;
+using Gpud.Engine.Generation.Constraints;
 using Gpud.Engine.Templates;
 using Gpud.Services.Errors;
 using static Gpud.Services.Errors.RequestFields;
@@ -38,7 +39,7 @@ public sealed record TextGenerationRequest(
     private static readonly HashSet<string> CompletionFields =
     [
         "model", "prompt", "max_tokens", "temperature", "top_p", "n", "stream", "stream_options", "logprobs", "echo", "stop",
-        "presence_penalty", "frequency_penalty", "best_of", "logit_bias", "seed", "suffix", "user", "top_k",
+        "presence_penalty", "frequency_penalty", "best_of", "logit_bias", "seed", "suffix", "user", "top_k", "response_format",
     ];
 
     private static readonly HashSet<string> ChatFields =
@@ -75,8 +76,7 @@ public sealed record TextGenerationRequest(
                 ? $"'{name}' is deprecated and not supported by gpud: use 'tools' and 'tool_choice'."
                 : $"'{name}' is not supported by gpud: its models answer with text only.", name, "unsupported_parameter");
         }
-        if (Field("response_format") is { } format && !(format.ValueKind == JsonValueKind.Object && format.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String && t.GetString() == "text"))
-            throw GpudException.Invalid("'response_format' is not supported by gpud except {\"type\": \"text\"}.", "response_format", "unsupported_parameter");
+        var json = JsonMode(Field("response_format"));
         if (Field("modalities") is { } modalities && !(modalities.ValueKind == JsonValueKind.Array && modalities.EnumerateArray().All(m => m.ValueKind == JsonValueKind.String && m.GetString() == "text")))
             throw GpudException.Invalid("Only the 'text' modality is supported.", "modalities", "unsupported_parameter");
 
@@ -189,16 +189,38 @@ public sealed record TextGenerationRequest(
             }
             var choices = Enumerable.Range(0, bestOf).Select(c => new SamplingParameters(
                 budget, temperature, topP, Math.Max(topK, 0), seed is { } x ? unchecked(x + c) : null, stopTokens,
-                TopLogprobs: logprobs ?? (bestOf > n ? 0 : null), PresencePenalty: presence, FrequencyPenalty: frequency, LogitBias: bias)).ToList();
+                TopLogprobs: logprobs ?? (bestOf > n ? 0 : null), PresencePenalty: presence, FrequencyPenalty: frequency, LogitBias: bias,
+                Constraint: json ? () => new JsonObjectConstraint(model.Base.TokenTrie) : null)).ToList();
             inputs.Add(new GenerationInput(tokens, choices, stops, echo && logprobs is { } k ? k : null));
         }
         return new TextGenerationRequest(kind, model, inputs, prompts.Select(p => p.Text).ToList(), n, bestOf, echo, logprobs, stream, includeUsage, tools, parallel);
     }
 
     /// <summary>
+    /// OpenAI's <c>response_format</c>: <c>text</c> (the default) or <c>json_object</c> — the answer is constrained,
+    /// token by token, to one JSON object (<see cref="JsonObjectConstraint"/>). <c>json_schema</c> is refused: gpud
+    /// guarantees JSON, not adherence to a schema, and does not pretend otherwise.
+    /// </summary>
+    private static bool JsonMode(JsonElement? format)
+    {
+        if (format is not { } value) return false;
+        if (value.ValueKind != JsonValueKind.Object || !value.TryGetProperty("type", out var type) || type.ValueKind != JsonValueKind.String)
+            throw GpudException.Invalid("'response_format' must be an object with a string 'type'.", "response_format", "invalid_type");
+        return type.GetString() switch
+        {
+            "text" => false,
+            "json_object" => true,
+            "json_schema" => throw GpudException.Invalid(
+                "'response_format' of type 'json_schema' is not supported by gpud; use {\"type\": \"json_object\"}, which constrains the answer to a JSON object.",
+                "response_format.type", "unsupported_parameter"),
+            var other => throw GpudException.Invalid($"Invalid value for 'response_format.type': '{other}' is not one of 'text', 'json_object', 'json_schema'.", "response_format.type"),
+        };
+    }
+
+    /// <summary>
     /// The names of the function tools the answer may call, or null when it may call none (no tools, or tool_choice
-    /// "none"). gpud does not constrain decoding, so it cannot force a call: "required" and a named function are refused
-    /// rather than promised.
+    /// "none"). gpud cannot force a call (its constrained decoding knows JSON objects, not each template's call syntax):
+    /// "required" and a named function are refused rather than promised.
     /// </summary>
     private static HashSet<string>? CallableTools(JsonElement? tools, JsonElement? choice)
     {
@@ -231,7 +253,7 @@ public sealed record TextGenerationRequest(
             case { ValueKind: JsonValueKind.String } c when c.GetString() == "required":
             case { ValueKind: JsonValueKind.Object }:
                 throw GpudException.Invalid(
-                    "gpud cannot force a tool call (it does not constrain decoding): use tool_choice 'auto', with which a model trained to call the tools calls them, or 'none'.",
+                    "gpud cannot force a tool call (its constrained decoding covers JSON mode, not tool-call syntax): use tool_choice 'auto', with which a model trained to call the tools calls them, or 'none'.",
                     "tool_choice", "unsupported_parameter");
             default:
                 throw GpudException.Invalid("Invalid 'tool_choice': expected 'none', 'auto', 'required' or a named function.", "tool_choice");

@@ -57,6 +57,46 @@ public sealed class InferenceApiTests
     }
 
     [Fact]
+    public async Task Json_mode_answers_are_json_objects_whole_or_streamed_and_plain_answers_are_not()
+    {
+        using var factory = new GpudFactory();
+        var client = factory.Client();
+        object Request(string? format, bool stream = false) => new Dictionary<string, object?>
+        {
+            ["model"] = "gpud-tiny", ["messages"] = new[] { new { role = "user", content = "Describe Paris as JSON." } }, ["n"] = 6,
+            ["temperature"] = 1, ["seed"] = 3, ["max_tokens"] = 300, ["stream"] = stream,
+            ["response_format"] = format is null ? null : new { type = format },
+        };
+
+        var answer = await (await client.PostAsJsonAsync("/v1/chat/completions", Request("json_object"))).Json();
+        var choices = answer.GetProperty("choices").EnumerateArray().ToList();
+        var stopped = choices.Where(c => c.GetProperty("finish_reason").GetString() == "stop").ToList();
+        Assert.True(stopped.Count >= 3, answer.ToString());
+        foreach (var choice in stopped)
+        {
+            using var json = JsonDocument.Parse(choice.GetProperty("message").GetProperty("content").GetString()!);
+            Assert.Equal(JsonValueKind.Object, json.RootElement.ValueKind);
+        }
+
+        // Streamed, the deltas of each choice add up to the same objects.
+        var response = await client.PostAsJsonAsync("/v1/chat/completions", Request("json_object", stream: true));
+        var texts = new Dictionary<int, string>();
+        foreach (var line in (await response.Content.ReadAsStringAsync()).Split('\n').Where(l => l.StartsWith("data: {", StringComparison.Ordinal)))
+        {
+            foreach (var choice in JsonDocument.Parse(line["data: ".Length..]).RootElement.GetProperty("choices").EnumerateArray())
+            {
+                var index = choice.GetProperty("index").GetInt32();
+                if (choice.GetProperty("delta").TryGetProperty("content", out var content)) texts[index] = texts.GetValueOrDefault(index, "") + content.GetString();
+            }
+        }
+        foreach (var choice in stopped)
+            Assert.Equal(choice.GetProperty("message").GetProperty("content").GetString(), texts[choice.GetProperty("index").GetInt32()]);
+
+        var plain = await (await client.PostAsJsonAsync("/v1/chat/completions", Request("text"))).Json();
+        Assert.All(plain.GetProperty("choices").EnumerateArray(), c => Assert.False(c.GetProperty("message").GetProperty("content").GetString()!.TrimStart().StartsWith('{')));
+    }
+
+    [Fact]
     public async Task A_chat_answer_ends_at_the_templates_end_of_turn_even_when_the_config_names_only_end_of_text()
     {
         // As a base model's files do (Llama 3.2 1B: <|end_of_text|> only), while its fine-tunes end turns with <|eot_id|>.
@@ -229,7 +269,9 @@ public sealed class InferenceApiTests
     [InlineData("""{"model":"gpud-tiny","messages":[{"content":"x"}]}""", "messages[0].role", null)]
     [InlineData("""{"model":"gpud-tiny","messages":[{"role":"robot","content":"x"}]}""", "messages[0].role", null)]
     [InlineData("""{"model":"gpud-tiny","messages":[{"role":"user","content":"x"}],"functions":[{"name":"f"}]}""", "functions", "unsupported_parameter")]
-    [InlineData("""{"model":"gpud-tiny","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_object"}}""", "response_format", "unsupported_parameter")]
+    [InlineData("""{"model":"gpud-tiny","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"name":"a","schema":{}}}}""", "response_format.type", "unsupported_parameter")]
+    [InlineData("""{"model":"gpud-tiny","messages":[{"role":"user","content":"x"}],"response_format":{"type":"yaml"}}""", "response_format.type", null)]
+    [InlineData("""{"model":"gpud-tiny","messages":[{"role":"user","content":"x"}],"response_format":"json"}""", "response_format", "invalid_type")]
     [InlineData("""{"model":"gpud-tiny","messages":[{"role":"user","content":"x"}],"top_logprobs":2}""", "top_logprobs", null)]
     [InlineData("""{"model":"gpud-tiny","messages":[{"role":"user","content":"x"}],"max_completion_tokens":5000}""", "max_completion_tokens", "context_length_exceeded")]
     public async Task Chat_requests_with_a_bad_field_get_a_400_naming_it(string body, string param, string? code)
