@@ -28,7 +28,7 @@ public sealed class JsonObjectConstraintTests
     [Theory]
     [InlineData("{}")]
     [InlineData("""{"a":1}""")]
-    [InlineData(""" { "a" : [1, -2.5e+3, 0, 0.25E-2, true, false, null, "x\"\\\/\b\f\n\r\t\u00e9"], "b": {"c": {}}, "d": [] }""")]
+    [InlineData("""{ "a" : [1, -2.5e+3, 0, 0.25E-2, true, false, null, "x\"\\\/\b\f\n\r\t\u00e9"], "b": {"c": {}}, "d": [] }""")]
     [InlineData("""{"name": "Zoë 🙂", "nested": [[[{"k": [{}]}]]]}""")]
     [InlineData("{\n  \"pretty\": {\n    \"printed\": true\n  }\n}")]
     public void Every_json_object_is_read_to_completion(string json)
@@ -76,12 +76,17 @@ public sealed class JsonObjectConstraintTests
         Assert.Equal((6, false), ReadBytes(Text(0x80))); // a continuation byte without a lead
         Assert.Equal((7, false), ReadBytes(Text(0xC3, 0x22))); // a quote inside a two-byte character
         Assert.Equal((6, false), ReadBytes(Text(0xFF)));
+        Assert.Equal((7, false), ReadBytes(Text(0xE0, 0x80, 0x80))); // overlong
+        Assert.Equal((7, false), ReadBytes(Text(0xED, 0xA0, 0x80))); // a UTF-16 surrogate
+        Assert.Equal((7, false), ReadBytes(Text(0xF4, 0x90, 0x80, 0x80))); // above U+10FFFF
     }
 
     [Fact]
     public void Whitespace_between_tokens_is_capped_and_nesting_is_bounded()
     {
         Assert.Equal((1 + JsonObjectGrammar.MaxWhitespace, false), Read("{" + new string(' ', 100)));
+        Assert.Equal((1, false), Read("  {}")); // one byte of whitespace before the object at most
+        Assert.True(Read("\n{}").Complete);
         Assert.True(Read("{\"s\":\"" + new string(' ', 100) + "\"}").Complete); // inside strings spaces are content
         var deep = "{\"a\":" + new string('[', JsonObjectGrammar.MaxDepth - 1);
         Assert.Equal(deep.Length, Read(deep).Accepted);
@@ -127,11 +132,11 @@ public sealed class JsonObjectConstraintTests
             // SentencePiece's decoder drops the space its encoder put before the first word; the bytes keep it.
             Assert.True(spelled == decoded || spelled == " " + decoded, $"{Show(spelled)} vs {Show(decoded)}");
         }
-        // From the start only whitespace and then '{' may come (tokens such as "{\"" go on into the object).
+        // From the start only a whitespace byte and then '{' may come (tokens such as "{\"" go on into the object).
         var allowed = new bool[bytes.Count];
         trie.Walk(JsonObjectGrammar.Start, allowed);
         Assert.Contains(tokenizer.Encode("{")[0], Enumerable.Range(0, bytes.Count).Where(i => allowed[i]));
-        Assert.All(Enumerable.Range(0, bytes.Count).Where(i => allowed[i]), i => Assert.Matches(@"(?s)^[ \t\r\n]*(\{.*)?$", Encoding.UTF8.GetString(bytes[i]!)));
+        Assert.All(Enumerable.Range(0, bytes.Count).Where(i => allowed[i]), i => Assert.Matches(@"(?s)^[ \t\r\n]?(\{.*)?$", Encoding.UTF8.GetString(bytes[i]!)));
         Assert.Contains(Enumerable.Range(0, bytes.Count).Where(i => allowed[i]), i => Encoding.UTF8.GetString(bytes[i]!).Length > 1 && Encoding.UTF8.GetString(bytes[i]!).StartsWith('{'));
     }
 

@@ -6,7 +6,8 @@ namespace Gpud.Engine.Generation.Constraints;
 /// vocabulary copies it at every branch instead of undoing steps. Nesting is kept as a bit stack (object or array) up
 /// to <see cref="MaxDepth"/> levels; runs of whitespace between tokens are capped at <see cref="MaxWhitespace"/> bytes, so a
 /// model cannot fill its answer with blank lines (the usual failure of unconstrained whitespace). Bytes ≥ 0x80 are
-/// accepted inside strings only, as whole UTF-8 characters (lead and continuation bytes; overlong forms are not checked).
+/// accepted inside strings only, as whole, well-formed UTF-8 characters (no overlong forms, surrogates or code points
+/// above U+10FFFF). At most one whitespace byte may come before the object.
 /// </summary>
 public struct JsonObjectGrammar : IEquatable<JsonObjectGrammar>
 {
@@ -18,6 +19,7 @@ public struct JsonObjectGrammar : IEquatable<JsonObjectGrammar>
     private byte _depth;
     private byte _whitespace;
     private byte _continuation; // UTF-8 continuation bytes still owed inside a string
+    private byte _lead; // the lead byte while its first continuation byte is owed (E0, ED, F0, F4 narrow its range)
     private ulong _objects; // bit d set: the container at depth d + 1 is an object
     private string? _literal;
 
@@ -82,7 +84,8 @@ public struct JsonObjectGrammar : IEquatable<JsonObjectGrammar>
     {
         if (isSpace)
         {
-            if (_whitespace == MaxWhitespace) return false;
+            // Before the object one byte at most ("\n{", SentencePiece's "▁{"): the answer starts at its object.
+            if (_whitespace == (_mode == Mode.Top ? 1 : MaxWhitespace)) return false;
             _whitespace++;
             return true;
         }
@@ -168,7 +171,16 @@ public struct JsonObjectGrammar : IEquatable<JsonObjectGrammar>
     {
         if (_continuation > 0)
         {
-            if (c is < 0x80 or > 0xBF) return false;
+            var (low, high) = _lead switch
+            {
+                0xE0 => (0xA0, 0xBF), // no overlong forms
+                0xED => (0x80, 0x9F), // no UTF-16 surrogates
+                0xF0 => (0x90, 0xBF),
+                0xF4 => (0x80, 0x8F), // nothing above U+10FFFF
+                _ => (0x80, 0xBF),
+            };
+            if (c < low || c > high) return false;
+            _lead = 0;
             _continuation--;
             return true;
         }
@@ -182,6 +194,7 @@ public struct JsonObjectGrammar : IEquatable<JsonObjectGrammar>
                     >= 0xF0 and <= 0xF4 => 3,
                     _ => 0,
                 };
+                _lead = c;
                 return _continuation > 0;
             case 0:
                 if (c == '"')
@@ -227,12 +240,12 @@ public struct JsonObjectGrammar : IEquatable<JsonObjectGrammar>
 
     public readonly bool Equals(JsonObjectGrammar other) =>
         _mode == other._mode && _sub == other._sub && _depth == other._depth && _whitespace == other._whitespace && _objects == other._objects
-        && _continuation == other._continuation
+        && _continuation == other._continuation && _lead == other._lead
         && ReferenceEquals(_literal, other._literal);
 
     public override readonly bool Equals(object? obj) => obj is JsonObjectGrammar other && Equals(other);
 
-    public override readonly int GetHashCode() => HashCode.Combine(_mode, _sub, _depth, _whitespace, _objects, _continuation);
+    public override readonly int GetHashCode() => HashCode.Combine(_mode, _sub, _depth, _whitespace, _objects, _continuation, _lead);
 
     public static bool operator ==(JsonObjectGrammar left, JsonObjectGrammar right) => left.Equals(right);
 
