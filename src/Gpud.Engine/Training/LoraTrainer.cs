@@ -126,14 +126,7 @@ public sealed partial class LoraTrainer(CausalLanguageModel model, IReadOnlyList
         IReadOnlyList<TrainingExample>? validation = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(sequences);
-        try
-        {
-            return Run(new SupervisedObjective(this, sequences, validation ?? []), sink, resumeFrom, cancellationToken);
-        }
-        catch (System.Runtime.InteropServices.ExternalException e) when (OutOfDeviceMemoryException.Matches(e))
-        {
-            throw new OutOfDeviceMemoryException(e);
-        }
+        return Run(new SupervisedObjective(this, sequences, validation ?? []), sink, resumeFrom, cancellationToken);
     }
 
     /// <summary>
@@ -148,9 +141,14 @@ public sealed partial class LoraTrainer(CausalLanguageModel model, IReadOnlyList
         IReadOnlyList<PreferencePair>? validation = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(pairs);
+        return Run(new PreferenceObjective(this, pairs, validation ?? []), sink, resumeFrom, cancellationToken);
+    }
+
+    private bool Run(IObjective objective, ITrainingSink sink, string? resumeFrom, CancellationToken cancellationToken)
+    {
         try
         {
-            return Run(new PreferenceObjective(this, pairs, validation ?? []), sink, resumeFrom, cancellationToken);
+            return RunSteps(objective, sink, resumeFrom, cancellationToken);
         }
         catch (System.Runtime.InteropServices.ExternalException e) when (OutOfDeviceMemoryException.Matches(e))
         {
@@ -158,7 +156,7 @@ public sealed partial class LoraTrainer(CausalLanguageModel model, IReadOnlyList
         }
     }
 
-    private bool Run(IObjective objective, ITrainingSink sink, string? resumeFrom, CancellationToken cancellationToken)
+    private bool RunSteps(IObjective objective, ITrainingSink sink, string? resumeFrom, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(sink);
         using var dropoutRng = new torch.Generator((ulong)options.Seed, model.Device);
