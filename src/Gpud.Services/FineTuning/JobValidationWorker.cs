@@ -77,13 +77,10 @@ public sealed partial class JobValidationWorker(
             var news = new List<JobEventRecord>();
             if (job.ParentModel is not null)
                 news.Add(events.Info(job.Id, $"Continuing {job.ParentModel}: its rank-{resolved.LoraR} adapter on {string.Join(", ", resolved.TargetModules)} is the starting point"));
-            news.AddRange(new List<JobEventRecord>
-            {
-                events.Info(job.Id, $"Files validated: {training.Examples} training examples ({training.TotalTokens} tokens, {training.TrainedTokens} trained)"
-                                    + (validation is null ? "" : $", {validation.Examples} validation examples")
-                                    + (resolved.Objective == TrainingObjective.Preference ? $"; DPO with beta {resolved.Beta}" : "")
-                                    + $"; {resolved.NEpochs} epochs of batch size {resolved.BatchSize}, {totalSteps} steps"),
-            });
+            news.Add(events.Info(job.Id, $"Files validated: {training.Examples} training examples ({training.TotalTokens} tokens, {training.TrainedTokens} trained)"
+                                + (validation is null ? "" : $", {validation.Examples} validation examples")
+                                + (resolved.Objective == TrainingObjective.Preference ? $"; DPO with beta {resolved.Beta?.ToString(System.Globalization.CultureInfo.InvariantCulture)}" : "")
+                                + $"; {resolved.NEpochs} epochs of batch size {resolved.BatchSize}, {totalSteps} steps"));
             if (training.TruncatedExamples > 0)
                 news.Add(events.Warn(job.Id, $"{training.TruncatedExamples} training examples are longer than {Math.Min(settings.MaxSequenceLength, model.Config.MaxPositionEmbeddings)} tokens and were truncated"));
             if (validation is { TruncatedExamples: > 0 })
