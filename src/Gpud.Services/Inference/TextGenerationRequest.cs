@@ -176,6 +176,9 @@ public sealed record TextGenerationRequest(
         // A chat answer also ends at the template's end-of-turn token, which training teaches (see ChatFormatter).
         var stopTokens = model.Base.Config.EosTokenIds.Concat(tokenizer.EosTokenId is { } eos ? [eos] : [])
             .Concat(chat ? model.Base.Chat().EndOfTurnTokenIds : []).Distinct().ToArray();
+        // Built here, on the request's thread: the constraint factory runs on the device's batcher thread, where the first
+        // JSON request would otherwise stall every running sequence while the vocabulary trie is built.
+        var trie = json ? model.Base.TokenTrie : null;
         var inputs = new List<GenerationInput>();
         foreach (var (tokens, _) in prompts)
         {
@@ -190,7 +193,7 @@ public sealed record TextGenerationRequest(
             var choices = Enumerable.Range(0, bestOf).Select(c => new SamplingParameters(
                 budget, temperature, topP, Math.Max(topK, 0), seed is { } x ? unchecked(x + c) : null, stopTokens,
                 TopLogprobs: logprobs ?? (bestOf > n ? 0 : null), PresencePenalty: presence, FrequencyPenalty: frequency, LogitBias: bias,
-                Constraint: json ? () => new JsonObjectConstraint(model.Base.TokenTrie) : null)).ToList();
+                Constraint: trie is null ? null : () => new JsonObjectConstraint(trie))).ToList();
             inputs.Add(new GenerationInput(tokens, choices, stops, echo && logprobs is { } k ? k : null));
         }
         return new TextGenerationRequest(kind, model, inputs, prompts.Select(p => p.Text).ToList(), n, bestOf, echo, logprobs, stream, includeUsage, tools, parallel);
