@@ -121,10 +121,10 @@ public sealed partial class LoraTrainer
         private double[] ReferenceScores(IReadOnlyList<PreferencePair> set)
         {
             var scores = new double[set.Count * 2];
-            foreach (var micro in MicroBatches(Enumerable.Range(0, set.Count).ToList(), set))
+            foreach (var (micro, rows) in MicroBatches(Enumerable.Range(0, set.Count).ToList(), set))
             {
                 using var scope = NewDisposeScope();
-                var (batch, slots) = Collate(micro, set);
+                var (batch, slots) = Collate(micro, rows, set);
                 using (batch)
                 {
                     var result = PreferenceLoss.Score(trainer.Model, batch, slots.Length, trainer.Options.LogitChunkBytes);
@@ -145,11 +145,11 @@ public sealed partial class LoraTrainer
             double loss = 0, margin = 0;
             long correct = 0, chosenTokens = 0, tokens = 0, trained = 0;
             var wins = 0;
-            foreach (var micro in MicroBatches(items, pairs))
+            foreach (var (micro, rows) in MicroBatches(items, pairs))
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 using var scope = NewDisposeScope();
-                var (batch, slots) = Collate(micro, pairs);
+                var (batch, slots) = Collate(micro, rows, pairs);
                 using (batch)
                 {
                     var scores = PreferenceLoss.Backward(trainer.Model, batch, slots.Length, logProbs =>
@@ -183,10 +183,10 @@ public sealed partial class LoraTrainer
         {
             double loss = 0;
             long correct = 0, chosenTokens = 0;
-            foreach (var micro in MicroBatches(items, validation))
+            foreach (var (micro, rows) in MicroBatches(items, validation))
             {
                 using var scope = NewDisposeScope();
-                var (batch, slots) = Collate(micro, validation);
+                var (batch, slots) = Collate(micro, rows, validation);
                 using (batch)
                 {
                     var scores = PreferenceLoss.Score(trainer.Model, batch, slots.Length, trainer.Options.LogitChunkBytes);
@@ -204,20 +204,26 @@ public sealed partial class LoraTrainer
         private PairLoss Pair(int item, double chosen, double rejected, double[] reference) =>
             PreferenceLoss.Pair(trainer.Options.Beta, chosen, rejected, reference[item * 2], reference[item * 2 + 1]);
 
-        /// <summary>Pairs taken in order while their rows fit <see cref="TrainingOptions.MaxTokensPerMicroBatch"/> (padded size).</summary>
-        private IEnumerable<List<int>> MicroBatches(IReadOnlyList<int> items, IReadOnlyList<PreferencePair> set)
+        /// <summary>
+        /// Pairs taken in order while their rows fit <see cref="TrainingOptions.MaxTokensPerMicroBatch"/> (padded size),
+        /// each micro-batch with the rows it was measured by.
+        /// </summary>
+        private IEnumerable<(List<int> Items, List<BatchRow> Rows)> MicroBatches(IReadOnlyList<int> items, IReadOnlyList<PreferencePair> set)
         {
             var current = new List<int>();
+            List<BatchRow> rows = [];
             foreach (var item in items)
             {
-                if (current.Count > 0 && Cost(Rows([.. current, item], set)) > trainer.Options.MaxTokensPerMicroBatch)
+                var grown = Rows([.. current, item], set);
+                if (current.Count > 0 && Cost(grown) > trainer.Options.MaxTokensPerMicroBatch)
                 {
-                    yield return current;
-                    current = [];
+                    yield return (current, rows);
+                    (current, grown) = ([], Rows([item], set));
                 }
                 current.Add(item);
+                rows = grown;
             }
-            if (current.Count > 0) yield return current;
+            if (current.Count > 0) yield return (current, rows);
         }
 
         private static long Cost(List<BatchRow> rows) => rows.Count * (long)rows.Max(r => r.Length);
@@ -229,9 +235,8 @@ public sealed partial class LoraTrainer
         }
 
         /// <summary>The micro-batch's tensors, and for its k-th pair the batch's sequence indices of the chosen (2k) and rejected (2k+1) answer.</summary>
-        private (TrainingBatch Batch, int[] Slots) Collate(List<int> micro, IReadOnlyList<PreferencePair> set)
+        private (TrainingBatch Batch, int[] Slots) Collate(List<int> micro, List<BatchRow> rows, IReadOnlyList<PreferencePair> set)
         {
-            var rows = Rows(micro, set);
             var position = new Dictionary<TrainingExample, int>(ReferenceEqualityComparer.Instance);
             foreach (var sequence in rows.SelectMany(r => r.Sequences)) position[sequence] = position.Count;
             var slots = micro.SelectMany(i => new[] { position[set[i].Chosen], position[set[i].Rejected] }).ToArray();

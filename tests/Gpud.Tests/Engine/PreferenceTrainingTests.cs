@@ -158,6 +158,27 @@ public sealed class PreferenceTrainingTests
     }
 
     [Fact]
+    public void Splitting_a_step_into_micro_batches_accumulates_the_same_dpo_step()
+    {
+        var pairs = Capitals.EncodePreferences(TinyModel);
+        List<double> Losses(int maxTokensPerMicroBatch)
+        {
+            using var model = CausalLanguageModel.Load(TinyModel, CPU, ScalarType.Float32);
+            var parameters = LoraModel.Attach(model, new LoraSettings(8, 16), ["all-linear"], seed: 6);
+            var steps = new List<TrainingProgress>();
+            new LoraTrainer(model, parameters, new TrainingOptions(Epochs: 2, BatchSize: 8, LearningRate: 5e-3, Seed: 6, MaxTokensPerMicroBatch: maxTokensPerMicroBatch))
+                .TrainPreferences(pairs, new Sink(steps));
+            return steps.Select(p => p.TrainLoss).ToList();
+        }
+
+        var whole = Losses(8192);
+        var split = Losses(100); // one pair (two ~40-token answers) per micro-batch
+        Assert.Equal(whole.Count, split.Count);
+        for (var i = 0; i < whole.Count; i++) Assert.Equal(whole[i], split[i], 5);
+        Assert.NotEqual(whole[0], whole[1], 3); // the steps really moved the adapter
+    }
+
+    [Fact]
     public void A_preference_example_trains_each_answer_after_the_same_rendered_prompt()
     {
         var tokenizer = TextTokenizer.Load(TinyModel);
