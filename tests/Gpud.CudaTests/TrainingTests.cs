@@ -61,9 +61,9 @@ public sealed class TrainingTests
         {
             using var model = CausalLanguageModel.Load(ModelDir, on, dtype);
             var parameters = LoraModel.Attach(model, new LoraSettings(16, 32), ["all-linear"], seed: 1);
-            var steps = new List<TrainingProgress>();
-            new LoraTrainer(model, parameters, o).TrainPreferences(pairs, new Steps(steps), cancellationToken: TestContext.Current.CancellationToken);
-            return steps;
+            var sink = new RecordingTrainingSink();
+            new LoraTrainer(model, parameters, o).TrainPreferences(pairs, sink, cancellationToken: TestContext.Current.CancellationToken);
+            return sink.Steps;
         }
 
         var cpu = Run(CPU, ScalarType.Float32, options);
@@ -75,17 +75,6 @@ public sealed class TrainingTests
         Assert.Equal(Math.Log(2), bf16[0].TrainLoss, 2); // the reference is the starting model, up to bf16 batching differences
         Assert.True(bf16[^1].TrainLoss < 0.1, $"DPO loss ended at {bf16[^1].TrainLoss:F3}");
         Assert.Equal(1.0, bf16[^1].RewardAccuracy);
-    }
-
-    private sealed class Steps(List<TrainingProgress> steps) : ITrainingSink
-    {
-        public void OnStep(TrainingProgress progress) => steps.Add(progress);
-
-        public string? CheckpointDirectory(int step, bool endOfEpoch) => null;
-
-        public void ExportAdapter(string directory)
-        {
-        }
     }
 
     private static (TextTokenizer Tokenizer, ChatFormatter Chat, List<TrainingExample> Data) Dataset() => Capitals.Encode(ModelDir);

@@ -103,9 +103,10 @@ public sealed class PreferenceTrainingTests
         var parameters = LoraModel.Attach(model, new LoraSettings(16, 32), ["all-linear"], seed: 1);
         var trainer = new LoraTrainer(model, parameters, new TrainingOptions(Epochs: 30, BatchSize: 4, LearningRate: 5e-3, Seed: 1, Beta: 0.1));
         var before = Margins(model, pairs);
-        var steps = new List<TrainingProgress>();
+        var sink = new RecordingTrainingSink();
 
-        trainer.TrainPreferences(pairs, new Sink(steps));
+        trainer.TrainPreferences(pairs, sink);
+        var steps = sink.Steps;
 
         // The reference is the starting model: the first step's loss is exactly −log σ(0).
         Assert.Equal(Math.Log(2), steps[0].TrainLoss, 6);
@@ -142,10 +143,9 @@ public sealed class PreferenceTrainingTests
         {
             using var model = CausalLanguageModel.Load(TinyModel, CPU, ScalarType.Float32);
             var parameters = LoraModel.Attach(model, settings, ["all-linear"], seed: 4);
-            var steps = new List<TrainingProgress>();
-            var sink = new Sink(steps, checkpointTo, dir => PeftAdapter.Save(dir, model, settings, ["all-linear"], "gpud-tiny"), stopAfter);
+            var sink = new RecordingTrainingSink(checkpointTo, dir => PeftAdapter.Save(dir, model, settings, ["all-linear"], "gpud-tiny"), stopAfter);
             new LoraTrainer(model, parameters, options).TrainPreferences(pairs, sink, resumeFrom, validation: pairs.Take(5).ToList());
-            return steps.Select(p => (p.TrainLoss, p.RewardMargin)).ToList();
+            return sink.Steps.Select(p => (p.TrainLoss, p.RewardMargin)).ToList();
         }
 
         var uninterrupted = Run(null, null, null);
@@ -165,10 +165,10 @@ public sealed class PreferenceTrainingTests
         {
             using var model = CausalLanguageModel.Load(TinyModel, CPU, ScalarType.Float32);
             var parameters = LoraModel.Attach(model, new LoraSettings(8, 16), ["all-linear"], seed: 6);
-            var steps = new List<TrainingProgress>();
+            var sink = new RecordingTrainingSink();
             new LoraTrainer(model, parameters, new TrainingOptions(Epochs: 2, BatchSize: 8, LearningRate: 5e-3, Seed: 6, MaxTokensPerMicroBatch: maxTokensPerMicroBatch))
-                .TrainPreferences(pairs, new Sink(steps));
-            return steps.Select(p => p.TrainLoss).ToList();
+                .TrainPreferences(pairs, sink);
+            return sink.Steps.Select(p => p.TrainLoss).ToList();
         }
 
         var whole = Losses(8192);
@@ -202,17 +202,5 @@ public sealed class PreferenceTrainingTests
         Assert.Contains("'dpo'", supervised.Message);
         using var chatLine = JsonDocument.Parse(JsonSerializer.Serialize(Capitals.Chat(1)));
         Assert.Contains("is not a preference example", Assert.Throws<TrainingDataException>(() => encoder.EncodePreference(chatLine.RootElement, 2)).Message);
-    }
-
-    private sealed class Sink(List<TrainingProgress> steps, Func<int, bool, string?>? checkpointTo = null, Action<string>? export = null, int? stopAfter = null)
-        : ITrainingSink
-    {
-        public void OnStep(TrainingProgress progress) => steps.Add(progress);
-
-        public string? CheckpointDirectory(int step, bool endOfEpoch) => checkpointTo?.Invoke(step, endOfEpoch);
-
-        public void ExportAdapter(string directory) => export?.Invoke(directory);
-
-        public bool StopAfterStep(int step) => step == stopAfter;
     }
 }
