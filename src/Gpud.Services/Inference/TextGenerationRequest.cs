@@ -76,7 +76,7 @@ public sealed record TextGenerationRequest(
                 ? $"'{name}' is deprecated and not supported by gpud: use 'tools' and 'tool_choice'."
                 : $"'{name}' is not supported by gpud: its models answer with text only.", name, "unsupported_parameter");
         }
-        var json = JsonMode(Field("response_format"));
+        var format = OutputFormat.Parse(Field("response_format"));
         if (Field("modalities") is { } modalities && !(modalities.ValueKind == JsonValueKind.Array && modalities.EnumerateArray().All(m => m.ValueKind == JsonValueKind.String && m.GetString() == "text")))
             throw GpudException.Invalid("Only the 'text' modality is supported.", "modalities", "unsupported_parameter");
 
@@ -178,7 +178,7 @@ public sealed record TextGenerationRequest(
             .Concat(chat ? model.Base.Chat().EndOfTurnTokenIds : []).Distinct().ToArray();
         // Built here, on the request's thread: the constraint factory runs on the device's batcher thread, where the first
         // JSON request would otherwise stall every running sequence while the vocabulary trie is built.
-        var trie = json ? model.Base.TokenTrie : null;
+        var constraint = format.Constraint(model.Base.StructuredOutput);
         var inputs = new List<GenerationInput>();
         foreach (var (tokens, _) in prompts)
         {
@@ -193,31 +193,10 @@ public sealed record TextGenerationRequest(
             var choices = Enumerable.Range(0, bestOf).Select(c => new SamplingParameters(
                 budget, temperature, topP, Math.Max(topK, 0), seed is { } x ? unchecked(x + c) : null, stopTokens,
                 TopLogprobs: logprobs ?? (bestOf > n ? 0 : null), PresencePenalty: presence, FrequencyPenalty: frequency, LogitBias: bias,
-                Constraint: trie is null ? null : () => new JsonObjectConstraint(trie))).ToList();
+                Constraint: constraint)).ToList();
             inputs.Add(new GenerationInput(tokens, choices, stops, echo && logprobs is { } k ? k : null));
         }
         return new TextGenerationRequest(kind, model, inputs, prompts.Select(p => p.Text).ToList(), n, bestOf, echo, logprobs, stream, includeUsage, tools, parallel);
-    }
-
-    /// <summary>
-    /// OpenAI's <c>response_format</c>: <c>text</c> (the default) or <c>json_object</c> — the answer is constrained,
-    /// token by token, to one JSON object (<see cref="JsonObjectConstraint"/>). <c>json_schema</c> is refused: gpud
-    /// guarantees JSON, not adherence to a schema, and does not pretend otherwise.
-    /// </summary>
-    private static bool JsonMode(JsonElement? format)
-    {
-        if (format is not { } value) return false;
-        if (value.ValueKind != JsonValueKind.Object || !value.TryGetProperty("type", out var type) || type.ValueKind != JsonValueKind.String)
-            throw GpudException.Invalid("'response_format' must be an object with a string 'type'.", "response_format", "invalid_type");
-        return type.GetString() switch
-        {
-            "text" => false,
-            "json_object" => true,
-            "json_schema" => throw GpudException.Invalid(
-                "'response_format' of type 'json_schema' is not supported by gpud; use {\"type\": \"json_object\"}, which constrains the answer to a JSON object.",
-                "response_format.type", "unsupported_parameter"),
-            var other => throw GpudException.Invalid($"Invalid value for 'response_format.type': '{other}' is not one of 'text', 'json_object', 'json_schema'.", "response_format.type"),
-        };
     }
 
     /// <summary>

@@ -19,13 +19,13 @@ public sealed record BaseModel(BaseModelDefinition Definition, ModelConfig Confi
     // One formatter per model: it learns the template's end-of-turn token once (ChatFormatter.EndOfTurnTokenIds).
     private readonly ChatFormatter? _chat = ChatTemplate is null ? null : new ChatFormatter(Tokenizer, ChatTemplate);
 
-    // The vocabulary as a byte trie for structured output, built on the first request that needs it (~0.1 s for 128k
+    // Structured outputs over the vocabulary's byte trie, built on the first request that needs them (~0.1 s for 128k
     // tokens); a race only builds it twice.
-    private Engine.Generation.Constraints.TokenTrie? _tokenTrie;
+    private Engine.Generation.Constraints.StructuredOutput? _structuredOutput;
 
     public string Name => Definition.Name;
 
-    public Engine.Generation.Constraints.TokenTrie TokenTrie => _tokenTrie ??= new Engine.Generation.Constraints.TokenTrie(Tokenizer.TokenBytes());
+    public Engine.Generation.Constraints.StructuredOutput StructuredOutput => _structuredOutput ??= new(Tokenizer.TokenBytes());
 
     /// <summary>The configured dtype, else bfloat16 on CUDA and float32 on the CPU.</summary>
     public ScalarType DTypeOn(Device device) => Definition.Dtype?.ToLowerInvariant() switch

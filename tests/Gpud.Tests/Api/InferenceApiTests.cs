@@ -97,6 +97,51 @@ public sealed class InferenceApiTests
     }
 
     [Fact]
+    public async Task Json_schema_answers_are_instances_of_the_schema_on_both_endpoints_and_unenforceable_schemas_are_refused()
+    {
+        using var factory = new GpudFactory();
+        var client = factory.Client();
+        var schema = JsonDocument.Parse("""
+            {"type": "object", "additionalProperties": false, "required": ["city", "rank"],
+             "properties": {"city": {"enum": ["Paris", "Lyon"]}, "rank": {"type": "integer"}, "rivers": {"type": "array", "items": {"enum": ["Seine", "Rhône"]}, "maxItems": 2}}}
+            """).RootElement;
+        var format = new { type = "json_schema", json_schema = new { name = "city", strict = true, schema } };
+
+        var chat = await (await client.PostAsJsonAsync("/v1/chat/completions", new
+        {
+            model = "gpud-tiny", messages = new[] { new { role = "user", content = "A French city as JSON." } }, n = 6, temperature = 1, seed = 5, max_tokens = 200,
+            response_format = format,
+        })).Json();
+        var completion = await (await client.PostAsJsonAsync("/v1/completions", new
+        {
+            model = "gpud-tiny", prompt = "A French city as JSON:", n = 6, temperature = 1, seed = 5, max_tokens = 200, response_format = format,
+        })).Json();
+        var texts = chat.GetProperty("choices").EnumerateArray().Where(c => c.GetProperty("finish_reason").GetString() == "stop").Select(c => c.GetProperty("message").GetProperty("content").GetString()!)
+            .Concat(completion.GetProperty("choices").EnumerateArray().Where(c => c.GetProperty("finish_reason").GetString() == "stop").Select(c => c.GetProperty("text").GetString()!))
+            .ToList();
+        Assert.True(texts.Count >= 6, $"{chat}\n{completion}");
+        foreach (var text in texts)
+        {
+            var answer = JsonDocument.Parse(text).RootElement;
+            Assert.Contains(answer.GetProperty("city").GetString(), new[] { "Paris", "Lyon" });
+            Assert.True(answer.GetProperty("rank").TryGetInt64(out _), text);
+            var names = answer.EnumerateObject().Select(p => p.Name).ToList();
+            Assert.True(names.SequenceEqual(["city", "rank"]) || names.SequenceEqual(["city", "rank", "rivers"]), text);
+            if (answer.TryGetProperty("rivers", out var rivers))
+                Assert.All(rivers.EnumerateArray(), r => Assert.Contains(r.GetString(), new[] { "Seine", "Rhône" }));
+        }
+
+        var refused = await client.PostAsJsonAsync("/v1/chat/completions", new
+        {
+            model = "gpud-tiny", messages = new[] { new { role = "user", content = "x" } },
+            response_format = new { type = "json_schema", json_schema = new { name = "zip", schema = JsonDocument.Parse("""{"type":"object","properties":{"zip":{"type":"string","maxLength":5}}}""").RootElement } },
+        });
+        var error = await refused.AssertError(HttpStatusCode.BadRequest, "response_format", "invalid_json_schema");
+        Assert.Equal("Invalid schema for response_format 'zip': In context '#/properties/zip': 'maxLength' is not supported by gpud's structured outputs "
+            + "(supported: type, properties, required, additionalProperties, items, minItems, maxItems, enum, const, anyOf, $ref).", error.GetProperty("message").GetString());
+    }
+
+    [Fact]
     public async Task A_chat_answer_ends_at_the_templates_end_of_turn_even_when_the_config_names_only_end_of_text()
     {
         // As a base model's files do (Llama 3.2 1B: <|end_of_text|> only), while its fine-tunes end turns with <|eot_id|>.
@@ -269,7 +314,12 @@ public sealed class InferenceApiTests
     [InlineData("""{"model":"gpud-tiny","messages":[{"content":"x"}]}""", "messages[0].role", null)]
     [InlineData("""{"model":"gpud-tiny","messages":[{"role":"robot","content":"x"}]}""", "messages[0].role", null)]
     [InlineData("""{"model":"gpud-tiny","messages":[{"role":"user","content":"x"}],"functions":[{"name":"f"}]}""", "functions", "unsupported_parameter")]
-    [InlineData("""{"model":"gpud-tiny","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"name":"a","schema":{}}}}""", "response_format.type", "unsupported_parameter")]
+    [InlineData("""{"model":"gpud-tiny","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema"}}""", "response_format.json_schema", "missing_required_parameter")]
+    [InlineData("""{"model":"gpud-tiny","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"schema":{"type":"object"}}}}""", "response_format.json_schema.name", "missing_required_parameter")]
+    [InlineData("""{"model":"gpud-tiny","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"name":"a b","schema":{"type":"object"}}}}""", "response_format.json_schema.name", "invalid_value")]
+    [InlineData("""{"model":"gpud-tiny","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"name":"a","strict":"yes"}}}""", "response_format.json_schema.strict", "invalid_type")]
+    [InlineData("""{"model":"gpud-tiny","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"name":"a","schema":{"type":"object","properties":{"zip":{"type":"string","pattern":"^[0-9]{5}$"}}}}}}""", "response_format", "invalid_json_schema")]
+    [InlineData("""{"model":"gpud-tiny","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"name":"a","schema":{"type":"array"}}}}""", "response_format", "invalid_json_schema")]
     [InlineData("""{"model":"gpud-tiny","messages":[{"role":"user","content":"x"}],"response_format":{"type":"yaml"}}""", "response_format.type", null)]
     [InlineData("""{"model":"gpud-tiny","messages":[{"role":"user","content":"x"}],"response_format":"json"}""", "response_format", "invalid_type")]
     [InlineData("""{"model":"gpud-tiny","messages":[{"role":"user","content":"x"}],"top_logprobs":2}""", "top_logprobs", null)]

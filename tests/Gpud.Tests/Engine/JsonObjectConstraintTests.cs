@@ -155,11 +155,11 @@ public sealed class JsonObjectConstraintTests
     public void A_random_weight_model_constrained_to_json_writes_objects_that_parse()
     {
         var tokenizer = TextTokenizer.Load(TinyModel);
-        var trie = new TokenTrie(tokenizer.TokenBytes());
+        var json = new StructuredOutput(tokenizer.TokenBytes()).JsonObject();
         using var model = CausalLanguageModel.Load(TinyModel, CPU, ScalarType.Float32);
         var prompt = tokenizer.Encode("Give me JSON:", addSpecialTokens: true);
         var parameters = Enumerable.Range(0, 8)
-            .Select(i => new SamplingParameters(400, Temperature: i == 0 ? 0 : 1, Seed: i, StopTokenIds: model.Config.EosTokenIds, Constraint: () => new JsonObjectConstraint(trie)))
+            .Select(i => new SamplingParameters(400, Temperature: i == 0 ? 0 : 1, Seed: i, StopTokenIds: model.Config.EosTokenIds, Constraint: json))
             .ToList();
 
         var results = new TokenGenerator(model).Generate(parameters.Select(_ => prompt).ToList(), parameters);

@@ -9,7 +9,7 @@ namespace Gpud.Engine.Generation.Constraints;
 /// accepted inside strings only, as whole, well-formed UTF-8 characters (no overlong forms, surrogates or code points
 /// above U+10FFFF). At most one whitespace byte may come before the object.
 /// </summary>
-public struct JsonObjectGrammar : IEquatable<JsonObjectGrammar>
+public struct JsonObjectGrammar : IByteGrammar<JsonObjectGrammar>
 {
     public const int MaxDepth = 64;
     public const int MaxWhitespace = 20;

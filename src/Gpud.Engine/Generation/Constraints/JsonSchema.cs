@@ -1,0 +1,381 @@
+using System.Text.Encodings.Web;
+using System.Text.Json;
+
+namespace Gpud.Engine.Generation.Constraints;
+
+/// <summary>
+/// A JSON Schema compiled for constrained decoding (OpenAI's <c>response_format: json_schema</c>): every text its
+/// <see cref="Start"/> state reads to completion is an instance of the schema. The subset is OpenAI's structured
+/// outputs': <c>type</c> (one or a list), <c>properties</c>, <c>required</c>, <c>additionalProperties</c>,
+/// <c>items</c>, <c>minItems</c>, <c>maxItems</c>, <c>minimum</c>, <c>maximum</c> (and exclusive forms), <c>enum</c>, <c>const</c>, <c>anyOf</c>, <c>$ref</c> within the
+/// schema (recursion included) and annotations (<c>title</c>, <c>description</c>, …). Any other keyword is refused
+/// by name rather than ignored: an answer that silently breaks a <c>pattern</c> or a <c>maximum</c> would be worse
+/// than an error. Properties are written in declaration order; optional ones may be left out. The root is an object.
+/// </summary>
+public sealed class JsonSchema
+{
+    /// <summary>Objects and arrays nested deeper are not started (only recursive schemas get there).</summary>
+    public const int MaxDepth = 64;
+
+    private readonly RootNode _root;
+
+    private JsonSchema(RootNode root) => _root = root;
+
+    /// <summary>The state before the answer's first byte.</summary>
+    public JsonSchemaGrammar Start => new(new SchemaFrame(_root, 0, 0, 0, 0, null));
+
+    /// <exception cref="JsonSchemaException">The schema is not valid, uses an unsupported keyword, or admits no value.</exception>
+    public static JsonSchema Compile(JsonElement schema) => new(new Compiler(schema).CompileRoot());
+
+    private sealed class Compiler(JsonElement document)
+    {
+        private static readonly JsonSerializerOptions Compact = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+        private static readonly HashSet<string> Annotations =
+            ["title", "description", "default", "examples", "$schema", "$id", "$comment", "$defs", "definitions", "deprecated", "readOnly", "writeOnly"];
+
+        private static readonly HashSet<string> Keywords =
+            ["type", "properties", "required", "additionalProperties", "items", "minItems", "maxItems", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "enum", "const", "anyOf", "$ref"];
+
+        private readonly StringNode _string = new();
+        private readonly Dictionary<string, RefNode> _refs = new(StringComparer.Ordinal);
+        private ChoiceNode? _any;
+
+        public RootNode CompileRoot()
+        {
+            var value = Compile(document, "#");
+            var nodes = Reachable(value);
+            CheckReferenceCycles(nodes);
+            var satisfiable = Satisfiable(nodes);
+            if (!satisfiable.Contains(value))
+                throw new JsonSchemaException("#", "no finite JSON value satisfies it (a required property or item always needs another of its own kind)");
+            Prune(nodes, satisfiable);
+            if (!Concrete(value).All(n => n is ObjectNode))
+                throw new JsonSchemaException("#", "the root must be an object (\"type\": \"object\"), as in OpenAI's structured outputs");
+            return new RootNode(value);
+        }
+
+        private SchemaNode Compile(JsonElement schema, string at)
+        {
+            switch (schema.ValueKind)
+            {
+                case JsonValueKind.True:
+                    return Any();
+                case JsonValueKind.False:
+                    throw new JsonSchemaException(at, "the schema false admits no value");
+                case not JsonValueKind.Object:
+                    throw new JsonSchemaException(at, "a schema must be an object or a boolean");
+            }
+            var used = new List<string>();
+            foreach (var keyword in schema.EnumerateObject())
+            {
+                if (Keywords.Contains(keyword.Name)) used.Add(keyword.Name);
+                else if (!Annotations.Contains(keyword.Name))
+                    throw new JsonSchemaException(at, $"'{keyword.Name}' is not supported by gpud's structured outputs (supported: {string.Join(", ", Keywords)})");
+            }
+            foreach (var alone in new[] { "$ref", "anyOf" })
+            {
+                if (used.Contains(alone) && used.Count > 1)
+                    throw new JsonSchemaException(at, $"'{alone}' cannot be combined with '{used.First(k => k != alone)}' in one schema");
+            }
+            if (schema.TryGetProperty("$ref", out var reference))
+                return Reference(reference.ValueKind == JsonValueKind.String ? reference.GetString()! : throw new JsonSchemaException(at + "/$ref", "must be a string"), at);
+            if (schema.TryGetProperty("anyOf", out var anyOf))
+            {
+                if (anyOf.ValueKind != JsonValueKind.Array || anyOf.GetArrayLength() == 0) throw new JsonSchemaException(at + "/anyOf", "must be a non-empty array of schemas");
+                return new ChoiceNode { Alternatives = [.. anyOf.EnumerateArray().Select((s, i) => Compile(s, $"{at}/anyOf/{i}"))] };
+            }
+            var types = Types(schema, at);
+            var hasEnum = schema.TryGetProperty("enum", out var enumValues);
+            if (hasEnum || schema.TryGetProperty("const", out _))
+            {
+                if (hasEnum && schema.TryGetProperty("const", out _)) throw new JsonSchemaException(at, "'enum' and 'const' cannot be combined in one schema");
+                if (hasEnum && (enumValues.ValueKind != JsonValueKind.Array || enumValues.GetArrayLength() == 0))
+                    throw new JsonSchemaException(at + "/enum", "must be a non-empty array");
+                var values = hasEnum ? enumValues.EnumerateArray().ToList() : [schema.GetProperty("const")];
+                foreach (var v in values)
+                {
+                    if (types is not null && !types.Any(t => Matches(v, t)))
+                        throw new JsonSchemaException(at + (hasEnum ? "/enum" : "/const"), $"{v.GetRawText()} is not of type {string.Join(" or ", types)}");
+                }
+                return Literal(values);
+            }
+            var nodes = (types?.Cast<string?>() ?? Inferred(schema)).Select(t => t switch
+            {
+                null => Any(),
+                "object" => Object(schema, at),
+                "array" => Array(schema, at),
+                "string" => _string,
+                "number" => new NumberNode(integer: false, Bounds(schema, at, integer: false)),
+                "integer" => new NumberNode(integer: true, Bounds(schema, at, integer: true)),
+                "boolean" => Literal([JsonTrue, JsonFalse]),
+                "null" => Literal([JsonNull]),
+                _ => (SchemaNode)null!,
+            }).ToArray();
+            return nodes.Length == 1 ? nodes[0] : new ChoiceNode { Alternatives = nodes };
+        }
+
+        private static List<string>? Types(JsonElement schema, string at)
+        {
+            if (!schema.TryGetProperty("type", out var type)) return null;
+            string[] known = ["object", "array", "string", "number", "integer", "boolean", "null"];
+            var names = type.ValueKind switch
+            {
+                JsonValueKind.String => [type.GetString()!],
+                JsonValueKind.Array when type.GetArrayLength() > 0 && type.EnumerateArray().All(t => t.ValueKind == JsonValueKind.String) =>
+                    type.EnumerateArray().Select(t => t.GetString()!).Distinct().ToList(),
+                _ => throw new JsonSchemaException(at + "/type", "must be a type name or a non-empty array of them"),
+            };
+            foreach (var name in names)
+            {
+                if (!known.Contains(name)) throw new JsonSchemaException(at + "/type", $"'{name}' is not one of {string.Join(", ", known)}");
+            }
+            return names;
+        }
+
+        /// <summary>Without 'type': an object or array by its keywords, else any value.</summary>
+        private static List<string?> Inferred(JsonElement schema) =>
+            schema.TryGetProperty("properties", out _) || schema.TryGetProperty("required", out _) || schema.TryGetProperty("additionalProperties", out _) ? ["object"]
+            : schema.TryGetProperty("items", out _) || schema.TryGetProperty("minItems", out _) || schema.TryGetProperty("maxItems", out _) ? ["array"]
+            : [null];
+
+        private static bool Matches(JsonElement value, string type) => type switch
+        {
+            "object" => value.ValueKind == JsonValueKind.Object,
+            "array" => value.ValueKind == JsonValueKind.Array,
+            "string" => value.ValueKind == JsonValueKind.String,
+            "number" => value.ValueKind == JsonValueKind.Number,
+            "integer" => value.ValueKind == JsonValueKind.Number && value.TryGetDecimal(out var d) && d == decimal.Truncate(d),
+            "boolean" => value.ValueKind is JsonValueKind.True or JsonValueKind.False,
+            _ => value.ValueKind == JsonValueKind.Null,
+        };
+
+        private ObjectNode Object(JsonElement schema, string at)
+        {
+            var node = new ObjectNode(_string);
+            SchemaNode? additional = schema.TryGetProperty("additionalProperties", out var extra)
+                ? extra.ValueKind == JsonValueKind.False ? null : Compile(extra, at + "/additionalProperties")
+                : Any();
+            var required = new List<string>();
+            if (schema.TryGetProperty("required", out var names))
+            {
+                if (names.ValueKind != JsonValueKind.Array || names.EnumerateArray().Any(n => n.ValueKind != JsonValueKind.String))
+                    throw new JsonSchemaException(at + "/required", "must be an array of property names");
+                required.AddRange(names.EnumerateArray().Select(n => n.GetString()!).Distinct());
+            }
+            var properties = new List<Property>();
+            if (schema.TryGetProperty("properties", out var declared))
+            {
+                if (declared.ValueKind != JsonValueKind.Object) throw new JsonSchemaException(at + "/properties", "must be an object of schemas");
+                foreach (var property in declared.EnumerateObject())
+                    properties.Add(new Property(property.Name, Key(property.Name), required.Contains(property.Name), Compile(property.Value, $"{at}/properties/{Escape(property.Name)}")));
+            }
+            foreach (var name in required.Where(n => properties.All(p => p.Name != n)))
+            {
+                if (additional is null)
+                    throw new JsonSchemaException(at + "/required", $"'{name}' is required but not in 'properties', and 'additionalProperties' is false");
+                properties.Add(new Property(name, Key(name), true, additional));
+            }
+            if (properties.Count > 0) node.SetProperties([.. properties]);
+            else node.Values = additional;
+            return node;
+        }
+
+        private ArrayNode Array(JsonElement schema, string at)
+        {
+            SchemaNode items;
+            if (!schema.TryGetProperty("items", out var itemSchema)) items = Any();
+            else if (itemSchema.ValueKind == JsonValueKind.Array)
+                throw new JsonSchemaException(at + "/items", "an array of item schemas (tuple validation) is not supported by gpud's structured outputs");
+            else items = Compile(itemSchema, at + "/items");
+            int? Count(string keyword) => !schema.TryGetProperty(keyword, out var n) ? null
+                : n.ValueKind == JsonValueKind.Number && n.TryGetInt32(out var count) && count >= 0 ? count
+                : throw new JsonSchemaException($"{at}/{keyword}", "must be a non-negative integer");
+            var (min, max) = (Count("minItems") ?? 0, Count("maxItems"));
+            if (max < min) throw new JsonSchemaException(at, $"'minItems' ({min}) is greater than 'maxItems' ({max})");
+            return new ArrayNode(items, min, max);
+        }
+
+        /// <summary>
+        /// minimum, maximum and their exclusive forms, as inclusive whole bounds for integers. Bounds past what
+        /// <see cref="NumberBounds.MaxDigits"/> digits can write (zod's ±(2^53 − 1) are well inside) leave that side open.
+        /// </summary>
+        private static NumberBounds? Bounds(JsonElement schema, string at, bool integer)
+        {
+            var limit = 1e18m;
+            (decimal? Value, bool Exclusive) Bound(string inclusive, string exclusive, bool lower)
+            {
+                (decimal? Value, bool Exclusive) found = (null, false);
+                foreach (var (keyword, isExclusive) in new[] { (inclusive, false), (exclusive, true) })
+                {
+                    if (!schema.TryGetProperty(keyword, out var v)) continue;
+                    if (v.ValueKind != JsonValueKind.Number) throw new JsonSchemaException($"{at}/{keyword}", "must be a number");
+                    if (!v.TryGetDecimal(out var d) || Math.Abs(d) >= limit)
+                    {
+                        if (v.GetDouble() < 0 == lower) continue; // beyond what can be written anyway: no bound on this side
+                        throw new JsonSchemaException($"{at}/{keyword}", $"bounds beyond ±{limit:0} are not supported by gpud's structured outputs");
+                    }
+                    // Of two bounds on one side, the tighter holds.
+                    var tighter = found.Value is not { } current || (lower ? d > current || d == current && isExclusive : d < current || d == current && isExclusive);
+                    if (tighter) found = (d, isExclusive);
+                }
+                return found;
+            }
+            var (min, minExclusive) = Bound("minimum", "exclusiveMinimum", lower: true);
+            var (max, maxExclusive) = Bound("maximum", "exclusiveMaximum", lower: false);
+            if (min is null && max is null) return null;
+            if (integer)
+            {
+                (min, minExclusive) = (min is { } lo ? (minExclusive ? decimal.Floor(lo) + 1 : decimal.Ceiling(lo)) : null, false);
+                (max, maxExclusive) = (max is { } hi ? (maxExclusive ? decimal.Ceiling(hi) - 1 : decimal.Floor(hi)) : null, false);
+            }
+            if (min is { } a && max is { } b && (a > b || a == b && (minExclusive || maxExclusive)))
+                throw new JsonSchemaException(at, $"no {(integer ? "integer" : "number")} lies between its minimum and maximum");
+            return new NumberBounds(min, minExclusive, max, maxExclusive);
+        }
+
+        private RefNode Reference(string pointer, string at)
+        {
+            if (_refs.TryGetValue(pointer, out var known)) return known;
+            if (pointer != "#" && !pointer.StartsWith("#/", StringComparison.Ordinal))
+                throw new JsonSchemaException(at + "/$ref", $"'{pointer}' is not a reference within the schema ('#', '#/$defs/…'); gpud fetches no other documents");
+            var node = new RefNode(pointer);
+            _refs[pointer] = node; // before compiling the target, which may refer back to it
+            var target = document;
+            foreach (var token in pointer.Length <= 2 ? [] : pointer[2..].Split('/'))
+            {
+                var name = Uri.UnescapeDataString(token).Replace("~1", "/", StringComparison.Ordinal).Replace("~0", "~", StringComparison.Ordinal);
+                if (target.ValueKind == JsonValueKind.Object && target.TryGetProperty(name, out var child)) target = child;
+                else if (target.ValueKind == JsonValueKind.Array && int.TryParse(name, out var i) && i >= 0 && i < target.GetArrayLength()) target = target[i];
+                else throw new JsonSchemaException(at + "/$ref", $"'{pointer}' points at nothing in the schema");
+            }
+            node.Target = Compile(target, pointer);
+            return node;
+        }
+
+        /// <summary>Any JSON value (a schema of true or {}): one node, referring to itself through objects and arrays.</summary>
+        private ChoiceNode Any()
+        {
+            if (_any is not null) return _any;
+            _any = new ChoiceNode();
+            var anyObject = new ObjectNode(_string) { Values = _any };
+            _any.Alternatives = [anyObject, new ArrayNode(_any, 0, null), _string, new NumberNode(integer: false), Literal([JsonTrue, JsonFalse, JsonNull])];
+            return _any;
+        }
+
+        private static readonly JsonElement JsonTrue = JsonElement.Parse("true");
+        private static readonly JsonElement JsonFalse = JsonElement.Parse("false");
+        private static readonly JsonElement JsonNull = JsonElement.Parse("null");
+
+        private static LiteralNode Literal(IEnumerable<JsonElement> values) =>
+            new([.. values.Select(v => JsonSerializer.SerializeToUtf8Bytes(v, Compact)).DistinctBy(Convert.ToBase64String)]);
+
+        private static byte[] Key(string name) => JsonSerializer.SerializeToUtf8Bytes(name, Compact);
+
+        private static string Escape(string name) => name.Replace("~", "~0", StringComparison.Ordinal).Replace("/", "~1", StringComparison.Ordinal);
+
+        private static IEnumerable<SchemaNode> Children(SchemaNode node) => node switch
+        {
+            ObjectNode o => o.Properties.Select(p => p.Value).Concat(o.Values is null ? [] : [o.Values]),
+            ArrayNode a => [a.Items],
+            ChoiceNode c => c.Alternatives,
+            RefNode r => [r.Target!],
+            _ => [],
+        };
+
+        private static List<SchemaNode> Reachable(SchemaNode start)
+        {
+            var seen = new HashSet<SchemaNode>(ReferenceEqualityComparer.Instance) { start };
+            var order = new List<SchemaNode> { start };
+            for (var i = 0; i < order.Count; i++)
+            {
+                foreach (var child in Children(order[i]))
+                {
+                    if (seen.Add(child)) order.Add(child);
+                }
+            }
+            return order;
+        }
+
+        /// <summary>A reference that comes back to itself through references and anyOf alone would never read a byte.</summary>
+        private static void CheckReferenceCycles(List<SchemaNode> nodes)
+        {
+            var done = new HashSet<SchemaNode>(ReferenceEqualityComparer.Instance);
+            var open = new HashSet<SchemaNode>(ReferenceEqualityComparer.Instance);
+            void Visit(SchemaNode node)
+            {
+                if (node is not (RefNode or ChoiceNode) || done.Contains(node)) return;
+                if (!open.Add(node))
+                    throw new JsonSchemaException(node is RefNode r ? r.Pointer : "#", "a '$ref' leads back to itself before any value is read");
+                foreach (var child in Children(node)) Visit(child);
+                open.Remove(node);
+                done.Add(node);
+            }
+            foreach (var node in nodes) Visit(node);
+        }
+
+        /// <summary>The nodes some finite JSON text satisfies (a least fixed point: leaves first, then what they complete).</summary>
+        private static HashSet<SchemaNode> Satisfiable(List<SchemaNode> nodes)
+        {
+            var yes = new HashSet<SchemaNode>(ReferenceEqualityComparer.Instance);
+            for (var changed = true; changed;)
+            {
+                changed = false;
+                foreach (var node in nodes)
+                {
+                    if (yes.Contains(node)) continue;
+                    var can = node switch
+                    {
+                        ObjectNode o => o.Properties.Where(p => p.Required).All(p => yes.Contains(p.Value)),
+                        ArrayNode a => a.MinItems == 0 || yes.Contains(a.Items),
+                        ChoiceNode c => c.Alternatives.Any(yes.Contains),
+                        RefNode r => yes.Contains(r.Target!),
+                        _ => true,
+                    };
+                    if (can) changed = yes.Add(node);
+                }
+            }
+            return yes;
+        }
+
+        /// <summary>Removes the readings no finite value completes, so that decoding never walks into a dead end.</summary>
+        private static void Prune(List<SchemaNode> nodes, HashSet<SchemaNode> satisfiable)
+        {
+            foreach (var node in nodes)
+            {
+                switch (node)
+                {
+                    case ChoiceNode c:
+                        c.Alternatives = [.. c.Alternatives.Where(satisfiable.Contains)];
+                        break;
+                    case ObjectNode { IsFree: false } o when o.Properties.Any(p => !satisfiable.Contains(p.Value)):
+                        o.SetProperties([.. o.Properties.Where(p => p.Required || satisfiable.Contains(p.Value))]);
+                        break;
+                    case ObjectNode { IsFree: true, Values: { } values } o when !satisfiable.Contains(values):
+                        o.Values = null;
+                        break;
+                    case ArrayNode a when !satisfiable.Contains(a.Items):
+                        a.MaxItems = 0;
+                        break;
+                }
+            }
+        }
+
+        private static IEnumerable<SchemaNode> Concrete(SchemaNode node) => node switch
+        {
+            RefNode r => Concrete(r.Target!),
+            ChoiceNode c => c.Alternatives.SelectMany(Concrete),
+            _ => [node],
+        };
+    }
+}
+
+/// <summary>A schema gpud cannot compile: invalid, using an unsupported keyword, or admitting no value.</summary>
+/// <param name="location">A JSON pointer into the schema ('#' is its root).</param>
+/// <param name="reason">What is wrong there.</param>
+public sealed class JsonSchemaException(string location, string reason) : Exception($"In context '{location}': {reason}.")
+{
+    public string Location { get; } = location;
+
+    public string Reason { get; } = reason;
+}

@@ -1,0 +1,247 @@
+using System.Text;
+using System.Text.Json;
+using Gpud.Engine.Generation;
+using Gpud.Engine.Generation.Constraints;
+using Gpud.Engine.Models;
+using Gpud.Engine.Tokenization;
+using Gpud.Tests.Infrastructure;
+using static TorchSharp.torch;
+
+namespace Gpud.Tests.Engine;
+
+public sealed class JsonSchemaConstraintTests
+{
+    private static readonly string TinyModel = Repo.File("tests/fixtures/models/gpud-tiny");
+
+    private const string Person = """
+        {"type": "object", "additionalProperties": false, "required": ["name", "age", "tags", "role", "nick"],
+         "properties": {
+           "name": {"type": "string", "description": "full name"},
+           "age": {"type": "integer"},
+           "tags": {"type": "array", "items": {"type": "string"}},
+           "role": {"enum": ["admin", "user"]},
+           "nick": {"type": ["string", "null"]}}}
+        """;
+
+    private static JsonSchema Compile(string schema) => JsonSchema.Compile(JsonDocument.Parse(schema).RootElement);
+
+    /// <summary>How far the schema's grammar reads the text: (bytes accepted, complete at the end).</summary>
+    private static (int Accepted, bool Complete) Read(string schema, string text)
+    {
+        var state = Compile(schema).Start;
+        var bytes = Encoding.UTF8.GetBytes(text);
+        for (var i = 0; i < bytes.Length; i++)
+        {
+            if (!state.Advance(bytes[i])) return (i, false);
+        }
+        return (bytes.Length, state.IsComplete);
+    }
+
+    private static void AssertReads(string schema, string text) => Assert.Equal((Encoding.UTF8.GetByteCount(text), true), Read(schema, text));
+
+    /// <summary>The text is refused at the byte just after <paramref name="acceptedPrefix"/>.</summary>
+    private static void AssertRefusedAfter(string schema, string text, string acceptedPrefix)
+    {
+        Assert.StartsWith(acceptedPrefix, text, StringComparison.Ordinal);
+        Assert.Equal((Encoding.UTF8.GetByteCount(acceptedPrefix), false), Read(schema, text));
+    }
+
+    [Theory]
+    [InlineData("""{"name":"Zoë 🙂","age":42,"tags":["a","b\"c"],"role":"admin","nick":null}""")]
+    [InlineData("""{"name":"","age":-7,"tags":[],"role":"user","nick":"Z"}""")]
+    [InlineData("{\n  \"name\": \"Ann\",\n  \"age\": 0,\n  \"tags\": [ \"x\" ],\n  \"role\": \"user\",\n  \"nick\": \"\\u00e9\"\n}")]
+    public void Instances_of_the_schema_are_read_to_completion(string text) => AssertReads(Person, text);
+
+    [Theory]
+    [InlineData("""{"age":1""", "{\"")] // properties come in the schema's order
+    [InlineData("""{"name":"A","age":4.5""", """{"name":"A","age":4""")]
+    [InlineData("""{"name":"A","age":"4""", """{"name":"A","age":""")]
+    [InlineData("""{"name":"A","age":4,"tags":[1]""", """{"name":"A","age":4,"tags":[""")]
+    [InlineData("""{"name":"A","age":4,"tags":[],"role":"guest""", "{\"name\":\"A\",\"age\":4,\"tags\":[],\"role\":\"")]
+    [InlineData("""{"name":"A","age":4,"tags":[],"role":"user","nick":0""", """{"name":"A","age":4,"tags":[],"role":"user","nick":""")]
+    [InlineData("""{"name":"A","age":4}""", """{"name":"A","age":4""")] // required properties cannot be left out
+    [InlineData("""{"name":"A","age":4,"tags":[],"role":"user","nick":null,"x":1}""", """{"name":"A","age":4,"tags":[],"role":"user","nick":null""")]
+    [InlineData("""{"name":"A","age":4,"tags":[],"role":"user","nick":null} """, """{"name":"A","age":4,"tags":[],"role":"user","nick":null}""")]
+    [InlineData("""{"name":"A","age":01""", """{"name":"A","age":0""")]
+    public void Text_that_breaks_the_schema_is_refused_at_its_first_wrong_byte(string text, string acceptedPrefix) =>
+        AssertRefusedAfter(Person, text, acceptedPrefix);
+
+    [Fact]
+    public void Optional_properties_may_be_left_out_but_keep_their_order()
+    {
+        const string schema = """{"type": "object", "properties": {"a": {"type": "integer"}, "ab": {"type": "integer"}, "c": {"type": "boolean"}}, "required": ["ab"]}""";
+        AssertReads(schema, """{"ab":1}""");
+        AssertReads(schema, """{"a":1,"ab":2,"c":true}""");
+        AssertReads(schema, """{"ab":1,"c":false}""");
+        AssertRefusedAfter(schema, """{"c":true}""", "{\""); // "ab" is required before "c"
+        AssertRefusedAfter(schema, """{"a":1}""", """{"a":1""");
+        AssertRefusedAfter(schema, """{}""", """{""");
+        AssertRefusedAfter(schema, """{"ab":1,"a":2}""", "{\"ab\":1,\""); // nothing may come back before "ab"
+    }
+
+    [Fact]
+    public void AnyOf_alternatives_are_told_apart_by_the_text_and_refs_may_recurse()
+    {
+        const string pets = """
+            {"type": "object", "required": ["pet"], "properties": {"pet": {"anyOf": [
+              {"type": "object", "properties": {"cat": {"type": "string"}}, "required": ["cat"], "additionalProperties": false},
+              {"type": "object", "properties": {"car": {"type": "integer"}}, "required": ["car"], "additionalProperties": false},
+              {"type": "null"}]}}}
+            """;
+        AssertReads(pets, """{"pet":{"cat":"Tom"}}""");
+        AssertReads(pets, """{"pet":{"car":3}}""");
+        AssertReads(pets, """{"pet":null}""");
+        AssertRefusedAfter(pets, """{"pet":{"cat":3}}""", """{"pet":{"cat":""");
+        AssertRefusedAfter(pets, """{"pet":{"cow":3}}""", """{"pet":{"c""");
+
+        const string tree = """
+            {"$defs": {"node": {"type": "object", "required": ["value", "children"], "additionalProperties": false,
+              "properties": {"value": {"type": "integer"}, "children": {"type": "array", "items": {"$ref": "#/$defs/node"}}}}},
+             "$ref": "#/$defs/node"}
+            """;
+        AssertReads(tree, """{"value":1,"children":[{"value":2,"children":[]},{"value":3,"children":[{"value":4,"children":[]}]}]}""");
+        AssertRefusedAfter(tree, """{"value":1,"children":[{"value":2}]}""", """{"value":1,"children":[{"value":2""");
+    }
+
+    [Fact]
+    public void Item_counts_free_maps_any_values_and_odd_keys_follow_the_schema()
+    {
+        const string counted = """{"type": "object", "properties": {"xs": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 3}}, "required": ["xs"]}""";
+        AssertReads(counted, """{"xs":[1,2.5e3]}""");
+        AssertReads(counted, """{"xs":[1,2,3]}""");
+        AssertRefusedAfter(counted, """{"xs":[1]}""", """{"xs":[1""");
+        AssertRefusedAfter(counted, """{"xs":[1,2,3,4]}""", """{"xs":[1,2,3""");
+
+        const string map = """{"type": "object", "properties": {"scores": {"type": "object", "additionalProperties": {"type": "number"}}}, "required": ["scores"]}""";
+        AssertReads(map, """{"scores":{"x":1,"y z":-0.5}}""");
+        AssertReads(map, """{"scores":{}}""");
+        AssertRefusedAfter(map, """{"scores":{"x":"1"}}""", """{"scores":{"x":""");
+
+        const string anything = """{"type": "object", "properties": {"any": {}, "first name": {"const": "Zoë"}, "q\"uote": {"type": "boolean"}}, "required": ["any", "first name", "q\"uote"]}""";
+        AssertReads(anything, """{"any":[{"a":[null,true,"s",{}]},-1e-3],"first name":"Zoë","q\"uote":false}""");
+        AssertRefusedAfter(anything, """{"any":1,"first name":"Zoe""", """{"any":1,"first name":"Zo""");
+    }
+
+    [Theory]
+    [InlineData("""{"type": "integer", "minimum": 0, "maximum": 10}""", "0 7 10", "11:1 -1: -0: 01:0 5.0:5 1e1:1")]
+    [InlineData("""{"type": "integer", "minimum": -9007199254740991, "maximum": 9007199254740991}""", "9007199254740991 -9007199254740991 42", "9007199254740992:900719925474099 10000000000000000:1000000000000000")]
+    [InlineData("""{"type": "integer", "exclusiveMinimum": 2.5, "exclusiveMaximum": 5}""", "3 4", "2: 5: 45:4")]
+    [InlineData("""{"type": "number", "exclusiveMinimum": 0, "maximum": 1}""", "0.5 1 1.0 0.001 1.000", "0:0 1.01:1.0 1.5:1. 2: -0.5: 1e0:1")]
+    [InlineData("""{"type": "number", "minimum": -1.5, "maximum": -0.25}""", "-1.5 -1 -0.25 -0.3", "-0.2:-0.2 -1.6:-1. 0: -2:-")]
+    public void Numbers_are_kept_inside_their_minimum_and_maximum(string number, string inRange, string refused)
+    {
+        var schema = $$"""{"type": "object", "properties": {"v": {{number}}}, "required": ["v"]}""";
+        foreach (var value in inRange.Split(' ')) AssertReads(schema, $$"""{"v":{{value}}}""");
+        // value:prefix — the text is refused right after the prefix (a number refused at its end stops before the '}').
+        foreach (var (value, prefix) in refused.Split(' ').Select(r => (r[..r.IndexOf(':')], r[(r.IndexOf(':') + 1)..])))
+            AssertRefusedAfter(schema, $$"""{"v":{{value}}}""", $$"""{"v":{{prefix}}""");
+    }
+
+    [Fact]
+    public void An_array_without_bounds_reads_its_items_in_one_state_so_their_tokens_are_walked_once()
+    {
+        var schema = Compile(Person);
+        JsonSchemaGrammar After(string prefix)
+        {
+            var state = schema.Start;
+            foreach (var b in Encoding.UTF8.GetBytes(prefix)) Assert.True(state.Advance(b));
+            return state;
+        }
+        Assert.Equal(After("""{"name":"A","age":4,"tags":["x"""), After("""{"name":"A","age":4,"tags":["x","y", "zz"""));
+        Assert.NotEqual(After("""{"name":"A"""), After("""{"name":"A","age":4,"tags":["x"""));
+    }
+
+    [Theory]
+    [InlineData("""{"type": "object", "properties": {"zip": {"type": "string", "pattern": "^[0-9]{5}$"}}}""", "#/properties/zip", "'pattern' is not supported")]
+    [InlineData("""{"type": "object", "properties": {"n": {"type": "integer", "multipleOf": 2}}}""", "#/properties/n", "'multipleOf' is not supported")]
+    [InlineData("""{"type": "object", "properties": {"n": {"type": "integer", "minimum": 0.5, "maximum": 0.7}}}""", "#/properties/n", "no integer lies between")]
+    [InlineData("""{"type": "object", "properties": {"n": {"type": "number", "minimum": 1e30}}}""", "#/properties/n/minimum", "bounds beyond")]
+    [InlineData("""{"type": "array", "items": {"type": "string"}}""", "#", "the root must be an object")]
+    [InlineData("""{"type": "object", "properties": {"self": {"$ref": "#"}}, "required": ["self"]}""", "#", "no finite JSON value")]
+    [InlineData("""{"type": "object", "properties": {"a": {"$ref": "https://example.com/a.json"}}}""", "#/properties/a/$ref", "within the schema")]
+    [InlineData("""{"type": "object", "properties": {"a": {"$ref": "#/$defs/missing"}}}""", "#/properties/a/$ref", "points at nothing")]
+    [InlineData("""{"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}, "type": "object", "properties": {"x": {"$ref": "#/$defs/a"}}}""", "#/$defs/a", "leads back to itself")]
+    [InlineData("""{"type": "object", "properties": {"r": {"type": "string", "enum": ["a", 1]}}}""", "#/properties/r/enum", "1 is not of type string")]
+    [InlineData("""{"type": "object", "properties": {"xs": {"type": "array", "minItems": 3, "maxItems": 2}}}""", "#/properties/xs", "greater than 'maxItems'")]
+    [InlineData("""{"type": "object", "required": ["x"], "additionalProperties": false}""", "#/required", "'x' is required")]
+    [InlineData("""{"type": "object", "properties": {"t": {"type": "date"}}}""", "#/properties/t/type", "'date' is not one of")]
+    public void Schemas_gpud_cannot_enforce_are_refused_saying_where_and_why(string schema, string location, string reason)
+    {
+        var error = Assert.Throws<JsonSchemaException>(() => Compile(schema));
+        Assert.Equal(location, error.Location);
+        Assert.Contains(reason, error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void The_trie_walk_allows_exactly_the_tokens_whose_bytes_the_schema_accepts()
+    {
+        var tokenizer = TextTokenizer.Load(TinyModel);
+        var bytes = tokenizer.TokenBytes();
+        var trie = new TokenTrie(bytes);
+        var schema = Compile(Person);
+        foreach (var prefix in new[] { "", "{", "{\"na", "{\"name\":\"Zo", "{\"name\":\"A\",\"age\":1", "{\"name\":\"A\",\"age\":1,\"tags\":[", "{\"name\":\"A\",\"age\":1,\"tags\":[],\"role\":\"", "{\"name\":\"A\",\"age\":1,\"tags\":[],\"role\":\"user\",\"nick\":" })
+        {
+            var state = schema.Start;
+            foreach (var b in Encoding.UTF8.GetBytes(prefix)) Assert.True(state.Advance(b));
+            var walked = new bool[bytes.Count];
+            trie.Walk(state, walked);
+            for (var id = 0; id < bytes.Count; id++)
+            {
+                var expected = bytes[id] is { Length: > 0 } token && Accepts(state, token);
+                Assert.True(expected == walked[id], $"after '{prefix}', token {id} ('{tokenizer.Decode([id])}'): expected {expected}");
+            }
+            Assert.Contains(true, walked);
+        }
+    }
+
+    private static bool Accepts(JsonSchemaGrammar state, byte[] token)
+    {
+        foreach (var b in token)
+        {
+            if (!state.Advance(b)) return false;
+        }
+        return true;
+    }
+
+    [Fact]
+    public void A_random_weight_model_constrained_to_a_schema_writes_instances_of_it()
+    {
+        // Few free strings: a random model rarely closes one, and the point is the structure.
+        const string schema = """
+            {"type": "object", "additionalProperties": false, "required": ["role", "age", "flags", "nick", "pet"],
+             "properties": {
+               "role": {"enum": ["admin", "user"]},
+               "age": {"type": "integer"},
+               "flags": {"type": "array", "items": {"type": "boolean"}, "maxItems": 3},
+               "nick": {"type": ["string", "null"]},
+               "pet": {"anyOf": [{"type": "null"}, {"type": "object", "properties": {"legs": {"type": "integer"}}, "required": ["legs"], "additionalProperties": false}]}}}
+            """;
+        var tokenizer = TextTokenizer.Load(TinyModel);
+        var constraint = new StructuredOutput(tokenizer.TokenBytes()).JsonSchema(JsonDocument.Parse(schema).RootElement);
+        using var model = CausalLanguageModel.Load(TinyModel, CPU, ScalarType.Float32);
+        var prompt = tokenizer.Encode("A person as JSON:", addSpecialTokens: true);
+        var parameters = Enumerable.Range(0, 8)
+            .Select(i => new SamplingParameters(300, Temperature: i == 0 ? 0 : 1, Seed: i, StopTokenIds: model.Config.EosTokenIds, Constraint: constraint))
+            .ToList();
+
+        var results = new TokenGenerator(model).Generate(parameters.Select(_ => prompt).ToList(), parameters);
+
+        var finished = results.Where(r => r.FinishReason == FinishReason.Stop).ToList();
+        Assert.True(finished.Count >= 4, string.Join("\n", results.Select(r => $"{r.FinishReason}: {tokenizer.Decode(r.TokenIds)}")));
+        foreach (var result in finished)
+        {
+            var text = tokenizer.Decode(result.TokenIds);
+            var root = JsonDocument.Parse(text).RootElement;
+            Assert.Equal(["role", "age", "flags", "nick", "pet"], root.EnumerateObject().Select(p => p.Name));
+            Assert.Contains(root.GetProperty("role").GetString(), new[] { "admin", "user" });
+            Assert.True(root.GetProperty("age").TryGetInt64(out _), text);
+            Assert.InRange(root.GetProperty("flags").GetArrayLength(), 0, 3);
+            Assert.All(root.GetProperty("flags").EnumerateArray(), f => Assert.Contains(f.ValueKind, new[] { JsonValueKind.True, JsonValueKind.False }));
+            Assert.Contains(root.GetProperty("nick").ValueKind, new[] { JsonValueKind.String, JsonValueKind.Null });
+            var pet = root.GetProperty("pet");
+            Assert.True(pet.ValueKind == JsonValueKind.Null || pet.EnumerateObject().Single().Name == "legs" && pet.GetProperty("legs").TryGetInt64(out _), text);
+        }
+        foreach (var result in results.Where(r => r.FinishReason == FinishReason.Length))
+            Assert.Equal(300, result.TokenIds.Count);
+    }
+}
