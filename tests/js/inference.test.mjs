@@ -4,6 +4,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI, { toFile, BadRequestError, NotFoundError } from 'openai';
+import { zodResponseFormat } from 'openai/helpers/zod';
+import { z } from 'zod';
+import Ajv from 'ajv';
 
 const baseURL = process.env.GPUD_BASE_URL ?? 'http://127.0.0.1:8080/v1';
 const client = new OpenAI({ baseURL, apiKey: process.env.GPUD_API_KEY ?? 'sk-local', maxRetries: 0 });
@@ -108,8 +111,31 @@ test('JSON mode: response_format json_object answers parse as objects, whole and
   const stream = client.chat.completions.stream({ ...request, n: 1 });
   const final = await stream.finalChatCompletion();
   assert.equal(final.choices[0].message.content, answer.choices[0].message.content);
-  await assert.rejects(client.chat.completions.create({ ...request, response_format: { type: 'json_schema', json_schema: { name: 'x', schema: {} } } }),
-    (e) => e instanceof BadRequestError && e.param === 'response_format.type' && e.code === 'unsupported_parameter');
+});
+
+test('structured outputs: parse() with a zod schema gives typed objects that ajv validates, whole and streamed; unenforceable schemas are a typed 400', async () => {
+  // No free strings: a random-weight model rarely closes one, and parse() refuses answers cut by max_tokens.
+  const City = z.object({
+    city: z.enum(['Paris', 'Lyon']), rank: z.number().int(), coastal: z.boolean(), share: z.number().min(0).max(1),
+    rivers: z.array(z.enum(['Seine', 'Rhône'])).max(2), mayor: z.enum(['Anne', 'Grégory']).nullable(),
+  });
+  const format = zodResponseFormat(City, 'city');
+  const validate = new Ajv({ strict: false }).compile(format.json_schema.schema); // zod writes int bounds and $schema: gpud takes both
+  const request = { model: 'gpud-tiny', messages: [{ role: 'user', content: 'A French city' }], response_format: format, max_tokens: 400, temperature: 1, seed: 11 };
+
+  const completion = await client.chat.completions.parse({ ...request, n: 4 });
+  for (const choice of completion.choices) {
+    assert.equal(choice.finish_reason, 'stop');
+    const value = JSON.parse(choice.message.content);
+    assert.ok(validate(value), `${choice.message.content}: ${JSON.stringify(validate.errors)}`);
+    assert.deepEqual(choice.message.parsed, City.parse(value));
+  }
+  const streamed = await client.chat.completions.stream(request).finalChatCompletion();
+  assert.deepEqual(streamed.choices[0].message.parsed, completion.choices[0].message.parsed);
+
+  const zip = { type: 'object', properties: { zip: { type: 'string', pattern: '^[0-9]{5}$' } }, required: ['zip'], additionalProperties: false };
+  await assert.rejects(client.chat.completions.create({ ...request, response_format: { type: 'json_schema', json_schema: { name: 'zip', schema: zip } } }),
+    (e) => e instanceof BadRequestError && e.param === 'response_format' && e.code === 'invalid_json_schema' && e.message.includes("'#/properties/zip': 'pattern' is not supported"));
 });
 
 test('models: list shows every kind with its parent; deleting the fine-tuned model makes it unknown', async () => {

@@ -155,6 +155,7 @@ internal static class GpudServices
             });
             o.SupportNonNullableReferenceTypes();
             o.NonNullableReferenceTypesAsRequired();
+            o.OperationFilter<Api.OpenApi.DeclaredRequestBodyFilter>();
             var xml = Path.Combine(AppContext.BaseDirectory, "gpud.xml");
             if (File.Exists(xml)) o.IncludeXmlComments(xml);
         });

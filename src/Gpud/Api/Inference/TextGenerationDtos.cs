@@ -62,12 +62,25 @@ public sealed record ChatCompletionChunk(string Id, string Object, long Created,
 public sealed record CreateCompletionRequest(
     string Model, object Prompt, int? MaxTokens, double? Temperature, double? TopP, int? N, bool? Stream, object? StreamOptions,
     int? Logprobs, bool? Echo, object? Stop, double? PresencePenalty, double? FrequencyPenalty, int? BestOf,
-    Dictionary<string, double>? LogitBias, long? Seed, string? Suffix, string? User);
+    Dictionary<string, double>? LogitBias, long? Seed, string? Suffix, string? User, int? TopK, ResponseFormat? ResponseFormat);
 
 public sealed record CreateChatCompletionRequest(
     string Model, IReadOnlyList<object> Messages, int? MaxCompletionTokens, double? Temperature, double? TopP, int? N, bool? Stream,
     object? StreamOptions, object? Stop, double? PresencePenalty, double? FrequencyPenalty, Dictionary<string, double>? LogitBias,
-    bool? Logprobs, int? TopLogprobs, long? Seed, string? User, IReadOnlyList<ChatTool>? Tools, object? ToolChoice, bool? ParallelToolCalls);
+    bool? Logprobs, int? TopLogprobs, long? Seed, string? User, IReadOnlyList<ChatTool>? Tools, object? ToolChoice, bool? ParallelToolCalls,
+    int? TopK, ResponseFormat? ResponseFormat);
+
+/// <summary>
+/// <c>{"type": "text" | "json_object" | "json_schema", "json_schema": {...}}</c>: both JSON types are enforced token by
+/// token; a schema keyword gpud cannot enforce is a 400 (<c>invalid_json_schema</c>) naming it.
+/// </summary>
+public sealed record ResponseFormat(string Type, JsonSchemaFormat? JsonSchema);
+
+/// <param name="Name">1 to 64 letters, digits, underscores or dashes.</param>
+/// <param name="Description">What the answer is, for the caller's records (not shown to the model).</param>
+/// <param name="Schema">A JSON Schema whose root is an object; without one, any JSON object.</param>
+/// <param name="Strict">Accepted for compatibility: gpud always enforces the schema.</param>
+public sealed record JsonSchemaFormat(string Name, string? Description, object? Schema, bool? Strict);
 
 /// <summary>A function the model may call: <c>{"type": "function", "function": {"name", "description", "parameters"}}</c>.</summary>
 public sealed record ChatTool(string Type, ChatFunctionDefinition Function);
