@@ -138,7 +138,7 @@ public sealed class InferenceApiTests
         });
         var error = await refused.AssertError(HttpStatusCode.BadRequest, "response_format", "invalid_json_schema");
         Assert.Equal("Invalid schema for response_format 'zip': In context '#/properties/zip': 'maxLength' is not supported by gpud's structured outputs "
-            + "(supported: type, properties, required, additionalProperties, items, minItems, maxItems, enum, const, anyOf, $ref).", error.GetProperty("message").GetString());
+            + "(supported: type, properties, required, additionalProperties, items, minItems, maxItems, minimum, maximum, exclusiveMinimum, exclusiveMaximum, enum, const, anyOf, $ref).", error.GetProperty("message").GetString());
     }
 
     [Fact]
