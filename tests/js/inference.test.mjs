@@ -165,8 +165,8 @@ test('errors surface as the SDK typed errors with status, code and param', async
     await assert.rejects(client.completions.create(params),
       (e) => e instanceof BadRequestError && e.status === 400 && e.param === param && e.code === code && typeof e.requestID === 'string', param);
   }
-  await assert.rejects(client.chat.completions.create({ model: 'gpud-tiny', messages: [{ role: 'user', content: 'x' }], tools: [{ type: 'function', function: { name: 'f' } }], tool_choice: 'required' }),
-    (e) => e instanceof BadRequestError && e.param === 'tool_choice' && e.code === 'unsupported_parameter');
+  await assert.rejects(client.chat.completions.create({ model: 'gpud-tiny', messages: [{ role: 'user', content: 'x' }], tools: [{ type: 'function', function: { name: 'f' } }], tool_choice: { type: 'function', function: { name: 'g' } } }),
+    (e) => e instanceof BadRequestError && e.param === 'tool_choice.function.name');
   await assert.rejects(client.completions.create({ model: 'no-such-model', prompt: 'x' }),
     (e) => e instanceof NotFoundError && e.code === 'model_not_found');
 });

@@ -50,3 +50,18 @@ test("runTools calls the local function with the model's arguments and sends its
   const toolMessage = runner.messages.find((m) => m.role === "tool");
   assert.equal(toolMessage.content, JSON.stringify({ temp: 4 }));
 });
+
+test("tool_choice forces a call: a named function, or 'required' where the model would answer in text", async () => {
+  const hi = { ...ask, messages: [{ role: "user", content: "Say hi" }], max_tokens: 300 };
+  assert.equal((await client.chat.completions.create(hi)).choices[0].message.tool_calls, undefined); // trained to answer in text
+
+  const named = await client.chat.completions.create({ ...hi, tool_choice: { type: "function", function: { name: "get_time" } } });
+  assert.equal(named.choices[0].finish_reason, "tool_calls");
+  assert.equal(named.choices[0].message.tool_calls.length, 1);
+  assert.equal(named.choices[0].message.tool_calls[0].function.name, "get_time");
+  assert.equal(typeof JSON.parse(named.choices[0].message.tool_calls[0].function.arguments), "object");
+
+  const required = await client.chat.completions.stream({ ...hi, tool_choice: "required" }).finalChatCompletion();
+  assert.ok(required.choices[0].message.tool_calls.length >= 1);
+  for (const call of required.choices[0].message.tool_calls) assert.ok(["get_weather", "get_time"].includes(call.function.name), call.function.name);
+});

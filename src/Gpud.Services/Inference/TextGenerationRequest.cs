@@ -137,6 +137,7 @@ public sealed record TextGenerationRequest(
         // Prompts.
         var prompts = new List<(IReadOnlyList<int> Tokens, string Text)>();
         IReadOnlySet<string>? tools = null;
+        ToolChoice? toolChoice = null;
         var parallel = true;
         if (chat)
         {
@@ -149,7 +150,8 @@ public sealed record TextGenerationRequest(
                 if (role.GetString() is not ("system" or "developer" or "user" or "assistant" or "tool"))
                     throw GpudException.Invalid($"Invalid value for 'messages[{i}].role': '{role.GetString()}' is not one of system, developer, user, assistant, tool.", $"messages[{i}].role");
             }
-            tools = CallableTools(Field("tools"), Field("tool_choice"));
+            toolChoice = CallableTools(Field("tools"), Field("tool_choice"));
+            tools = toolChoice?.Callable;
             if (Field("parallel_tool_calls") is { } parallelField) parallel = Boolean(parallelField, "parallel_tool_calls");
             ChatPrompt rendered;
             try
@@ -178,7 +180,10 @@ public sealed record TextGenerationRequest(
             .Concat(chat ? model.Base.Chat().EndOfTurnTokenIds : []).Distinct().ToArray();
         // Built here, on the request's thread: the constraint factory runs on the device's batcher thread, where the first
         // JSON request would otherwise stall every running sequence while the vocabulary trie is built.
-        var constraint = format.Constraint(model.Base.StructuredOutput);
+        // A forced call is the answer, so it takes the place of response_format (which shapes content, and there is none).
+        var constraint = toolChoice?.Forced is { } forced
+            ? ForcedCall(model.Base.StructuredOutput, forced, parallel: parallel && !toolChoice.Named)
+            : format.Constraint(model.Base.StructuredOutput);
         var inputs = new List<GenerationInput>();
         foreach (var (tokens, _) in prompts)
         {
@@ -200,11 +205,12 @@ public sealed record TextGenerationRequest(
     }
 
     /// <summary>
-    /// The names of the function tools the answer may call, or null when it may call none (no tools, or tool_choice
-    /// "none"). gpud cannot force a call (its constrained decoding knows JSON objects, not each template's call syntax):
-    /// "required" and a named function are refused rather than promised.
+    /// The function tools the answer may call, or null when it may call none (no tools, or tool_choice "none"). With
+    /// "required" or a named function the call is forced as vLLM forces it: decoding is constrained to
+    /// <c>{"name", "arguments"}</c> JSON for those tools (<see cref="JsonSchema.ToolCalls"/>), each call's arguments an
+    /// instance of its parameters schema, which the tool-call reader then returns as <c>tool_calls</c>.
     /// </summary>
-    private static HashSet<string>? CallableTools(JsonElement? tools, JsonElement? choice)
+    private static ToolChoice? CallableTools(JsonElement? tools, JsonElement? choice)
     {
         if (tools is not { } list)
         {
@@ -213,6 +219,7 @@ public sealed record TextGenerationRequest(
         }
         if (list.ValueKind != JsonValueKind.Array) throw Invalid("tools", "must be an array", "invalid_type");
         var names = new HashSet<string>(StringComparer.Ordinal);
+        var all = new List<(int Index, string Name, JsonElement? Parameters)>();
         foreach (var (tool, i) in list.EnumerateArray().Select((t, i) => (t, i)))
         {
             if (tool.ValueKind != JsonValueKind.Object || !tool.TryGetProperty("type", out var type) || type.ValueKind != JsonValueKind.String || type.GetString() != "function")
@@ -222,23 +229,47 @@ public sealed record TextGenerationRequest(
                 throw GpudException.Invalid($"Invalid 'tools[{i}].function.name': a name of 1 to 64 letters, digits, '_' or '-' is required.", $"tools[{i}].function.name");
             if (function.TryGetProperty("parameters", out var parameters) && parameters.ValueKind is not (JsonValueKind.Object or JsonValueKind.Null))
                 throw GpudException.Invalid($"Invalid 'tools[{i}].function.parameters': must be a JSON Schema object.", $"tools[{i}].function.parameters");
-            names.Add(name.GetString()!);
+            if (names.Add(name.GetString()!)) all.Add((i, name.GetString()!, parameters.ValueKind == JsonValueKind.Object ? parameters : null));
         }
         if (names.Count == 0) throw GpudException.Invalid("'tools' must not be empty; leave it out to call no tools.", "tools");
         switch (choice)
         {
             case null:
             case { ValueKind: JsonValueKind.String } c when c.GetString() == "auto":
-                return names;
+                return new ToolChoice(names, null, Named: false);
             case { ValueKind: JsonValueKind.String } c when c.GetString() == "none":
                 return null;
             case { ValueKind: JsonValueKind.String } c when c.GetString() == "required":
-            case { ValueKind: JsonValueKind.Object }:
-                throw GpudException.Invalid(
-                    "gpud cannot force a tool call (its constrained decoding covers JSON mode, not tool-call syntax): use tool_choice 'auto', with which a model trained to call the tools calls them, or 'none'.",
-                    "tool_choice", "unsupported_parameter");
+                return new ToolChoice(names, all, Named: false);
+            case { ValueKind: JsonValueKind.Object } named:
+                if (!named.TryGetProperty("type", out var kind) || kind.ValueKind != JsonValueKind.String || kind.GetString() != "function"
+                    || !named.TryGetProperty("function", out var function) || function.ValueKind != JsonValueKind.Object
+                    || !function.TryGetProperty("name", out var chosen) || chosen.ValueKind != JsonValueKind.String)
+                    throw GpudException.Invalid("Invalid 'tool_choice': a named choice is {\"type\": \"function\", \"function\": {\"name\": \"…\"}}.", "tool_choice");
+                var tool = all.FirstOrDefault(t => t.Name == chosen.GetString());
+                if (tool.Name is null)
+                    throw GpudException.Invalid($"Invalid 'tool_choice': no function named '{chosen.GetString()}' is in 'tools'.", "tool_choice.function.name");
+                return new ToolChoice(new HashSet<string>(StringComparer.Ordinal) { tool.Name }, [tool], Named: true);
             default:
                 throw GpudException.Invalid("Invalid 'tool_choice': expected 'none', 'auto', 'required' or a named function.", "tool_choice");
+        }
+    }
+
+    /// <param name="Callable">The names a call read from the answer may have.</param>
+    /// <param name="Forced">The tools one of which the answer must call, or null when it may answer in text.</param>
+    /// <param name="Named">A single named function: one call, whatever parallel_tool_calls says.</param>
+    private sealed record ToolChoice(HashSet<string> Callable, IReadOnlyList<(int Index, string Name, JsonElement? Parameters)>? Forced, bool Named);
+
+    private static Func<ITokenConstraint> ForcedCall(StructuredOutput output, IReadOnlyList<(int Index, string Name, JsonElement? Parameters)> forced, bool parallel)
+    {
+        try
+        {
+            return output.ToolCalls([.. forced.Select(t => (t.Name, t.Parameters))], parallel);
+        }
+        catch (JsonSchemaException e)
+        {
+            var (index, name, _) = forced[e.Tool ?? 0];
+            throw GpudException.Invalid($"Invalid schema for function '{name}': {e.Message}", $"tools[{index}].function.parameters", "invalid_json_schema");
         }
     }
 

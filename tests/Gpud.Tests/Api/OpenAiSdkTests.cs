@@ -28,7 +28,7 @@ public sealed class OpenAiSdkTests
 
     [Fact]
     public Task The_official_openai_node_sdk_receives_a_fine_tuned_models_function_calls() =>
-        RunAsync("tools.test.mjs", passes: 3, dir =>
+        RunAsync("tools.test.mjs", passes: 4, dir =>
         {
             var (model, adapter) = ToolCaller.Prepare(Path.Combine(dir, "tools"));
             return [$"--Gpud:Models:tiny-tools:Path={model}", $"--Gpud:Adapters:tiny-tools-caller:Path={adapter}", "--Gpud:Adapters:tiny-tools-caller:BaseModel=tiny-tools"];

@@ -102,6 +102,58 @@ public sealed class ToolCallingTests : IClassFixture<ToolCallingTests.TrainedMod
         Assert.Equal("tool_calls", deltas[^1].GetProperty("finish_reason").GetString());
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Tool_choice_required_or_named_forces_a_call_even_where_the_model_would_answer_in_text(bool stream)
+    {
+        using var factory = _trained.Factory();
+        var client = factory.Client();
+        async Task<(string? FinishReason, string Content, List<(string Name, JsonElement Arguments)> Calls)> AskAsync(string question, object choice, bool parallel = true)
+        {
+            var response = await client.PostAsJsonAsync("/v1/chat/completions", Ask(question, stream, choice, parallel));
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            if (!stream)
+            {
+                var answer = (await response.Json()).GetProperty("choices")[0];
+                var message = answer.GetProperty("message");
+                var calls = message.TryGetProperty("tool_calls", out var list)
+                    ? list.EnumerateArray().Select(c => (c.GetProperty("function").GetProperty("name").GetString()!, JsonDocument.Parse(c.GetProperty("function").GetProperty("arguments").GetString()!).RootElement)).ToList()
+                    : [];
+                return (answer.GetProperty("finish_reason").GetString(), message.GetProperty("content").GetString() ?? "", calls);
+            }
+            var deltas = (await response.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries)
+                .Select(e => e["data: ".Length..]).Where(d => d != "[DONE]").Select(d => JsonDocument.Parse(d).RootElement.GetProperty("choices")[0]).ToList();
+            var streamed = deltas.Where(d => d.GetProperty("delta").TryGetProperty("tool_calls", out _))
+                .SelectMany(d => d.GetProperty("delta").GetProperty("tool_calls").EnumerateArray())
+                .Select(c => (c.GetProperty("function").GetProperty("name").GetString()!, JsonDocument.Parse(c.GetProperty("function").GetProperty("arguments").GetString()!).RootElement)).ToList();
+            return (deltas[^1].GetProperty("finish_reason").GetString(), string.Concat(deltas.Select(d => d.GetProperty("delta").TryGetProperty("content", out var c) ? c.GetString() : "")), streamed);
+        }
+
+        // Trained to answer "Say hi" in text (see ToolCaller), the model must still call.
+        var auto = await AskAsync("Say hi", "auto");
+        Assert.Empty(auto.Calls);
+        var required = await AskAsync("Say hi", "required");
+        Assert.Equal(("tool_calls", ""), (required.FinishReason, required.Content));
+        Assert.NotEmpty(required.Calls);
+        foreach (var (name, arguments) in required.Calls)
+        {
+            Assert.Contains(name, new[] { "get_weather", "get_time" });
+            Assert.Equal(JsonValueKind.Object, arguments.ValueKind);
+            if (name == "get_weather") Assert.All(arguments.EnumerateObject(), p => Assert.Equal(("city", JsonValueKind.String), (p.Name, p.Value.ValueKind)));
+        }
+
+        // A named function is called, once, whatever the question.
+        var named = await AskAsync("Weather in Oslo and Rome?", new { type = "function", function = new { name = "get_time" } });
+        Assert.Equal("tool_calls", named.FinishReason);
+        Assert.Equal("get_time", Assert.Single(named.Calls).Name);
+        var weather = Assert.Single((await AskAsync("Say hi", new { type = "function", function = new { name = "get_weather" } })).Calls);
+        Assert.Equal("get_weather", weather.Name);
+        Assert.All(weather.Arguments.EnumerateObject(), p => Assert.Equal(("city", JsonValueKind.String), (p.Name, p.Value.ValueKind)));
+        var single = await AskAsync("Weather in Oslo and Rome?", "required", parallel: false);
+        Assert.Single(single.Calls);
+    }
+
     [Fact]
     public async Task An_answer_that_calls_nothing_is_plain_content_and_a_tool_result_conversation_renders()
     {
@@ -134,8 +186,9 @@ public sealed class ToolCallingTests : IClassFixture<ToolCallingTests.TrainedMod
         { """{"tools":[{"type":"retrieval"}]}""", "tools[0].type", null },
         { """{"tools":[{"type":"function","function":{"name":"has space"}}]}""", "tools[0].function.name", null },
         { """{"tool_choice":"auto"}""", "tool_choice", null },
-        { """{"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":"required"}""", "tool_choice", "unsupported_parameter" },
-        { """{"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":{"type":"function","function":{"name":"f"}}}""", "tool_choice", "unsupported_parameter" },
+        { """{"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":{"type":"function","function":{"name":"g"}}}""", "tool_choice.function.name", null },
+        { """{"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":{"type":"function"}}""", "tool_choice", null },
+        { """{"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"zip":{"type":"string","pattern":"[0-9]+"}}}}}],"tool_choice":"required"}""", "tools[0].function.parameters", "invalid_json_schema" },
         { """{"functions":[{"name":"f"}]}""", "functions", "unsupported_parameter" },
     };
 

@@ -151,6 +151,42 @@ public sealed class JsonSchemaConstraintTests
         Assert.NotEqual(After("""{"name":"A"""), After("""{"name":"A","age":4,"tags":["x"""));
     }
 
+    [Fact]
+    public void Forced_tool_calls_name_a_tool_and_give_it_arguments_of_its_schema()
+    {
+        (string, JsonElement?)[] tools =
+        [
+            ("get_weather", JsonDocument.Parse("""{"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}""").RootElement),
+            ("get_time", null), // no parameters: called with {}
+        ];
+        (int, bool) ReadCalls(bool parallel, string text)
+        {
+            var state = JsonSchema.ToolCalls(tools, parallel).Start;
+            var bytes = Encoding.UTF8.GetBytes(text);
+            for (var i = 0; i < bytes.Length; i++)
+            {
+                if (!state.Advance(bytes[i])) return (i, false);
+            }
+            return (bytes.Length, state.IsComplete);
+        }
+
+        void Reads(bool parallel, string text) => Assert.Equal((Encoding.UTF8.GetByteCount(text), true), ReadCalls(parallel, text));
+        void RefusedAfter(bool parallel, string text, string prefix) => Assert.Equal((prefix.Length, false), ReadCalls(parallel, text));
+
+        Reads(true, """[{"name": "get_weather", "arguments": {"city": "Oslo"}}]""");
+        Reads(true, """[{"name":"get_time","arguments":{}},{"name":"get_weather","arguments":{"city":""}}]""");
+        Reads(false, """{"name":"get_time","arguments":{}}""");
+        RefusedAfter(false, """[{"name":"get_time","arguments":{}}]""", ""); // one call, not a list
+        RefusedAfter(true, "[]", "["); // at least one call
+        RefusedAfter(true, """[{"name":"get_date","arguments":{}}]""", """[{"name":"get_""");
+        RefusedAfter(true, """[{"name":"get_time","arguments":{"tz":"UTC"}}]""", """[{"name":"get_time","arguments":{""");
+        RefusedAfter(true, """[{"name":"get_weather","arguments":{"city":1}}]""", """[{"name":"get_weather","arguments":{"city":""");
+        RefusedAfter(true, """[{"name":"get_weather","arguments":{}}]""", """[{"name":"get_weather","arguments":{"""); // city is required
+
+        var error = Assert.Throws<JsonSchemaException>(() => JsonSchema.ToolCalls([("a", null), ("b", JsonDocument.Parse("""{"type": "object", "properties": {"n": {"type": "integer", "multipleOf": 2}}}""").RootElement)], parallel: true));
+        Assert.Equal((1, "#/properties/n"), (error.Tool, error.Location));
+    }
+
     [Theory]
     [InlineData("""{"type": "object", "properties": {"zip": {"type": "string", "pattern": "^[0-9]{5}$"}}}""", "#/properties/zip", "'pattern' is not supported")]
     [InlineData("""{"type": "object", "properties": {"n": {"type": "integer", "multipleOf": 2}}}""", "#/properties/n", "'multipleOf' is not supported")]

@@ -25,12 +25,67 @@ public sealed class JsonSchema
     public JsonSchemaGrammar Start => new(new SchemaFrame(_root, 0, 0, 0, 0, null));
 
     /// <exception cref="JsonSchemaException">The schema is not valid, uses an unsupported keyword, or admits no value.</exception>
-    public static JsonSchema Compile(JsonElement schema) => new(new Compiler(schema).CompileRoot());
+    public static JsonSchema Compile(JsonElement schema) => new(new RootNode(Document(schema)));
+
+    /// <summary>
+    /// Function calls as vLLM forces them (<c>tool_choice</c> "required" or a named function): the text is
+    /// <c>{"name": …, "arguments": {…}}</c> for one of <paramref name="tools"/>, its arguments an instance of that tool's
+    /// parameters (no parameters: <c>{}</c>), or with <paramref name="parallel"/> a non-empty list of such calls.
+    /// </summary>
+    /// <exception cref="JsonSchemaException">A tool's parameters cannot be compiled (<see cref="JsonSchemaException.Tool"/> says which).</exception>
+    public static JsonSchema ToolCalls(IReadOnlyList<(string Name, JsonElement? Parameters)> tools, bool parallel)
+    {
+        ArgumentNullException.ThrowIfNull(tools);
+        if (tools.Count == 0) throw new ArgumentException("No tools to call.", nameof(tools));
+        var keys = new StringNode();
+        var calls = new List<SchemaNode>();
+        foreach (var (tool, i) in tools.Select((t, i) => (t, i)))
+        {
+            SchemaNode arguments;
+            try
+            {
+                arguments = tool.Parameters is { } parameters ? Document(parameters) : new ObjectNode(keys); // no properties, no others: {}
+            }
+            catch (JsonSchemaException e)
+            {
+                throw new JsonSchemaException(e.Location, e.Reason, i);
+            }
+            var call = new ObjectNode(keys);
+            call.SetProperties([
+                new Property("name", Key("name"), true, new LiteralNode([Key(tool.Name)])),
+                new Property("arguments", Key("arguments"), true, arguments),
+            ]);
+            calls.Add(call);
+        }
+        SchemaNode one = calls.Count == 1 ? calls[0] : new ChoiceNode { Alternatives = [.. calls] };
+        var value = parallel ? new ArrayNode(one, 1, null) : one;
+        Seal(value);
+        return new JsonSchema(new RootNode(value));
+    }
+
+    /// <summary>A whole schema document, checked, its dead readings pruned; its root an object.</summary>
+    private static SchemaNode Document(JsonElement schema)
+    {
+        var value = new Compiler(schema).Compile(schema, "#");
+        Seal(value);
+        if (!Concrete(value).All(n => n is ObjectNode))
+            throw new JsonSchemaException("#", "the root must be an object (\"type\": \"object\"), as in OpenAI's structured outputs");
+        return value;
+    }
+
+    /// <summary>Checks the graph under <paramref name="value"/> (references, satisfiability) and prunes what no finite value completes.</summary>
+    private static void Seal(SchemaNode value)
+    {
+        var nodes = Reachable(value);
+        CheckReferenceCycles(nodes);
+        var satisfiable = Satisfiable(nodes);
+        if (!satisfiable.Contains(value))
+            throw new JsonSchemaException("#", "no finite JSON value satisfies it (a required property or item always needs another of its own kind)");
+        Prune(nodes, satisfiable);
+    }
 
     private sealed class Compiler(JsonElement document)
     {
-        private static readonly JsonSerializerOptions Compact = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
-
         private static readonly HashSet<string> Annotations =
             ["title", "description", "default", "examples", "$schema", "$id", "$comment", "$defs", "definitions", "deprecated", "readOnly", "writeOnly"];
 
@@ -41,21 +96,7 @@ public sealed class JsonSchema
         private readonly Dictionary<string, RefNode> _refs = new(StringComparer.Ordinal);
         private ChoiceNode? _any;
 
-        public RootNode CompileRoot()
-        {
-            var value = Compile(document, "#");
-            var nodes = Reachable(value);
-            CheckReferenceCycles(nodes);
-            var satisfiable = Satisfiable(nodes);
-            if (!satisfiable.Contains(value))
-                throw new JsonSchemaException("#", "no finite JSON value satisfies it (a required property or item always needs another of its own kind)");
-            Prune(nodes, satisfiable);
-            if (!Concrete(value).All(n => n is ObjectNode))
-                throw new JsonSchemaException("#", "the root must be an object (\"type\": \"object\"), as in OpenAI's structured outputs");
-            return new RootNode(value);
-        }
-
-        private SchemaNode Compile(JsonElement schema, string at)
+        public SchemaNode Compile(JsonElement schema, string at)
         {
             switch (schema.ValueKind)
             {
@@ -262,120 +303,125 @@ public sealed class JsonSchema
             _any.Alternatives = [anyObject, new ArrayNode(_any, 0, null), _string, new NumberNode(integer: false), Literal([JsonTrue, JsonFalse, JsonNull])];
             return _any;
         }
+    }
 
-        private static readonly JsonElement JsonTrue = JsonElement.Parse("true");
-        private static readonly JsonElement JsonFalse = JsonElement.Parse("false");
-        private static readonly JsonElement JsonNull = JsonElement.Parse("null");
+    private static readonly JsonSerializerOptions Compact = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
-        private static LiteralNode Literal(IEnumerable<JsonElement> values) =>
-            new([.. values.Select(v => JsonSerializer.SerializeToUtf8Bytes(v, Compact)).DistinctBy(Convert.ToBase64String)]);
+    private static readonly JsonElement JsonTrue = JsonElement.Parse("true");
+    private static readonly JsonElement JsonFalse = JsonElement.Parse("false");
+    private static readonly JsonElement JsonNull = JsonElement.Parse("null");
 
-        private static byte[] Key(string name) => JsonSerializer.SerializeToUtf8Bytes(name, Compact);
+    private static LiteralNode Literal(IEnumerable<JsonElement> values) =>
+        new([.. values.Select(v => JsonSerializer.SerializeToUtf8Bytes(v, Compact)).DistinctBy(Convert.ToBase64String)]);
 
-        private static string Escape(string name) => name.Replace("~", "~0", StringComparison.Ordinal).Replace("/", "~1", StringComparison.Ordinal);
+    private static byte[] Key(string name) => JsonSerializer.SerializeToUtf8Bytes(name, Compact);
 
-        private static IEnumerable<SchemaNode> Children(SchemaNode node) => node switch
+    private static string Escape(string name) => name.Replace("~", "~0", StringComparison.Ordinal).Replace("/", "~1", StringComparison.Ordinal);
+
+    private static IEnumerable<SchemaNode> Children(SchemaNode node) => node switch
+    {
+        ObjectNode o => o.Properties.Select(p => p.Value).Concat(o.Values is null ? [] : [o.Values]),
+        ArrayNode a => [a.Items],
+        ChoiceNode c => c.Alternatives,
+        RefNode r => [r.Target!],
+        _ => [],
+    };
+
+    private static List<SchemaNode> Reachable(SchemaNode start)
+    {
+        var seen = new HashSet<SchemaNode>(ReferenceEqualityComparer.Instance) { start };
+        var order = new List<SchemaNode> { start };
+        for (var i = 0; i < order.Count; i++)
         {
-            ObjectNode o => o.Properties.Select(p => p.Value).Concat(o.Values is null ? [] : [o.Values]),
-            ArrayNode a => [a.Items],
-            ChoiceNode c => c.Alternatives,
-            RefNode r => [r.Target!],
-            _ => [],
-        };
-
-        private static List<SchemaNode> Reachable(SchemaNode start)
-        {
-            var seen = new HashSet<SchemaNode>(ReferenceEqualityComparer.Instance) { start };
-            var order = new List<SchemaNode> { start };
-            for (var i = 0; i < order.Count; i++)
+            foreach (var child in Children(order[i]))
             {
-                foreach (var child in Children(order[i]))
-                {
-                    if (seen.Add(child)) order.Add(child);
-                }
+                if (seen.Add(child)) order.Add(child);
             }
-            return order;
         }
+        return order;
+    }
 
-        /// <summary>A reference that comes back to itself through references and anyOf alone would never read a byte.</summary>
-        private static void CheckReferenceCycles(List<SchemaNode> nodes)
+    /// <summary>A reference that comes back to itself through references and anyOf alone would never read a byte.</summary>
+    private static void CheckReferenceCycles(List<SchemaNode> nodes)
+    {
+        var done = new HashSet<SchemaNode>(ReferenceEqualityComparer.Instance);
+        var open = new HashSet<SchemaNode>(ReferenceEqualityComparer.Instance);
+        void Visit(SchemaNode node)
         {
-            var done = new HashSet<SchemaNode>(ReferenceEqualityComparer.Instance);
-            var open = new HashSet<SchemaNode>(ReferenceEqualityComparer.Instance);
-            void Visit(SchemaNode node)
-            {
-                if (node is not (RefNode or ChoiceNode) || done.Contains(node)) return;
-                if (!open.Add(node))
-                    throw new JsonSchemaException(node is RefNode r ? r.Pointer : "#", "a '$ref' leads back to itself before any value is read");
-                foreach (var child in Children(node)) Visit(child);
-                open.Remove(node);
-                done.Add(node);
-            }
-            foreach (var node in nodes) Visit(node);
+            if (node is not (RefNode or ChoiceNode) || done.Contains(node)) return;
+            if (!open.Add(node))
+                throw new JsonSchemaException(node is RefNode r ? r.Pointer : "#", "a '$ref' leads back to itself before any value is read");
+            foreach (var child in Children(node)) Visit(child);
+            open.Remove(node);
+            done.Add(node);
         }
+        foreach (var node in nodes) Visit(node);
+    }
 
-        /// <summary>The nodes some finite JSON text satisfies (a least fixed point: leaves first, then what they complete).</summary>
-        private static HashSet<SchemaNode> Satisfiable(List<SchemaNode> nodes)
+    /// <summary>The nodes some finite JSON text satisfies (a least fixed point: leaves first, then what they complete).</summary>
+    private static HashSet<SchemaNode> Satisfiable(List<SchemaNode> nodes)
+    {
+        var yes = new HashSet<SchemaNode>(ReferenceEqualityComparer.Instance);
+        for (var changed = true; changed;)
         {
-            var yes = new HashSet<SchemaNode>(ReferenceEqualityComparer.Instance);
-            for (var changed = true; changed;)
-            {
-                changed = false;
-                foreach (var node in nodes)
-                {
-                    if (yes.Contains(node)) continue;
-                    var can = node switch
-                    {
-                        ObjectNode o => o.Properties.Where(p => p.Required).All(p => yes.Contains(p.Value)),
-                        ArrayNode a => a.MinItems == 0 || yes.Contains(a.Items),
-                        ChoiceNode c => c.Alternatives.Any(yes.Contains),
-                        RefNode r => yes.Contains(r.Target!),
-                        _ => true,
-                    };
-                    if (can) changed = yes.Add(node);
-                }
-            }
-            return yes;
-        }
-
-        /// <summary>Removes the readings no finite value completes, so that decoding never walks into a dead end.</summary>
-        private static void Prune(List<SchemaNode> nodes, HashSet<SchemaNode> satisfiable)
-        {
+            changed = false;
             foreach (var node in nodes)
             {
-                switch (node)
+                if (yes.Contains(node)) continue;
+                var can = node switch
                 {
-                    case ChoiceNode c:
-                        c.Alternatives = [.. c.Alternatives.Where(satisfiable.Contains)];
-                        break;
-                    case ObjectNode { IsFree: false } o when o.Properties.Any(p => !satisfiable.Contains(p.Value)):
-                        o.SetProperties([.. o.Properties.Where(p => p.Required || satisfiable.Contains(p.Value))]);
-                        break;
-                    case ObjectNode { IsFree: true, Values: { } values } o when !satisfiable.Contains(values):
-                        o.Values = null;
-                        break;
-                    case ArrayNode a when !satisfiable.Contains(a.Items):
-                        a.MaxItems = 0;
-                        break;
-                }
+                    ObjectNode o => o.Properties.Where(p => p.Required).All(p => yes.Contains(p.Value)),
+                    ArrayNode a => a.MinItems == 0 || yes.Contains(a.Items),
+                    ChoiceNode c => c.Alternatives.Any(yes.Contains),
+                    RefNode r => yes.Contains(r.Target!),
+                    _ => true,
+                };
+                if (can) changed = yes.Add(node);
             }
         }
-
-        private static IEnumerable<SchemaNode> Concrete(SchemaNode node) => node switch
-        {
-            RefNode r => Concrete(r.Target!),
-            ChoiceNode c => c.Alternatives.SelectMany(Concrete),
-            _ => [node],
-        };
+        return yes;
     }
+
+    /// <summary>Removes the readings no finite value completes, so that decoding never walks into a dead end.</summary>
+    private static void Prune(List<SchemaNode> nodes, HashSet<SchemaNode> satisfiable)
+    {
+        foreach (var node in nodes)
+        {
+            switch (node)
+            {
+                case ChoiceNode c:
+                    c.Alternatives = [.. c.Alternatives.Where(satisfiable.Contains)];
+                    break;
+                case ObjectNode { IsFree: false } o when o.Properties.Any(p => !satisfiable.Contains(p.Value)):
+                    o.SetProperties([.. o.Properties.Where(p => p.Required || satisfiable.Contains(p.Value))]);
+                    break;
+                case ObjectNode { IsFree: true, Values: { } values } o when !satisfiable.Contains(values):
+                    o.Values = null;
+                    break;
+                case ArrayNode a when !satisfiable.Contains(a.Items):
+                    a.MaxItems = 0;
+                    break;
+            }
+        }
+    }
+
+    private static IEnumerable<SchemaNode> Concrete(SchemaNode node) => node switch
+    {
+        RefNode r => Concrete(r.Target!),
+        ChoiceNode c => c.Alternatives.SelectMany(Concrete),
+        _ => [node],
+    };
 }
 
 /// <summary>A schema gpud cannot compile: invalid, using an unsupported keyword, or admitting no value.</summary>
 /// <param name="location">A JSON pointer into the schema ('#' is its root).</param>
 /// <param name="reason">What is wrong there.</param>
-public sealed class JsonSchemaException(string location, string reason) : Exception($"In context '{location}': {reason}.")
+/// <param name="tool">For <see cref="JsonSchema.ToolCalls"/>: the index of the tool whose parameters are wrong.</param>
+public sealed class JsonSchemaException(string location, string reason, int? tool = null) : Exception($"In context '{location}': {reason}.")
 {
     public string Location { get; } = location;
 
     public string Reason { get; } = reason;
+
+    public int? Tool { get; } = tool;
 }

@@ -23,9 +23,16 @@ public sealed class StructuredOutput(IReadOnlyList<byte[]?> tokenBytes)
 
     /// <summary>One instance of <paramref name="schema"/> (OpenAI's <c>response_format: json_schema</c>).</summary>
     /// <exception cref="JsonSchemaException">The schema cannot be compiled.</exception>
-    public Func<ITokenConstraint> JsonSchema(JsonElement schema)
+    public Func<ITokenConstraint> JsonSchema(JsonElement schema) => Remembered(schema.GetRawText(), () => Constraints.JsonSchema.Compile(schema));
+
+    /// <summary>A forced function call (<see cref="Constraints.JsonSchema.ToolCalls"/>).</summary>
+    /// <exception cref="JsonSchemaException">A tool's parameters cannot be compiled.</exception>
+    public Func<ITokenConstraint> ToolCalls(IReadOnlyList<(string Name, JsonElement? Parameters)> tools, bool parallel) =>
+        Remembered($"tools:{parallel}:" + string.Join('\0', tools.Select(t => t.Name + "\u0001" + t.Parameters?.GetRawText())),
+            () => Constraints.JsonSchema.ToolCalls(tools, parallel));
+
+    private Func<ITokenConstraint> Remembered(string text, Func<JsonSchema> compile)
     {
-        var text = schema.GetRawText();
         (string Text, JsonSchema Schema, TokenMasks<JsonSchemaGrammar> Masks) entry;
         lock (_lock)
         {
@@ -33,7 +40,7 @@ public sealed class StructuredOutput(IReadOnlyList<byte[]?> tokenBytes)
         }
         if (entry.Schema is null)
         {
-            entry = (text, Constraints.JsonSchema.Compile(schema), new TokenMasks<JsonSchemaGrammar>(capacity: 256));
+            entry = (text, compile(), new TokenMasks<JsonSchemaGrammar>(capacity: 256));
         }
         lock (_lock)
         {
