@@ -134,11 +134,11 @@ public sealed class InferenceApiTests
         var refused = await client.PostAsJsonAsync("/v1/chat/completions", new
         {
             model = "gpud-tiny", messages = new[] { new { role = "user", content = "x" } },
-            response_format = new { type = "json_schema", json_schema = new { name = "zip", schema = JsonDocument.Parse("""{"type":"object","properties":{"zip":{"type":"string","maxLength":5}}}""").RootElement } },
+            response_format = new { type = "json_schema", json_schema = new { name = "zip", schema = JsonDocument.Parse("""{"type":"object","properties":{"zip":{"type":"string","pattern":"^[0-9]{5}$"}}}""").RootElement } },
         });
         var error = await refused.AssertError(HttpStatusCode.BadRequest, "response_format", "invalid_json_schema");
-        Assert.Equal("Invalid schema for response_format 'zip': In context '#/properties/zip': 'maxLength' is not supported by gpud's structured outputs "
-            + "(supported: type, properties, required, additionalProperties, items, minItems, maxItems, minimum, maximum, exclusiveMinimum, exclusiveMaximum, enum, const, anyOf, $ref).", error.GetProperty("message").GetString());
+        Assert.Equal("Invalid schema for response_format 'zip': In context '#/properties/zip': 'pattern' is not supported by gpud's structured outputs "
+            + "(supported: type, properties, required, additionalProperties, items, minItems, maxItems, minLength, maxLength, minimum, maximum, exclusiveMinimum, exclusiveMaximum, enum, const, anyOf, $ref).", error.GetProperty("message").GetString());
     }
 
     [Fact]

@@ -152,6 +152,29 @@ public sealed class JsonSchemaConstraintTests
     }
 
     [Fact]
+    public void String_lengths_count_characters_and_a_lower_bound_alone_stops_counting_once_met()
+    {
+        const string schema = """{"type": "object", "properties": {"s": {"type": "string", "minLength": 2, "maxLength": 3}}, "required": ["s"]}""";
+        AssertReads(schema, """{"s":"ab"}""");
+        AssertReads(schema, """{"s":"é🙂x"}"""); // 3 characters in 7 bytes
+        AssertReads(schema, """{"s":"a\nb"}"""); // an escape is one character
+        AssertRefusedAfter(schema, """{"s":"a"}""", """{"s":"a""");
+        AssertRefusedAfter(schema, """{"s":"abcd"}""", """{"s":"abc""");
+        AssertRefusedAfter(schema, """{"s":"abc🙂"}""", """{"s":"abc""");
+        AssertRefusedAfter(schema, """{"s":"\u00e9x"}""", "{\"s\":\"\\"); // no \u escapes in a counted string
+
+        var nonEmpty = Compile("""{"type": "object", "properties": {"s": {"type": "string", "minLength": 1}}, "required": ["s"]}""");
+        JsonSchemaGrammar After(string prefix)
+        {
+            var state = nonEmpty.Start;
+            foreach (var b in Encoding.UTF8.GetBytes(prefix)) Assert.True(state.Advance(b));
+            return state;
+        }
+        Assert.Equal(After("""{"s":"x"""), After("""{"s":"xyz 🙂 long"""));
+        Assert.NotEqual(After("{\"s\":\""), After("""{"s":"x"""));
+    }
+
+    [Fact]
     public void Forced_tool_calls_name_a_tool_and_give_it_arguments_of_its_schema()
     {
         (string, JsonElement?)[] tools =
@@ -199,6 +222,7 @@ public sealed class JsonSchemaConstraintTests
     [InlineData("""{"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}, "type": "object", "properties": {"x": {"$ref": "#/$defs/a"}}}""", "#/$defs/a", "leads back to itself")]
     [InlineData("""{"type": "object", "properties": {"r": {"type": "string", "enum": ["a", 1]}}}""", "#/properties/r/enum", "1 is not of type string")]
     [InlineData("""{"type": "object", "properties": {"xs": {"type": "array", "minItems": 3, "maxItems": 2}}}""", "#/properties/xs", "greater than 'maxItems'")]
+    [InlineData("""{"type": "object", "properties": {"s": {"type": "string", "minLength": -1}}}""", "#/properties/s/minLength", "non-negative integer")]
     [InlineData("""{"type": "object", "required": ["x"], "additionalProperties": false}""", "#/required", "'x' is required")]
     [InlineData("""{"type": "object", "properties": {"t": {"type": "date"}}}""", "#/properties/t/type", "'date' is not one of")]
     public void Schemas_gpud_cannot_enforce_are_refused_saying_where_and_why(string schema, string location, string reason)
@@ -214,10 +238,13 @@ public sealed class JsonSchemaConstraintTests
         var tokenizer = TextTokenizer.Load(TinyModel);
         var bytes = tokenizer.TokenBytes();
         var trie = new TokenTrie(bytes);
-        var schema = Compile(Person);
-        foreach (var prefix in new[] { "", "{", "{\"na", "{\"name\":\"Zo", "{\"name\":\"A\",\"age\":1", "{\"name\":\"A\",\"age\":1,\"tags\":[", "{\"name\":\"A\",\"age\":1,\"tags\":[],\"role\":\"", "{\"name\":\"A\",\"age\":1,\"tags\":[],\"role\":\"user\",\"nick\":" })
+        const string bounded = """{"type": "object", "properties": {"s": {"type": "string", "maxLength": 4}, "n": {"type": "integer", "minimum": -5, "maximum": 250}}, "required": ["s", "n"]}""";
+        var cases = new[] { "", "{", "{\"na", "{\"name\":\"Zo", "{\"name\":\"A\",\"age\":1", "{\"name\":\"A\",\"age\":1,\"tags\":[", "{\"name\":\"A\",\"age\":1,\"tags\":[],\"role\":\"", "{\"name\":\"A\",\"age\":1,\"tags\":[],\"role\":\"user\",\"nick\":" }
+            .Select(p => (Person, p))
+            .Concat(new[] { "{\"s\":\"", "{\"s\":\"ab", "{\"s\":\"abcd", "{\"s\":\"ab\",\"n\":", "{\"s\":\"ab\",\"n\":2", "{\"s\":\"ab\",\"n\":-" }.Select(p => (bounded, p)));
+        foreach (var (schemaText, prefix) in cases)
         {
-            var state = schema.Start;
+            var state = Compile(schemaText).Start;
             foreach (var b in Encoding.UTF8.GetBytes(prefix)) Assert.True(state.Advance(b));
             var walked = new bool[bytes.Count];
             trie.Walk(state, walked);

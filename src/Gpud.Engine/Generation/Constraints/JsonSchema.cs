@@ -7,7 +7,7 @@ namespace Gpud.Engine.Generation.Constraints;
 /// A JSON Schema compiled for constrained decoding (OpenAI's <c>response_format: json_schema</c>): every text its
 /// <see cref="Start"/> state reads to completion is an instance of the schema. The subset is OpenAI's structured
 /// outputs': <c>type</c> (one or a list), <c>properties</c>, <c>required</c>, <c>additionalProperties</c>,
-/// <c>items</c>, <c>minItems</c>, <c>maxItems</c>, <c>minimum</c>, <c>maximum</c> (and exclusive forms), <c>enum</c>, <c>const</c>, <c>anyOf</c>, <c>$ref</c> within the
+/// <c>items</c>, <c>minItems</c>, <c>maxItems</c>, <c>minLength</c>, <c>maxLength</c>, <c>minimum</c>, <c>maximum</c> (and exclusive forms), <c>enum</c>, <c>const</c>, <c>anyOf</c>, <c>$ref</c> within the
 /// schema (recursion included) and annotations (<c>title</c>, <c>description</c>, …). Any other keyword is refused
 /// by name rather than ignored: an answer that silently breaks a <c>pattern</c> or a <c>maximum</c> would be worse
 /// than an error. Properties are written in declaration order; optional ones may be left out. The root is an object.
@@ -90,7 +90,7 @@ public sealed class JsonSchema
             ["title", "description", "default", "examples", "$schema", "$id", "$comment", "$defs", "definitions", "deprecated", "readOnly", "writeOnly"];
 
         private static readonly HashSet<string> Keywords =
-            ["type", "properties", "required", "additionalProperties", "items", "minItems", "maxItems", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "enum", "const", "anyOf", "$ref"];
+            ["type", "properties", "required", "additionalProperties", "items", "minItems", "maxItems", "minLength", "maxLength", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "enum", "const", "anyOf", "$ref"];
 
         private readonly StringNode _string = new();
         private readonly Dictionary<string, RefNode> _refs = new(StringComparer.Ordinal);
@@ -146,7 +146,7 @@ public sealed class JsonSchema
                 null => Any(),
                 "object" => Object(schema, at),
                 "array" => Array(schema, at),
-                "string" => _string,
+                "string" => Text(schema, at),
                 "number" => new NumberNode(integer: false, Bounds(schema, at, integer: false)),
                 "integer" => new NumberNode(integer: true, Bounds(schema, at, integer: true)),
                 "boolean" => Literal([JsonTrue, JsonFalse]),
@@ -222,6 +222,17 @@ public sealed class JsonSchema
             return node;
         }
 
+        private StringNode Text(JsonElement schema, string at)
+        {
+            var (min, max) = (Count(schema, at, "minLength") ?? 0, Count(schema, at, "maxLength"));
+            if (max < min) throw new JsonSchemaException(at, $"'minLength' ({min}) is greater than 'maxLength' ({max})");
+            return min == 0 && max is null ? _string : new StringNode(min, max);
+        }
+
+        private static int? Count(JsonElement schema, string at, string keyword) => !schema.TryGetProperty(keyword, out var n) ? null
+            : n.ValueKind == JsonValueKind.Number && n.TryGetInt32(out var count) && count >= 0 ? count
+            : throw new JsonSchemaException($"{at}/{keyword}", "must be a non-negative integer");
+
         private ArrayNode Array(JsonElement schema, string at)
         {
             SchemaNode items;
@@ -229,10 +240,7 @@ public sealed class JsonSchema
             else if (itemSchema.ValueKind == JsonValueKind.Array)
                 throw new JsonSchemaException(at + "/items", "an array of item schemas (tuple validation) is not supported by gpud's structured outputs");
             else items = Compile(itemSchema, at + "/items");
-            int? Count(string keyword) => !schema.TryGetProperty(keyword, out var n) ? null
-                : n.ValueKind == JsonValueKind.Number && n.TryGetInt32(out var count) && count >= 0 ? count
-                : throw new JsonSchemaException($"{at}/{keyword}", "must be a non-negative integer");
-            var (min, max) = (Count("minItems") ?? 0, Count("maxItems"));
+            var (min, max) = (Count(schema, at, "minItems") ?? 0, Count(schema, at, "maxItems"));
             if (max < min) throw new JsonSchemaException(at, $"'minItems' ({min}) is greater than 'maxItems' ({max})");
             return new ArrayNode(items, min, max);
         }

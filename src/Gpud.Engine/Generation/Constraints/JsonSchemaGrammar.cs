@@ -26,7 +26,7 @@ public struct JsonSchemaGrammar : IByteGrammar<JsonSchemaGrammar>
     public bool Advance(byte c)
     {
         // Most bytes of an answer are plain characters inside a string, which leave the state as it is.
-        if (_one is { Node: StringNode, Sub: 0, Index: 0 } && c is >= 0x20 and < 0x80 and not (byte)'"' and not (byte)'\\') return true;
+        if (_one is { Node: StringNode { CountCap: 0 }, Sub: 0, Index: 0 } && c is >= 0x20 and < 0x80 and not (byte)'"' and not (byte)'\\') return true;
         var into = new SchemaThreads();
         if (_one is { } one) SchemaFrame.Step(one, c, ref into);
         else
@@ -161,8 +161,8 @@ internal sealed class SchemaFrame : IEquatable<SchemaFrame>
             case ArrayNode a:
                 StepArray(a, f, c, ref into);
                 return;
-            case StringNode:
-                StepString(f, c, ref into);
+            case StringNode text:
+                StepString(text, f, c, ref into);
                 return;
             case NumberNode n:
                 StepNumber(n, f, c, ref into);
@@ -284,9 +284,20 @@ internal sealed class SchemaFrame : IEquatable<SchemaFrame>
         }
     }
 
-    private static void StepString(SchemaFrame f, byte c, ref SchemaThreads into)
+    /// <summary>Index: UTF-8 continuation bytes owed (bits 8+) and the lead byte. Sub: escape state (bits 0-2: 0 none, 1 after
+    /// '\', 2..5 hex digits left + 1) and, in a counted string, the characters so far (bits 3+).</summary>
+    private static void StepString(StringNode node, SchemaFrame f, byte c, ref SchemaThreads into)
     {
         var (owed, lead) = (f.Index >> 8, f.Index & 0xFF);
+        var (escape, count) = (f.Sub & 7, f.Sub >> 3);
+        var room = node.MaxLength is not { } max || count < max; // another character may start
+        // The frame after a character ends (counted) or goes on (escape state only).
+        SchemaFrame Next(int nextEscape, bool ended, int nextIndex = 0)
+        {
+            var counted = ended && node.CountCap > 0 ? Math.Min(count + 1, node.CountCap) : count;
+            var sub = nextEscape | counted << 3;
+            return sub == f.Sub && nextIndex == f.Index ? f : f.With(0, nextIndex, sub);
+        }
         if (owed > 0)
         {
             var (low, high) = lead switch
@@ -297,11 +308,16 @@ internal sealed class SchemaFrame : IEquatable<SchemaFrame>
                 0xF4 => (0x80, 0x8F), // nothing above U+10FFFF
                 _ => (0x80, 0xBF),
             };
-            if (c >= low && c <= high) into.Add(f.With(0, (owed - 1) << 8));
+            if (c >= low && c <= high) into.Add(Next(0, ended: owed == 1, (owed - 1) << 8));
             return;
         }
-        switch (f.Sub)
+        switch (escape)
         {
+            case 0 when c == '"':
+                if (count >= node.MinLength) into.Add(Resume(f.Parent!));
+                return;
+            case 0 when !room:
+                return;
             case 0 when c >= 0x80:
                 var continuation = c switch
                 {
@@ -310,25 +326,22 @@ internal sealed class SchemaFrame : IEquatable<SchemaFrame>
                     >= 0xF0 and <= 0xF4 => 3,
                     _ => 0,
                 };
-                if (continuation > 0) into.Add(f.With(0, continuation << 8 | c));
-                return;
-            case 0 when c == '"':
-                into.Add(Resume(f.Parent!));
+                if (continuation > 0) into.Add(Next(0, ended: false, continuation << 8 | c));
                 return;
             case 0 when c == '\\':
-                into.Add(f.With(0, 0, 1));
+                into.Add(Next(1, ended: false));
                 return;
             case 0:
-                if (c >= 0x20) into.Add(f); // raw control characters must be escaped
+                if (c >= 0x20) into.Add(Next(0, ended: true)); // raw control characters must be escaped
                 return;
             case 1 when c == 'u':
-                into.Add(f.With(0, 0, 5)); // four hex digits to go
+                if (node.CountCap == 0) into.Add(Next(5, ended: false)); // four hex digits to go
                 return;
             case 1:
-                if (c is (byte)'"' or (byte)'\\' or (byte)'/' or (byte)'b' or (byte)'f' or (byte)'n' or (byte)'r' or (byte)'t') into.Add(f.With(0));
+                if (c is (byte)'"' or (byte)'\\' or (byte)'/' or (byte)'b' or (byte)'f' or (byte)'n' or (byte)'r' or (byte)'t') into.Add(Next(0, ended: true));
                 return;
             default:
-                if (char.IsAsciiHexDigit((char)c)) into.Add(f.With(0, 0, f.Sub == 2 ? 0 : f.Sub - 1));
+                if (char.IsAsciiHexDigit((char)c)) into.Add(escape == 2 ? Next(0, ended: true) : Next(escape - 1, ended: false));
                 return;
         }
     }

@@ -60,7 +60,20 @@ internal sealed class ArrayNode(SchemaNode items, int minItems, int? maxItems) :
     public int CountCap => MaxItems ?? MinItems;
 }
 
-internal sealed class StringNode : SchemaNode;
+/// <summary>
+/// A string; with <c>minLength</c>/<c>maxLength</c>, its characters (Unicode code points) are counted up to
+/// <see cref="CountCap"/>. A counted string takes no <c>\u</c> escapes: an escaped surrogate pair is one character
+/// in two escapes, which a count of escapes would get wrong; the character itself, or a short escape, is written instead.
+/// </summary>
+internal sealed class StringNode(int minLength = 0, int? maxLength = null) : SchemaNode
+{
+    public int MinLength { get; } = minLength;
+
+    public int? MaxLength { get; } = maxLength;
+
+    /// <summary>Lengths are told apart only up to here; 0: not counted at all.</summary>
+    public int CountCap => MaxLength ?? MinLength;
+}
 
 internal sealed class NumberNode(bool integer, NumberBounds? bounds = null) : SchemaNode
 {
