@@ -101,6 +101,17 @@ public sealed class JsonSchemaConstraintTests
             """;
         AssertReads(tree, """{"value":1,"children":[{"value":2,"children":[]},{"value":3,"children":[{"value":4,"children":[]}]}]}""");
         AssertRefusedAfter(tree, """{"value":1,"children":[{"value":2}]}""", """{"value":1,"children":[{"value":2""");
+
+        // Declared structure nests as deep as the text goes (free JSON stops at MaxDepth, where a scalar can stand in);
+        // two states 5000 levels deep compare without recursion.
+        var deep = string.Concat(Enumerable.Repeat("""{"value":1,"children":[""", 5000));
+        AssertReads(tree, deep + """{"value":0,"children":[]}""" + string.Concat(Enumerable.Repeat("]}", 5000)));
+        var schema = Compile(tree);
+        var (one, two) = (schema.Start, schema.Start);
+        foreach (var b in Encoding.UTF8.GetBytes(deep)) Assert.True(one.Advance(b) && two.Advance(b));
+        Assert.Equal(one, two);
+        var free = """{"type": "object", "properties": {"any": {}}, "required": ["any"]}""";
+        AssertRefusedAfter(free, """{"any":""" + new string('[', JsonSchema.MaxDepth + 1), """{"any":""" + new string('[', JsonSchema.MaxDepth - 1));
     }
 
     [Fact]

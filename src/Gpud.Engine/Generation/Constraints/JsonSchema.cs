@@ -14,7 +14,11 @@ namespace Gpud.Engine.Generation.Constraints;
 /// </summary>
 public sealed class JsonSchema
 {
-    /// <summary>Objects and arrays nested deeper are not started (only recursive schemas get there).</summary>
+    /// <summary>
+    /// Objects and arrays of free JSON (a schema of <c>{}</c> or <c>true</c>) nested deeper are not started; a scalar
+    /// can always take their place. Declared structure (a recursive schema) nests as deep as the answer's length takes
+    /// it: a limit there could leave a required value nothing to start with.
+    /// </summary>
     public const int MaxDepth = 64;
 
     private readonly RootNode _root;
@@ -307,8 +311,8 @@ public sealed class JsonSchema
         {
             if (_any is not null) return _any;
             _any = new ChoiceNode();
-            var anyObject = new ObjectNode(_string) { Values = _any };
-            _any.Alternatives = [anyObject, new ArrayNode(_any, 0, null), _string, new NumberNode(integer: false), Literal([JsonTrue, JsonFalse, JsonNull])];
+            var anyObject = new ObjectNode(_string) { Values = _any, DepthLimited = true };
+            _any.Alternatives = [anyObject, new ArrayNode(_any, 0, null) { DepthLimited = true }, _string, new NumberNode(integer: false), Literal([JsonTrue, JsonFalse, JsonNull])];
             return _any;
         }
     }

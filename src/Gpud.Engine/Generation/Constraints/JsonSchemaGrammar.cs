@@ -186,7 +186,8 @@ internal sealed class SchemaFrame : IEquatable<SchemaFrame>
             case ChoiceNode choice:
                 foreach (var alternative in choice.Alternatives) Begin(alternative, parent, c, ref into);
                 return;
-            case ObjectNode or ArrayNode when c == (node is ObjectNode ? '{' : '[') && parent.Depth < JsonSchema.MaxDepth:
+            case ObjectNode or ArrayNode when c == (node is ObjectNode ? '{' : '[')
+                                              && (node is ObjectNode { DepthLimited: false } or ArrayNode { DepthLimited: false } || parent.Depth < JsonSchema.MaxDepth):
                 into.Add(new SchemaFrame(node, AfterOpen, 0, 0, 0, parent));
                 return;
             case StringNode when c == '"':
@@ -376,10 +377,17 @@ internal sealed class SchemaFrame : IEquatable<SchemaFrame>
 
     private static bool IsSpace(byte c) => c is (byte)' ' or (byte)'\n' or (byte)'\r' or (byte)'\t';
 
-    public bool Equals(SchemaFrame? other) =>
-        ReferenceEquals(this, other)
-        || other is not null && Hash == other.Hash && ReferenceEquals(Node, other.Node) && Phase == other.Phase && Index == other.Index
-           && Sub == other.Sub && Space == other.Space && Text == other.Text && Equals(Parent, other.Parent);
+    /// <summary>Frame by frame down both stacks (a loop: a recursive schema's stack may be thousands deep).</summary>
+    public bool Equals(SchemaFrame? other)
+    {
+        for (var mine = this; !ReferenceEquals(mine, other); (mine, other) = (mine.Parent, other.Parent))
+        {
+            if (mine is null || other is null || mine.Hash != other.Hash || !ReferenceEquals(mine.Node, other.Node) || mine.Phase != other.Phase
+                || mine.Index != other.Index || mine.Sub != other.Sub || mine.Space != other.Space || mine.Text != other.Text)
+                return false;
+        }
+        return true;
+    }
 
     public override bool Equals(object? obj) => Equals(obj as SchemaFrame);
 

@@ -27,6 +27,9 @@ internal sealed class ObjectNode(StringNode keyString) : SchemaNode
 
     public bool IsFree => Properties.Length == 0;
 
+    /// <summary>Free JSON: not started past <see cref="JsonSchema.MaxDepth"/>.</summary>
+    public bool DepthLimited { get; init; }
+
     public void SetProperties(Property[] properties)
     {
         Properties = properties;
@@ -52,6 +55,9 @@ internal sealed class ArrayNode(SchemaNode items, int minItems, int? maxItems) :
     public int MinItems { get; } = minItems;
 
     public int? MaxItems { get; set; } = maxItems;
+
+    /// <summary>Free JSON: not started past <see cref="JsonSchema.MaxDepth"/>.</summary>
+    public bool DepthLimited { get; init; }
 
     /// <summary>
     /// Item counts are told apart only up to here (past it every count allows the same): an array without bounds
