@@ -85,8 +85,18 @@ internal static class TokenSampler
         for (var b = 0; b < rows.Count; b++)
         {
             var row = allowed.AsSpan(b * vocab, vocab);
-            if (rows[b].Constraint is { } constraint) constraint.Allowed(row);
-            else row.Fill(true);
+            if (rows[b].Constraint is not { } constraint)
+            {
+                row.Fill(true);
+                continue;
+            }
+            constraint.Allowed(row);
+            // A vocabulary that cannot spell a byte the grammar requires is the one way left to a dead end: the row
+            // then ends at a stop token rather than drawing from an all −∞ row (which would stop the whole batch).
+            if (!row.Contains(true))
+            {
+                foreach (var stop in rows[b].Parameters.StopTokenIds ?? []) row[stop] = true;
+            }
         }
         using var mask = tensor(allowed, device: logits.device).view(rows.Count, vocab);
         return adjusted.masked_fill(mask.logical_not(), double.NegativeInfinity);

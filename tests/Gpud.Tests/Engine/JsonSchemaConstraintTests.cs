@@ -319,3 +319,32 @@ public sealed class JsonSchemaConstraintTests
             Assert.Equal(300, result.TokenIds.Count);
     }
 }
+
+public sealed class ConstraintDeadEndTests
+{
+    /// <summary>A rule that allows nothing: what a grammar would do over a vocabulary that cannot spell a byte it needs.</summary>
+    private sealed class NothingAllowed : ITokenConstraint
+    {
+        public bool IsComplete => false;
+
+        public void Allowed(Span<bool> allowed) => allowed.Clear();
+
+        public void Advance(int tokenId) => throw new InvalidOperationException("no token was allowed");
+    }
+
+    [Fact]
+    public void A_constraint_that_allows_no_token_ends_its_sequence_and_leaves_the_batch_running()
+    {
+        var path = Repo.File("tests/fixtures/models/gpud-tiny");
+        var tokenizer = TextTokenizer.Load(path);
+        using var model = CausalLanguageModel.Load(path, CPU, ScalarType.Float32);
+        var prompt = tokenizer.Encode("Hello", addSpecialTokens: true);
+        var stuck = new SamplingParameters(20, Temperature: 1, Seed: 1, StopTokenIds: model.Config.EosTokenIds, Constraint: () => new NothingAllowed());
+        var free = SamplingParameters.Greedy(20);
+
+        var results = new TokenGenerator(model).Generate([prompt, prompt], [stuck, free]);
+
+        Assert.Equal((FinishReason.Stop, 0), (results[0].FinishReason, results[0].TokenIds.Count));
+        Assert.Equal((FinishReason.Length, 20), (results[1].FinishReason, results[1].TokenIds.Count));
+    }
+}
