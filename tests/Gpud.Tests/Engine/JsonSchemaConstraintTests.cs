@@ -185,6 +185,34 @@ public sealed class JsonSchemaConstraintTests
         Assert.NotEqual(After("{\"s\":\""), After("""{"s":"x"""));
     }
 
+    [Theory]
+    [InlineData("^[0-9]{5}$", "12345", "1234:1234|123456:12345|12a:12")]
+    [InlineData("^\\d{3}-\\d{4}$", "555-1234", "5551234:555|555-12:555-12")]
+    [InlineData("abc", "abc|xxabcxx", "ab:ab")] // unanchored: anywhere in the string
+    [InlineData("^(cat|dog)s?$", "cat|cats|dog", "cow:c|catss:cats")]
+    [InlineData("^[A-Z][a-z]+( [A-Z][a-z]+)*$", "Ada|Ada Lovelace", "ada:|Ada :Ada ")]
+    [InlineData("^[^0-9\\s]{2}$", "é🙂|ab", "a1:a|a b:a")] // two code points, neither a digit nor a space
+    [InlineData("^a\\nb$", "a\\nb", "ab:a")] // the JSON escape \n is the character the pattern wants
+    [InlineData("^.+@.+\\..+$", "a@b.c", "a@b:a@b")]
+    public void Patterns_are_matched_character_by_character(string pattern, string matching, string refused)
+    {
+        var schema = """{"type": "object", "properties": {"s": {"type": "string", "pattern": PATTERN}}, "required": ["s"]}""".Replace("PATTERN", JsonSerializer.Serialize(pattern), StringComparison.Ordinal);
+        foreach (var value in matching.Split('|')) AssertReads(schema, $$"""{"s":"{{value}}"}""");
+        foreach (var (value, prefix) in refused.Split('|').Select(r => (r[..r.IndexOf(':')], r[(r.IndexOf(':') + 1)..])))
+            AssertRefusedAfter(schema, $$"""{"s":"{{value}}"}""", $$"""{"s":"{{prefix}}""");
+    }
+
+    [Fact]
+    public void A_pattern_and_a_length_hold_together_and_a_pattern_takes_no_unicode_escapes()
+    {
+        const string schema = """{"type": "object", "properties": {"s": {"type": "string", "pattern": "^[a-z]+$", "maxLength": 3}}, "required": ["s"]}""";
+        AssertReads(schema, """{"s":"abc"}""");
+        AssertRefusedAfter(schema, """{"s":"abcd"}""", """{"s":"abc""");
+        AssertRefusedAfter(schema, """{"s":""}""", "{\"s\":\"");
+        AssertRefusedAfter(
+            """{"type": "object", "properties": {"s": {"type": "string", "pattern": "^é$"}}, "required": ["s"]}""", """{"s":"\u00e9"}""", "{\"s\":\""); // no escape gives é
+    }
+
     [Fact]
     public void Forced_tool_calls_name_a_tool_and_give_it_arguments_of_its_schema()
     {
@@ -222,7 +250,13 @@ public sealed class JsonSchemaConstraintTests
     }
 
     [Theory]
-    [InlineData("""{"type": "object", "properties": {"zip": {"type": "string", "pattern": "^[0-9]{5}$"}}}""", "#/properties/zip", "'pattern' is not supported")]
+    [InlineData("""{"type": "object", "properties": {"zip": {"type": "string", "format": "postal-code"}}}""", "#/properties/zip", "'format' is not supported")]
+    [InlineData("""{"type": "object", "properties": {"p": {"type": "string", "pattern": "^(?=a)"}}}""", "#/properties/p/pattern", "lookaround is not supported")]
+    [InlineData("""{"type": "object", "properties": {"p": {"type": "string", "pattern": "(a)\\1"}}}""", "#/properties/p/pattern", "backreferences are not supported")]
+    [InlineData("""{"type": "object", "properties": {"p": {"type": "string", "pattern": "\\bword"}}}""", "#/properties/p/pattern", "word boundaries")]
+    [InlineData("""{"type": "object", "properties": {"p": {"type": "string", "pattern": "^a|b$"}}}""", "#/properties/p/pattern", "group the alternatives")]
+    [InlineData("""{"type": "object", "properties": {"p": {"type": "string", "pattern": "^[a-z]{100}{100}$"}}}""", "#/properties/p/pattern", "automaton states")]
+    [InlineData("""{"type": "object", "properties": {"p": {"type": "string", "pattern": "^\\x01$"}}}""", "#/properties/p/pattern", "matches no string")]
     [InlineData("""{"type": "object", "properties": {"n": {"type": "integer", "multipleOf": 2}}}""", "#/properties/n", "'multipleOf' is not supported")]
     [InlineData("""{"type": "object", "properties": {"n": {"type": "integer", "minimum": 0.5, "maximum": 0.7}}}""", "#/properties/n", "no integer lies between")]
     [InlineData("""{"type": "object", "properties": {"n": {"type": "number", "minimum": 1e30}}}""", "#/properties/n/minimum", "bounds beyond")]
@@ -249,10 +283,12 @@ public sealed class JsonSchemaConstraintTests
         var tokenizer = TextTokenizer.Load(TinyModel);
         var bytes = tokenizer.TokenBytes();
         var trie = new TokenTrie(bytes);
+        const string patterned = """{"type": "object", "properties": {"code": {"type": "string", "pattern": "^[A-Z]{2}-\\d+$"}}, "required": ["code"]}""";
         const string bounded = """{"type": "object", "properties": {"s": {"type": "string", "maxLength": 4}, "n": {"type": "integer", "minimum": -5, "maximum": 250}}, "required": ["s", "n"]}""";
         var cases = new[] { "", "{", "{\"na", "{\"name\":\"Zo", "{\"name\":\"A\",\"age\":1", "{\"name\":\"A\",\"age\":1,\"tags\":[", "{\"name\":\"A\",\"age\":1,\"tags\":[],\"role\":\"", "{\"name\":\"A\",\"age\":1,\"tags\":[],\"role\":\"user\",\"nick\":" }
             .Select(p => (Person, p))
-            .Concat(new[] { "{\"s\":\"", "{\"s\":\"ab", "{\"s\":\"abcd", "{\"s\":\"ab\",\"n\":", "{\"s\":\"ab\",\"n\":2", "{\"s\":\"ab\",\"n\":-" }.Select(p => (bounded, p)));
+            .Concat(new[] { "{\"s\":\"", "{\"s\":\"ab", "{\"s\":\"abcd", "{\"s\":\"ab\",\"n\":", "{\"s\":\"ab\",\"n\":2", "{\"s\":\"ab\",\"n\":-" }.Select(p => (bounded, p)))
+            .Concat(new[] { "{\"code\":\"", "{\"code\":\"A", "{\"code\":\"AB-", "{\"code\":\"AB-1" }.Select(p => (patterned, p)));
         foreach (var (schemaText, prefix) in cases)
         {
             var state = Compile(schemaText).Start;
@@ -265,6 +301,36 @@ public sealed class JsonSchemaConstraintTests
                 Assert.True(expected == walked[id], $"after '{prefix}', token {id} ('{tokenizer.Decode([id])}'): expected {expected}");
             }
             Assert.Contains(true, walked);
+        }
+    }
+
+    [Fact]
+    public void No_token_the_walk_allows_leads_where_no_token_can_follow()
+    {
+        var bytes = TextTokenizer.Load(TinyModel).TokenBytes();
+        var trie = new TokenTrie(bytes);
+        const string schema = """
+            {"type": "object", "required": ["code", "name", "tag"], "properties": {
+              "code": {"type": "string", "pattern": "^[A-Z]{2}-\\d{3}$"},
+              "name": {"type": "string", "pattern": "^[^a-z]+$", "maxLength": 3},
+              "tag": {"type": "string", "pattern": "^(é|ü)+$"}}}
+            """;
+        foreach (var prefix in new[] { "{\"code\":\"", "{\"code\":\"AB", "{\"code\":\"AB-1", "{\"code\":\"AB-123\",\"name\":\"", "{\"code\":\"AB-123\",\"name\":\"X", "{\"code\":\"AB-123\",\"name\":\"XYZ\",\"tag\":\"" })
+        {
+            var state = Compile(schema).Start;
+            foreach (var b in Encoding.UTF8.GetBytes(prefix)) Assert.True(state.Advance(b));
+            var allowed = new bool[bytes.Count];
+            trie.Walk(state, allowed);
+            Assert.Contains(true, allowed);
+            for (var id = 0; id < bytes.Count; id++)
+            {
+                if (!allowed[id]) continue;
+                var next = state;
+                foreach (var b in bytes[id]!) Assert.True(next.Advance(b));
+                var then = new bool[bytes.Count];
+                trie.Walk(next, then);
+                Assert.True(next.IsComplete || then.Contains(true), $"after '{prefix}' + token {id} ({Convert.ToHexString(bytes[id]!)}) nothing can follow");
+            }
         }
     }
 
@@ -282,13 +348,14 @@ public sealed class JsonSchemaConstraintTests
     {
         // Few free strings: a random model rarely closes one, and the point is the structure.
         const string schema = """
-            {"type": "object", "additionalProperties": false, "required": ["role", "age", "flags", "nick", "pet"],
+            {"type": "object", "additionalProperties": false, "required": ["role", "age", "flags", "nick", "pet", "code"],
              "properties": {
                "role": {"enum": ["admin", "user"]},
                "age": {"type": "integer"},
                "flags": {"type": "array", "items": {"type": "boolean"}, "maxItems": 3},
                "nick": {"type": ["string", "null"]},
-               "pet": {"anyOf": [{"type": "null"}, {"type": "object", "properties": {"legs": {"type": "integer"}}, "required": ["legs"], "additionalProperties": false}]}}}
+               "pet": {"anyOf": [{"type": "null"}, {"type": "object", "properties": {"legs": {"type": "integer"}}, "required": ["legs"], "additionalProperties": false}]},
+               "code": {"type": "string", "pattern": "^[A-Z]{2}-\\d{3}$"}}}
             """;
         var tokenizer = TextTokenizer.Load(TinyModel);
         var constraint = new StructuredOutput(tokenizer.TokenBytes()).JsonSchema(JsonDocument.Parse(schema).RootElement);
@@ -306,7 +373,7 @@ public sealed class JsonSchemaConstraintTests
         {
             var text = tokenizer.Decode(result.TokenIds);
             var root = JsonDocument.Parse(text).RootElement;
-            Assert.Equal(["role", "age", "flags", "nick", "pet"], root.EnumerateObject().Select(p => p.Name));
+            Assert.Equal(["role", "age", "flags", "nick", "pet", "code"], root.EnumerateObject().Select(p => p.Name));
             Assert.Contains(root.GetProperty("role").GetString(), new[] { "admin", "user" });
             Assert.True(root.GetProperty("age").TryGetInt64(out _), text);
             Assert.InRange(root.GetProperty("flags").GetArrayLength(), 0, 3);
@@ -314,6 +381,7 @@ public sealed class JsonSchemaConstraintTests
             Assert.Contains(root.GetProperty("nick").ValueKind, new[] { JsonValueKind.String, JsonValueKind.Null });
             var pet = root.GetProperty("pet");
             Assert.True(pet.ValueKind == JsonValueKind.Null || pet.EnumerateObject().Single().Name == "legs" && pet.GetProperty("legs").TryGetInt64(out _), text);
+            Assert.Matches("^[A-Z]{2}-[0-9]{3}$", root.GetProperty("code").GetString());
         }
         foreach (var result in results.Where(r => r.FinishReason == FinishReason.Length))
             Assert.Equal(300, result.TokenIds.Count);

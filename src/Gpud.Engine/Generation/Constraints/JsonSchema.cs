@@ -7,7 +7,7 @@ namespace Gpud.Engine.Generation.Constraints;
 /// A JSON Schema compiled for constrained decoding (OpenAI's <c>response_format: json_schema</c>): every text its
 /// <see cref="Start"/> state reads to completion is an instance of the schema. The subset is OpenAI's structured
 /// outputs': <c>type</c> (one or a list), <c>properties</c>, <c>required</c>, <c>additionalProperties</c>,
-/// <c>items</c>, <c>minItems</c>, <c>maxItems</c>, <c>minLength</c>, <c>maxLength</c>, <c>minimum</c>, <c>maximum</c> (and exclusive forms), <c>enum</c>, <c>const</c>, <c>anyOf</c>, <c>$ref</c> within the
+/// <c>items</c>, <c>minItems</c>, <c>maxItems</c>, <c>minLength</c>, <c>maxLength</c>, <c>pattern</c> (<see cref="StringPattern"/>), <c>minimum</c>, <c>maximum</c> (and exclusive forms), <c>enum</c>, <c>const</c>, <c>anyOf</c>, <c>$ref</c> within the
 /// schema (recursion included) and annotations (<c>title</c>, <c>description</c>, …). Any other keyword is refused
 /// by name rather than ignored: an answer that silently breaks a <c>pattern</c> or a <c>maximum</c> would be worse
 /// than an error. Properties are written in declaration order; optional ones may be left out. The root is an object.
@@ -94,7 +94,7 @@ public sealed class JsonSchema
             ["title", "description", "default", "examples", "$schema", "$id", "$comment", "$defs", "definitions", "deprecated", "readOnly", "writeOnly"];
 
         private static readonly HashSet<string> Keywords =
-            ["type", "properties", "required", "additionalProperties", "items", "minItems", "maxItems", "minLength", "maxLength", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "enum", "const", "anyOf", "$ref"];
+            ["type", "properties", "required", "additionalProperties", "items", "minItems", "maxItems", "minLength", "maxLength", "pattern", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "enum", "const", "anyOf", "$ref"];
 
         private readonly StringNode _string = new();
         private readonly Dictionary<string, RefNode> _refs = new(StringComparer.Ordinal);
@@ -230,7 +230,20 @@ public sealed class JsonSchema
         {
             var (min, max) = (Count(schema, at, "minLength") ?? 0, Count(schema, at, "maxLength"));
             if (max < min) throw new JsonSchemaException(at, $"'minLength' ({min}) is greater than 'maxLength' ({max})");
-            return min == 0 && max is null ? _string : new StringNode(min, max);
+            StringPattern? pattern = null;
+            if (schema.TryGetProperty("pattern", out var source))
+            {
+                if (source.ValueKind != JsonValueKind.String) throw new JsonSchemaException(at + "/pattern", "must be a string");
+                try
+                {
+                    pattern = StringPattern.Compile(source.GetString()!);
+                }
+                catch (FormatException e)
+                {
+                    throw new JsonSchemaException(at + "/pattern", $"gpud cannot enforce '{source.GetString()}': {e.Message}");
+                }
+            }
+            return min == 0 && max is null && pattern is null ? _string : new StringNode(min, max, pattern);
         }
 
         private static int? Count(JsonElement schema, string at, string keyword) => !schema.TryGetProperty(keyword, out var n) ? null

@@ -26,7 +26,7 @@ public struct JsonSchemaGrammar : IByteGrammar<JsonSchemaGrammar>
     public bool Advance(byte c)
     {
         // Most bytes of an answer are plain characters inside a string, which leave the state as it is.
-        if (_one is { Node: StringNode { CountCap: 0 }, Sub: 0, Index: 0 } && c is >= 0x20 and < 0x80 and not (byte)'"' and not (byte)'\\') return true;
+        if (_one is { Node: StringNode { IsPlain: true }, Sub: 0, Index: 0 } && c is >= 0x20 and < 0x80 and not (byte)'"' and not (byte)'\\') return true;
         var into = new SchemaThreads();
         if (_one is { } one) SchemaFrame.Step(one, c, ref into);
         else
@@ -80,6 +80,11 @@ internal ref struct SchemaThreads
     public SchemaFrame? First;
     public List<SchemaFrame>? More;
 
+    public void AddIf(SchemaFrame? frame)
+    {
+        if (frame is not null) Add(frame);
+    }
+
     public void Add(SchemaFrame frame)
     {
         if (First is null) First = frame;
@@ -108,11 +113,11 @@ internal sealed class SchemaFrame : IEquatable<SchemaFrame>
         ExponentDigits,
     }
 
-    public SchemaFrame(SchemaNode node, byte phase, int index, int sub, byte space, SchemaFrame? parent, string? text = null)
+    public SchemaFrame(SchemaNode node, byte phase, int index, int sub, byte space, SchemaFrame? parent, string? text = null, PatternStates? matched = null)
     {
-        (Node, Phase, Index, Sub, Space, Parent, Text) = (node, phase, index, sub, space, parent, text);
+        (Node, Phase, Index, Sub, Space, Parent, Text, Matched) = (node, phase, index, sub, space, parent, text, matched);
         Depth = parent is null ? 0 : parent.Depth + 1;
-        Hash = HashCode.Combine(System.Runtime.CompilerServices.RuntimeHelpers.GetHashCode(node), phase, index, sub, space, parent?.Hash ?? 0, text);
+        Hash = HashCode.Combine(System.Runtime.CompilerServices.RuntimeHelpers.GetHashCode(node), phase, index, sub, space, parent?.Hash ?? 0, text, matched);
     }
 
     public SchemaNode Node { get; }
@@ -133,6 +138,9 @@ internal sealed class SchemaFrame : IEquatable<SchemaFrame>
 
     /// <summary>Bounded numbers: the number so far, whose every continuation is checked against the bounds.</summary>
     public string? Text { get; }
+
+    /// <summary>Strings with a pattern: where its automaton stands.</summary>
+    public PatternStates? Matched { get; }
 
     public int Depth { get; }
 
@@ -190,8 +198,8 @@ internal sealed class SchemaFrame : IEquatable<SchemaFrame>
                                               && (node is ObjectNode { DepthLimited: false } or ArrayNode { DepthLimited: false } || parent.Depth < JsonSchema.MaxDepth):
                 into.Add(new SchemaFrame(node, AfterOpen, 0, 0, 0, parent));
                 return;
-            case StringNode when c == '"':
-                into.Add(new SchemaFrame(node, 0, 0, 0, 0, parent));
+            case StringNode text when c == '"':
+                into.Add(new SchemaFrame(node, 0, 0, 0, 0, parent, matched: text.Pattern?.Start));
                 return;
             case NumberNode number:
                 NumberState? start = c == '-' ? NumberState.Minus : c == '0' ? NumberState.Zero : c is >= (byte)'1' and <= (byte)'9' ? NumberState.Integer : null;
@@ -285,19 +293,28 @@ internal sealed class SchemaFrame : IEquatable<SchemaFrame>
         }
     }
 
-    /// <summary>Index: UTF-8 continuation bytes owed (bits 8+) and the lead byte. Sub: escape state (bits 0-2: 0 none, 1 after
-    /// '\', 2..5 hex digits left + 1) and, in a counted string, the characters so far (bits 3+).</summary>
+    /// <summary>
+    /// Index: the UTF-8 character being read — its lead byte while the first continuation byte is owed (bits 0-7),
+    /// continuation bytes owed (8-9) and, for a pattern, its code point so far (10+). Sub: escape state (bits 0-2:
+    /// 0 none, 1 after '\', 2..5 hex digits left + 1) and, in a counted string, the characters so far (3+).
+    /// </summary>
     private static void StepString(StringNode node, SchemaFrame f, byte c, ref SchemaThreads into)
     {
-        var (owed, lead) = (f.Index >> 8, f.Index & 0xFF);
+        var (lead, owed, partial) = (f.Index & 0xFF, f.Index >> 8 & 3, f.Index >> 10);
         var (escape, count) = (f.Sub & 7, f.Sub >> 3);
         var room = node.MaxLength is not { } max || count < max; // another character may start
-        // The frame after a character ends (counted) or goes on (escape state only).
-        SchemaFrame Next(int nextEscape, bool ended, int nextIndex = 0)
+        // The frame after this byte: inside a character (its escape or UTF-8 state), or after one (counted, matched).
+        SchemaFrame Inside(int nextEscape, int nextIndex)
         {
-            var counted = ended && node.CountCap > 0 ? Math.Min(count + 1, node.CountCap) : count;
-            var sub = nextEscape | counted << 3;
-            return sub == f.Sub && nextIndex == f.Index ? f : f.With(0, nextIndex, sub);
+            var sub = nextEscape | count << 3;
+            return sub == f.Sub && nextIndex == f.Index ? f : new SchemaFrame(node, 0, nextIndex, sub, 0, f.Parent, matched: f.Matched);
+        }
+        SchemaFrame? After(int codePoint)
+        {
+            var matched = f.Matched;
+            if (node.Pattern is { } pattern && (matched = pattern.Step(f.Matched!, codePoint)) is null) return null;
+            var sub = (node.CountCap > 0 ? Math.Min(count + 1, node.CountCap) : count) << 3;
+            return sub == f.Sub && f.Index == 0 && Equals(matched, f.Matched) ? f : new SchemaFrame(node, 0, 0, sub, 0, f.Parent, matched: matched);
         }
         if (owed > 0)
         {
@@ -309,40 +326,64 @@ internal sealed class SchemaFrame : IEquatable<SchemaFrame>
                 0xF4 => (0x80, 0x8F), // nothing above U+10FFFF
                 _ => (0x80, 0xBF),
             };
-            if (c >= low && c <= high) into.Add(Next(0, ended: owed == 1, (owed - 1) << 8));
+            if (c < low || c > high) return;
+            var codePoint = node.Pattern is null ? 0 : partial << 6 | c & 0x3F;
+            if (owed > 1 && node.Pattern is { } open && !open.CanStep(f.Matched!, codePoint << 6 * (owed - 1), (codePoint + 1 << 6 * (owed - 1)) - 1)) return;
+            into.AddIf(owed == 1 ? After(codePoint) : Inside(0, codePoint << 10 | (owed - 1) << 8));
             return;
         }
         switch (escape)
         {
             case 0 when c == '"':
-                if (count >= node.MinLength) into.Add(Resume(f.Parent!));
+                if (count >= node.MinLength && (node.Pattern is not { } pattern || pattern.Accepts(f.Matched!))) into.Add(Resume(f.Parent!));
                 return;
             case 0 when !room:
                 return;
             case 0 when c >= 0x80:
-                var continuation = c switch
+                var (continuation, bits) = c switch
                 {
-                    >= 0xC2 and <= 0xDF => 1,
-                    >= 0xE0 and <= 0xEF => 2,
-                    >= 0xF0 and <= 0xF4 => 3,
-                    _ => 0,
+                    >= 0xC2 and <= 0xDF => (1, c & 0x1F),
+                    >= 0xE0 and <= 0xEF => (2, c & 0x0F),
+                    >= 0xF0 and <= 0xF4 => (3, c & 0x07),
+                    _ => (0, 0),
                 };
-                if (continuation > 0) into.Add(Next(0, ended: false, continuation << 8 | c));
+                if (continuation == 0) return;
+                if (node.Pattern is { } starting)
+                {
+                    // The characters this lead byte can begin, without the overlong forms and surrogates UTF-8 refuses.
+                    var first = Math.Max(bits << 6 * continuation, continuation switch { 1 => 0x80, 2 => 0x800, _ => 0x10000 });
+                    var last = Math.Min((bits + 1 << 6 * continuation) - 1, c == 0xED ? 0xD7FF : 0x10FFFF);
+                    if (!starting.CanStep(f.Matched!, first, last)) return;
+                }
+                into.AddIf(Inside(0, (node.Pattern is null ? 0 : bits << 10) | continuation << 8 | c));
                 return;
             case 0 when c == '\\':
-                into.Add(Next(1, ended: false));
+                if (node.Pattern is { } escaping && !"\"\\/\b\f\n\r\t".Any(e => escaping.CanStep(f.Matched!, e, e))) return;
+                into.AddIf(Inside(1, 0));
                 return;
             case 0:
-                if (c >= 0x20) into.Add(Next(0, ended: true)); // raw control characters must be escaped
+                if (c >= 0x20) into.AddIf(After(c)); // raw control characters must be escaped
                 return;
             case 1 when c == 'u':
-                if (node.CountCap == 0) into.Add(Next(5, ended: false)); // four hex digits to go
+                if (node.IsPlain) into.AddIf(Inside(5, 0)); // four hex digits to go
                 return;
             case 1:
-                if (c is (byte)'"' or (byte)'\\' or (byte)'/' or (byte)'b' or (byte)'f' or (byte)'n' or (byte)'r' or (byte)'t') into.Add(Next(0, ended: true));
+                int? escaped = c switch
+                {
+                    (byte)'"' or (byte)'\\' or (byte)'/' => c,
+                    (byte)'b' => '\b',
+                    (byte)'f' => '\f',
+                    (byte)'n' => '\n',
+                    (byte)'r' => '\r',
+                    (byte)'t' => '\t',
+                    _ => null,
+                };
+                if (escaped is { } value) into.AddIf(After(value));
                 return;
             default:
-                if (char.IsAsciiHexDigit((char)c)) into.Add(escape == 2 ? Next(0, ended: true) : Next(escape - 1, ended: false));
+                if (!char.IsAsciiHexDigit((char)c)) return;
+                if (escape == 2) into.AddIf(After(0)); // only plain strings take \u escapes: nothing counts or matches the character
+                else into.AddIf(Inside(escape - 1, 0));
                 return;
         }
     }
@@ -383,7 +424,8 @@ internal sealed class SchemaFrame : IEquatable<SchemaFrame>
         for (var mine = this; !ReferenceEquals(mine, other); (mine, other) = (mine.Parent, other.Parent))
         {
             if (mine is null || other is null || mine.Hash != other.Hash || !ReferenceEquals(mine.Node, other.Node) || mine.Phase != other.Phase
-                || mine.Index != other.Index || mine.Sub != other.Sub || mine.Space != other.Space || mine.Text != other.Text)
+                || mine.Index != other.Index || mine.Sub != other.Sub || mine.Space != other.Space || mine.Text != other.Text
+                || !Equals(mine.Matched, other.Matched))
                 return false;
         }
         return true;

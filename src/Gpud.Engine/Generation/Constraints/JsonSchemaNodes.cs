@@ -68,17 +68,23 @@ internal sealed class ArrayNode(SchemaNode items, int minItems, int? maxItems) :
 
 /// <summary>
 /// A string; with <c>minLength</c>/<c>maxLength</c>, its characters (Unicode code points) are counted up to
-/// <see cref="CountCap"/>. A counted string takes no <c>\u</c> escapes: an escaped surrogate pair is one character
+/// <see cref="CountCap"/>; with <c>pattern</c>, they are run through its automaton. Such a string takes no <c>\u</c> escapes: an escaped surrogate pair is one character
 /// in two escapes, which a count of escapes would get wrong; the character itself, or a short escape, is written instead.
 /// </summary>
-internal sealed class StringNode(int minLength = 0, int? maxLength = null) : SchemaNode
+internal sealed class StringNode(int minLength = 0, int? maxLength = null, StringPattern? pattern = null) : SchemaNode
 {
     public int MinLength { get; } = minLength;
 
     public int? MaxLength { get; } = maxLength;
 
+    /// <summary>The <c>pattern</c> the string must match, if any (run character by character; no <c>\u</c> escapes either).</summary>
+    public StringPattern? Pattern { get; } = pattern;
+
     /// <summary>Lengths are told apart only up to here; 0: not counted at all.</summary>
     public int CountCap => MaxLength ?? MinLength;
+
+    /// <summary>Any string: its characters change nothing, so a string is one state until it closes.</summary>
+    public bool IsPlain => CountCap == 0 && Pattern is null;
 }
 
 internal sealed class NumberNode(bool integer, NumberBounds? bounds = null) : SchemaNode

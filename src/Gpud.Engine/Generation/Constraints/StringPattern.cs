@@ -1,0 +1,501 @@
+using System.Globalization;
+
+namespace Gpud.Engine.Generation.Constraints;
+
+/// <summary>
+/// A JSON Schema <c>pattern</c> (an ECMAScript regular expression, matched as with the <c>u</c> flag: over code
+/// points, anywhere in the string unless anchored) compiled to a Thompson NFA, run character by character as a string
+/// is written. The subset: literals and escapes, <c>.</c>, classes (<c>[a-z]</c>, <c>[^…]</c>, <c>\d \w \s</c> and
+/// their negations), groups (<c>(…)</c>, <c>(?:…)</c>, <c>(?&lt;name&gt;…)</c>), <c>|</c>, the quantifiers
+/// <c>* + ? {n} {n,} {n,m}</c> (lazy or not: the language is the same), and <c>^</c>/<c>$</c> at the ends.
+/// Backreferences, lookaround and word boundaries are refused: no automaton reads them.
+/// </summary>
+internal sealed class StringPattern
+{
+    /// <summary>NFA states at most (counted quantifiers copy their operand): a larger pattern is refused.</summary>
+    public const int MaxStates = 2048;
+
+    private readonly List<(int Lo, int Hi)[]?> _sets = []; // per state: the characters that move it on, or null (ε only)
+    private readonly List<bool> _negated = [];
+    private readonly List<int> _next = [];
+    private readonly List<List<int>> _epsilon = [];
+    private readonly int _accept;
+
+    public string Source { get; }
+
+    /// <summary>The states before any character (ε-closed).</summary>
+    public PatternStates Start { get; }
+
+    private StringPattern(string source)
+    {
+        Source = source;
+        var parser = new Parser(source);
+        var (anchoredStart, body, anchoredEnd) = parser.Parse();
+        var anyChar = new Node.Set([(0, 0x10FFFF)], false);
+        var whole = body;
+        if (!anchoredStart) whole = new Node.Sequence([new Node.Repeat(anyChar, 0, null), whole]);
+        if (!anchoredEnd) whole = new Node.Sequence([whole, new Node.Repeat(anyChar, 0, null)]);
+        var (start, end) = Build(whole);
+        _accept = end;
+        _live = Live();
+        Start = Closure([start]) ?? throw new FormatException("it matches no string that can be written in JSON without \\u escapes");
+    }
+
+    // Characters a pattern string can hold: no \u escapes there, so no control characters beyond \b \t \n \f \r.
+    private static readonly (int Lo, int Hi)[] Writable = [(8, 10), (12, 13), (0x20, 0xD7FF), (0xE000, 0x10FFFF)];
+
+    private readonly bool[] _live;
+
+    /// <summary>The states from which the accepting state can be reached through writable characters.</summary>
+    private bool[] Live()
+    {
+        var live = new bool[_sets.Count];
+        live[_accept] = true;
+        for (var changed = true; changed;)
+        {
+            changed = false;
+            for (var s = 0; s < live.Length; s++)
+            {
+                if (live[s]) continue;
+                if (_epsilon[s].Any(e => live[e]) || _sets[s] is { } ranges && live[_next[s]] && AnyWritable(ranges, _negated[s]))
+                    changed = live[s] = true;
+            }
+        }
+        return live;
+    }
+
+    private static bool AnyWritable((int Lo, int Hi)[] ranges, bool negated) => Writable.Any(w => AnyIn(ranges, negated, w.Lo, w.Hi));
+
+    /// <summary>The set matches some character of [lo, hi].</summary>
+    private static bool AnyIn((int Lo, int Hi)[] ranges, bool negated, int lo, int hi)
+    {
+        // Walk [lo, hi] range by range: a stretch inside the set's ranges matches unless negated, one outside only if negated.
+        for (var c = lo; c <= hi;)
+        {
+            var cover = ranges.Where(r => r.Lo <= c && c <= r.Hi).Select(r => r.Hi).DefaultIfEmpty(-1).Max();
+            if (cover >= 0 != negated) return true;
+            c = cover >= 0 ? cover + 1 : ranges.Where(r => r.Lo > c).Select(r => r.Lo).DefaultIfEmpty(hi + 1).Min();
+        }
+        return false;
+    }
+
+    /// <summary>
+    /// Some character of [lo, hi] moves the pattern on: checked at a UTF-8 lead byte (the characters it can begin) and
+    /// at a '\' (the characters an escape can give), so that no token ends where no character can complete.
+    /// </summary>
+    public bool CanStep(PatternStates states, int lo, int hi)
+    {
+        foreach (var state in states.Members())
+        {
+            if (_sets[state] is { } ranges && _live[_next[state]] && AnyIn(ranges, _negated[state], lo, hi)) return true;
+        }
+        return false;
+    }
+
+    /// <exception cref="FormatException">The pattern is not in the subset (the message says what and where).</exception>
+    public static StringPattern Compile(string source) => new(source);
+
+    public bool Accepts(PatternStates states) => states.Contains(_accept);
+
+    /// <summary>The states after <paramref name="codePoint"/>, or null if the pattern cannot go on with it.</summary>
+    public PatternStates? Step(PatternStates states, int codePoint)
+    {
+        var moved = new List<int>();
+        foreach (var state in states.Members())
+        {
+            if (_sets[state] is { } ranges && Matches(ranges, _negated[state], codePoint)) moved.Add(_next[state]);
+        }
+        return moved.Count == 0 ? null : Closure(moved);
+    }
+
+    /// <summary>The ε-closure, less the states that can no longer reach acceptance; null when none is left.</summary>
+
+    private static bool Matches((int Lo, int Hi)[] ranges, bool negated, int c)
+    {
+        var inside = false;
+        foreach (var (lo, hi) in ranges)
+        {
+            if (c >= lo && c <= hi)
+            {
+                inside = true;
+                break;
+            }
+        }
+        return inside != negated;
+    }
+
+    private PatternStates? Closure(IEnumerable<int> from)
+    {
+        var bits = new ulong[(_sets.Count + 63) / 64];
+        var seen = new bool[_sets.Count];
+        var stack = new Stack<int>(from);
+        var any = false;
+        while (stack.Count > 0)
+        {
+            var s = stack.Pop();
+            if (seen[s] || !_live[s]) continue;
+            seen[s] = true;
+            bits[s >> 6] |= 1UL << (s & 63);
+            any = true;
+            foreach (var e in _epsilon[s]) stack.Push(e);
+        }
+        return any ? new PatternStates(bits) : null;
+    }
+
+    private int NewState()
+    {
+        if (_sets.Count == MaxStates) throw new FormatException($"it needs more than {MaxStates} automaton states (counted repeats copy their operand)");
+        _sets.Add(null);
+        _negated.Add(false);
+        _next.Add(-1);
+        _epsilon.Add([]);
+        return _sets.Count - 1;
+    }
+
+    /// <summary>Thompson's construction: a fragment from a fresh start state to a fresh end state.</summary>
+    private (int Start, int End) Build(Node node)
+    {
+        switch (node)
+        {
+            case Node.Set set:
+            {
+                var (start, end) = (NewState(), NewState());
+                (_sets[start], _negated[start], _next[start]) = (set.Ranges, set.Negated, end);
+                return (start, end);
+            }
+            case Node.Sequence sequence:
+            {
+                var start = NewState();
+                var at = start;
+                foreach (var part in sequence.Parts)
+                {
+                    var (s, e) = Build(part);
+                    _epsilon[at].Add(s);
+                    at = e;
+                }
+                return (start, at);
+            }
+            case Node.Alternation alternation:
+            {
+                var (start, end) = (NewState(), NewState());
+                foreach (var option in alternation.Options)
+                {
+                    var (s, e) = Build(option);
+                    _epsilon[start].Add(s);
+                    _epsilon[e].Add(end);
+                }
+                return (start, end);
+            }
+            case Node.Repeat repeat:
+            {
+                var start = NewState();
+                var at = start;
+                for (var i = 0; i < repeat.Min; i++)
+                {
+                    var (s, e) = Build(repeat.Operand);
+                    _epsilon[at].Add(s);
+                    at = e;
+                }
+                var end = NewState();
+                if (repeat.Max is null)
+                {
+                    var (s, e) = Build(repeat.Operand); // zero or more further copies: a loop
+                    _epsilon[at].Add(s);
+                    _epsilon[e].Add(s);
+                    _epsilon[e].Add(end);
+                }
+                else
+                {
+                    for (var i = repeat.Min; i < repeat.Max; i++) // each optional copy may be the last
+                    {
+                        _epsilon[at].Add(end);
+                        var (s, e) = Build(repeat.Operand);
+                        _epsilon[at].Add(s);
+                        at = e;
+                    }
+                }
+                _epsilon[at].Add(end);
+                return (start, end);
+            }
+            default:
+                throw new InvalidOperationException(node.GetType().Name);
+        }
+    }
+
+    private abstract record Node
+    {
+        public sealed record Set((int Lo, int Hi)[] Ranges, bool Negated) : Node;
+
+        public sealed record Sequence(IReadOnlyList<Node> Parts) : Node;
+
+        public sealed record Alternation(IReadOnlyList<Node> Options) : Node;
+
+        public sealed record Repeat(Node Operand, int Min, int? Max) : Node;
+    }
+
+    private sealed class Parser(string source)
+    {
+        private static readonly (int, int)[] Digits = [('0', '9')];
+        private static readonly (int, int)[] Word = [('0', '9'), ('A', 'Z'), ('_', '_'), ('a', 'z')];
+        private static readonly (int, int)[] Space =
+            [(9, 13), (0x20, 0x20), (0xA0, 0xA0), (0x1680, 0x1680), (0x2000, 0x200A), (0x2028, 0x2029), (0x202F, 0x202F), (0x205F, 0x205F), (0x3000, 0x3000), (0xFEFF, 0xFEFF)];
+        private static readonly (int, int)[] LineTerminators = [(0x0A, 0x0A), (0x0D, 0x0D), (0x2028, 0x2029)];
+
+        private int _at;
+
+        public (bool AnchoredStart, Node Body, bool AnchoredEnd) Parse()
+        {
+            var anchoredStart = Peek('^');
+            if (anchoredStart) _at++;
+            var body = Alternation(out var alternatives);
+            if (_at < source.Length && source[_at] != '$') throw Error($"unexpected '{source[_at]}'");
+            var anchoredEnd = _at < source.Length;
+            if (anchoredEnd && ++_at != source.Length) throw Error("'$' is supported only at the end");
+            if ((anchoredStart || anchoredEnd) && alternatives > 1)
+                throw Error("anchors around a top-level '|' apply to one alternative each; group the alternatives: ^(a|b)$");
+            return (anchoredStart, body, anchoredEnd);
+        }
+
+        private FormatException Error(string what) => new($"{what} (at offset {_at})");
+
+        private bool Peek(char c) => _at < source.Length && source[_at] == c;
+
+        private Node Alternation(out int count)
+        {
+            var options = new List<Node> { Sequence() };
+            while (Peek('|'))
+            {
+                _at++;
+                options.Add(Sequence());
+            }
+            count = options.Count;
+            return options.Count == 1 ? options[0] : new Node.Alternation(options);
+        }
+
+        private Node.Sequence Sequence()
+        {
+            var parts = new List<Node>();
+            while (_at < source.Length && source[_at] is not ('|' or ')' or '$'))
+            {
+                var atom = Atom();
+                parts.Add(Quantified(atom));
+            }
+            return new Node.Sequence(parts);
+        }
+
+        private Node Quantified(Node atom)
+        {
+            while (_at < source.Length)
+            {
+                var symbol = source[_at];
+                (int Min, int? Max)? bounds = symbol switch
+                {
+                    '*' => (0, null),
+                    '+' => (1, null),
+                    '?' => (0, 1),
+                    '{' => Braces(), // reads through '}'
+                    _ => null,
+                };
+                if (bounds is not { } b) return atom;
+                if (symbol != '{') _at++;
+                if (Peek('?')) _at++; // lazy: the same language
+                atom = new Node.Repeat(atom, b.Min, b.Max);
+            }
+            return atom;
+        }
+
+        private (int, int?)? Braces()
+        {
+            var close = source.IndexOf('}', _at);
+            if (close < 0) throw Error("'{' without '}'");
+            var inside = source[(_at + 1)..close].Split(',');
+            static int? Number(string s) => int.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out var n) ? n : null;
+            (int, int?)? bounds = inside switch
+            {
+                [var n] when Number(n) is { } exact => (exact, exact),
+                [var n, ""] when Number(n) is { } min => (min, null),
+                [var n, var m] when Number(n) is { } min && Number(m) is { } max && max >= min => (min, max),
+                _ => null,
+            };
+            if (bounds is null) throw Error($"'{{{source[(_at + 1)..close]}}}' is not a repeat count");
+            _at = close + 1;
+            return bounds;
+        }
+
+        private Node Atom()
+        {
+            var c = source[_at];
+            switch (c)
+            {
+                case '(':
+                    _at++;
+                    if (Peek('?'))
+                    {
+                        if (_at + 1 < source.Length && source[_at + 1] == ':') _at += 2;
+                        else if (_at + 2 < source.Length && source[_at + 1] == '<' && source[_at + 2] is not ('=' or '!'))
+                        {
+                            var close = source.IndexOf('>', _at);
+                            if (close < 0) throw Error("unclosed group name");
+                            _at = close + 1;
+                        }
+                        else throw Error("lookaround is not supported");
+                    }
+                    var inner = Alternation(out _);
+                    if (!Peek(')')) throw Error("'(' without ')'");
+                    _at++;
+                    return inner;
+                case '[':
+                    return Class();
+                case '.':
+                    _at++;
+                    return new Node.Set(LineTerminators, Negated: true);
+                case '\\':
+                    _at++;
+                    return Escape(inClass: false);
+                case '^':
+                    throw Error("'^' is supported only at the start");
+                case '*' or '+' or '?' or '{':
+                    throw Error($"'{c}' has nothing to repeat");
+                default:
+                    var codePoint = char.ConvertToUtf32(source, _at);
+                    _at += char.IsSurrogatePair(source, _at) ? 2 : 1;
+                    return new Node.Set([(codePoint, codePoint)], false);
+            }
+        }
+
+        private Node.Set Escape(bool inClass)
+        {
+            if (_at >= source.Length) throw Error("'\\' at the end");
+            var c = source[_at++];
+            switch (c)
+            {
+                case 'd': return new(Digits, false);
+                case 'D': return new(Digits, true);
+                case 'w': return new(Word, false);
+                case 'W': return new(Word, true);
+                case 's': return new(Space, false);
+                case 'S': return new(Space, true);
+                case 'n': return Single('\n');
+                case 'r': return Single('\r');
+                case 't': return Single('\t');
+                case 'f': return Single('\f');
+                case 'v': return Single('\v');
+                case '0' when !(_at < source.Length && char.IsAsciiDigit(source[_at])): return Single('\0');
+                case 'b' when inClass: return Single('\b');
+                case 'x': return Single(Hex(2));
+                case 'u' when Peek('{'):
+                {
+                    var close = source.IndexOf('}', _at);
+                    if (close < 0 || !int.TryParse(source[(_at + 1)..close], NumberStyles.HexNumber, CultureInfo.InvariantCulture, out var cp) || cp > 0x10FFFF)
+                        throw Error("bad \\u{…} escape");
+                    _at = close + 1;
+                    return Single(cp);
+                }
+                case 'u': return Single(Hex(4));
+                case 'b' or 'B': throw Error("word boundaries are not supported");
+                case >= '1' and <= '9': throw Error("backreferences are not supported");
+                case 'k' or 'p' or 'P' or 'c': throw Error($"'\\{c}' is not supported");
+                default:
+                    if (char.IsAsciiLetterOrDigit(c)) throw Error($"'\\{c}' is not a known escape");
+                    return Single(c); // an escaped punctuation character is itself
+            }
+        }
+
+        private static Node.Set Single(int c) => new([(c, c)], false);
+
+        private int Hex(int digits)
+        {
+            if (_at + digits > source.Length || !int.TryParse(source.AsSpan(_at, digits), NumberStyles.HexNumber, CultureInfo.InvariantCulture, out var value))
+                throw Error("bad hexadecimal escape");
+            _at += digits;
+            return value;
+        }
+
+        private Node.Set Class()
+        {
+            _at++; // '['
+            var negated = Peek('^');
+            if (negated) _at++;
+            var ranges = new List<(int, int)>();
+            while (_at < source.Length && source[_at] != ']')
+            {
+                var (lo, loSet) = ClassAtom();
+                if (loSet is null && Peek('-') && _at + 1 < source.Length && source[_at + 1] != ']')
+                {
+                    _at++;
+                    var (hi, hiSet) = ClassAtom();
+                    if (hiSet is not null || hi < lo) throw Error("bad range in a class");
+                    ranges.Add((lo, hi));
+                }
+                else if (loSet is { } set)
+                {
+                    ranges.AddRange(set.Negated ? Complement(set.Ranges) : set.Ranges);
+                }
+                else
+                {
+                    ranges.Add((lo, lo));
+                }
+            }
+            if (!Peek(']')) throw Error("'[' without ']'");
+            _at++;
+            return new([.. ranges], negated);
+        }
+
+        /// <summary>One character of a class, or a shorthand class (\d, \w, \s and negations).</summary>
+        private (int CodePoint, Node.Set? Set) ClassAtom()
+        {
+            if (source[_at] == '\\')
+            {
+                _at++;
+                var set = Escape(inClass: true);
+                return set.Ranges is [var (lo, hi)] && lo == hi && !set.Negated ? (lo, null) : (-1, set);
+            }
+            var codePoint = char.ConvertToUtf32(source, _at);
+            _at += char.IsSurrogatePair(source, _at) ? 2 : 1;
+            return (codePoint, null);
+        }
+
+        private static IEnumerable<(int, int)> Complement((int Lo, int Hi)[] ranges)
+        {
+            var next = 0;
+            foreach (var (lo, hi) in ranges.OrderBy(r => r.Lo))
+            {
+                if (lo > next) yield return (next, lo - 1);
+                next = Math.Max(next, hi + 1);
+            }
+            if (next <= 0x10FFFF) yield return (next, 0x10FFFF);
+        }
+    }
+}
+
+/// <summary>A set of NFA states, immutable, with value equality (part of a grammar state).</summary>
+internal sealed class PatternStates : IEquatable<PatternStates>
+{
+    private readonly ulong[] _bits;
+    private readonly int _hash;
+
+    public PatternStates(ulong[] bits)
+    {
+        _bits = bits;
+        var hash = new HashCode();
+        foreach (var word in bits) hash.Add(word);
+        _hash = hash.ToHashCode();
+    }
+
+    public bool Contains(int state) => (_bits[state >> 6] & 1UL << (state & 63)) != 0;
+
+    public IEnumerable<int> Members()
+    {
+        for (var word = 0; word < _bits.Length; word++)
+        {
+            for (var rest = _bits[word]; rest != 0; rest &= rest - 1)
+                yield return word * 64 + System.Numerics.BitOperations.TrailingZeroCount(rest);
+        }
+    }
+
+    public bool Equals(PatternStates? other) => other is not null && _hash == other._hash && _bits.AsSpan().SequenceEqual(other._bits);
+
+    public override bool Equals(object? obj) => Equals(obj as PatternStates);
+
+    public override int GetHashCode() => _hash;
+}
