@@ -7,6 +7,7 @@ import OpenAI, { toFile, BadRequestError, NotFoundError } from 'openai';
 import { zodResponseFormat } from 'openai/helpers/zod';
 import { z } from 'zod';
 import Ajv from 'ajv';
+import addFormats from 'ajv-formats';
 
 const baseURL = process.env.GPUD_BASE_URL ?? 'http://127.0.0.1:8080/v1';
 const client = new OpenAI({ baseURL, apiKey: process.env.GPUD_API_KEY ?? 'sk-local', maxRetries: 0 });
@@ -119,10 +120,13 @@ test('structured outputs: parse() with a zod schema gives typed objects that ajv
     city: z.enum(['Paris', 'Lyon']), rank: z.number().int(), coastal: z.boolean(), share: z.number().min(0).max(1),
     rivers: z.array(z.enum(['Seine', 'Rhône'])).max(2), mayor: z.enum(['Anne', 'Grégory']).nullable(),
     code: z.string().regex(/^[A-Z]{2}-\d{3}$/), // a pattern (and a string a random model finishes)
+    id: z.uuid(), founded: z.iso.date(), // formats, which zod sends with a pattern too: both are enforced
   });
   const format = zodResponseFormat(City, 'city');
-  const validate = new Ajv({ strict: false }).compile(format.json_schema.schema); // zod writes int bounds and $schema: gpud takes both
-  const request = { model: 'gpud-tiny', messages: [{ role: 'user', content: 'A French city' }], response_format: format, max_tokens: 400, temperature: 1, seed: 11 };
+  const ajv = new Ajv({ strict: false });
+  addFormats(ajv); // ajv checks formats only with ajv-formats
+  const validate = ajv.compile(format.json_schema.schema); // zod writes int bounds and $schema: gpud takes both
+  const request = { model: 'gpud-tiny', messages: [{ role: 'user', content: 'A French city' }], response_format: format, max_tokens: 1500, temperature: 1, seed: 11 };
 
   const completion = await client.chat.completions.parse({ ...request, n: 4 });
   for (const choice of completion.choices) {
@@ -134,9 +138,9 @@ test('structured outputs: parse() with a zod schema gives typed objects that ajv
   const streamed = await client.chat.completions.stream(request).finalChatCompletion();
   assert.deepEqual(streamed.choices[0].message.parsed, completion.choices[0].message.parsed);
 
-  const when = { type: 'object', properties: { when: { type: 'string', format: 'date-time' } }, required: ['when'], additionalProperties: false };
-  await assert.rejects(client.chat.completions.create({ ...request, response_format: { type: 'json_schema', json_schema: { name: 'when', schema: when } } }),
-    (e) => e instanceof BadRequestError && e.param === 'response_format' && e.code === 'invalid_json_schema' && e.message.includes("'#/properties/when': 'format' is not supported"));
+  const site = { type: 'object', properties: { site: { type: 'string', format: 'uri' } }, required: ['site'], additionalProperties: false };
+  await assert.rejects(client.chat.completions.create({ ...request, response_format: { type: 'json_schema', json_schema: { name: 'site', schema: site } } }),
+    (e) => e instanceof BadRequestError && e.param === 'response_format' && e.code === 'invalid_json_schema' && e.message.includes("'#/properties/site/format': \"uri\" is not a format gpud enforces"));
 });
 
 test('models: list shows every kind with its parent; deleting the fine-tuned model makes it unknown', async () => {

@@ -202,6 +202,29 @@ public sealed class JsonSchemaConstraintTests
             AssertRefusedAfter(schema, $$"""{"s":"{{value}}"}""", $$"""{"s":"{{prefix}}""");
     }
 
+    [Theory]
+    [InlineData("date", "2024-02-29|2000-02-29|1999-12-31", "2023-02-29=>2023-02-2|2100-02-29=>2100-02-2|2024-13-01=>2024-1|2024-04-31=>2024-04-3")]
+    [InlineData("date-time", "2024-11-23T19:44:40Z|2024-11-23T19:44:40.123+01:00", "2024-11-23 19:44:40Z=>2024-11-23|2024-11-23T24:00:00Z=>2024-11-23T2")]
+    [InlineData("time", "23:59:59Z|00:00:00-05:30", "23:59:59=>23:59:59")]
+    [InlineData("uuid", "123e4567-e89b-12d3-a456-426614174000", "123e4567e89b=>123e4567|123e4567-e89b-12d3-a456-42661417400=>123e4567-e89b-12d3-a456-42661417400")]
+    [InlineData("email", "ann.lee+x@mail.example.com|a@b.co", "ann..lee@x.com=>ann.|a@b=>a@b|a@-b.com=>a@")]
+    [InlineData("ipv4", "192.168.0.1|255.255.255.255|0.0.0.0", "256.1.1.1=>25|1.2.3=>1.2.3|01.2.3.4=>0")]
+    public void Formats_are_enforced_as_their_validators_check_them(string format, string valid, string invalid)
+    {
+        var schema = """{"type": "object", "properties": {"s": {"type": "string", "format": "FORMAT"}}, "required": ["s"]}""".Replace("FORMAT", format, StringComparison.Ordinal);
+        foreach (var value in valid.Split('|')) AssertReads(schema, $$"""{"s":"{{value}}"}""");
+        foreach (var (value, prefix) in invalid.Split('|').Select(r => (r[..r.IndexOf("=>", StringComparison.Ordinal)], r[(r.IndexOf("=>", StringComparison.Ordinal) + 2)..])))
+            AssertRefusedAfter(schema, $$"""{"s":"{{value}}"}""", $$"""{"s":"{{prefix}}""");
+    }
+
+    [Fact]
+    public void A_format_and_a_pattern_must_both_match()
+    {
+        const string schema = """{"type": "object", "properties": {"d": {"type": "string", "format": "date", "pattern": "^2024-"}}, "required": ["d"]}""";
+        AssertReads(schema, """{"d":"2024-05-06"}""");
+        AssertRefusedAfter(schema, """{"d":"2023-05-06"}""", """{"d":"202""");
+    }
+
     [Fact]
     public void A_pattern_and_a_length_hold_together_and_a_pattern_takes_no_unicode_escapes()
     {
@@ -250,7 +273,7 @@ public sealed class JsonSchemaConstraintTests
     }
 
     [Theory]
-    [InlineData("""{"type": "object", "properties": {"zip": {"type": "string", "format": "postal-code"}}}""", "#/properties/zip", "'format' is not supported")]
+    [InlineData("""{"type": "object", "properties": {"zip": {"type": "string", "format": "postal-code"}}}""", "#/properties/zip/format", "\"postal-code\" is not a format gpud enforces")]
     [InlineData("""{"type": "object", "properties": {"p": {"type": "string", "pattern": "^(?=a)"}}}""", "#/properties/p/pattern", "lookaround is not supported")]
     [InlineData("""{"type": "object", "properties": {"p": {"type": "string", "pattern": "(a)\\1"}}}""", "#/properties/p/pattern", "backreferences are not supported")]
     [InlineData("""{"type": "object", "properties": {"p": {"type": "string", "pattern": "\\bword"}}}""", "#/properties/p/pattern", "word boundaries")]

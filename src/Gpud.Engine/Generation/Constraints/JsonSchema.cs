@@ -7,7 +7,7 @@ namespace Gpud.Engine.Generation.Constraints;
 /// A JSON Schema compiled for constrained decoding (OpenAI's <c>response_format: json_schema</c>): every text its
 /// <see cref="Start"/> state reads to completion is an instance of the schema. The subset is OpenAI's structured
 /// outputs': <c>type</c> (one or a list), <c>properties</c>, <c>required</c>, <c>additionalProperties</c>,
-/// <c>items</c>, <c>minItems</c>, <c>maxItems</c>, <c>minLength</c>, <c>maxLength</c>, <c>pattern</c> (<see cref="StringPattern"/>), <c>minimum</c>, <c>maximum</c> (and exclusive forms), <c>enum</c>, <c>const</c>, <c>anyOf</c>, <c>$ref</c> within the
+/// <c>items</c>, <c>minItems</c>, <c>maxItems</c>, <c>minLength</c>, <c>maxLength</c>, <c>pattern</c> (<see cref="StringPattern"/>), <c>format</c> (date-time, date, time, uuid, email, ipv4), <c>minimum</c>, <c>maximum</c> (and exclusive forms), <c>enum</c>, <c>const</c>, <c>anyOf</c>, <c>$ref</c> within the
 /// schema (recursion included) and annotations (<c>title</c>, <c>description</c>, …). Any other keyword is refused
 /// by name rather than ignored: an answer that silently breaks a <c>pattern</c> or a <c>maximum</c> would be worse
 /// than an error. Properties are written in declaration order; optional ones may be left out. The root is an object.
@@ -94,7 +94,7 @@ public sealed class JsonSchema
             ["title", "description", "default", "examples", "$schema", "$id", "$comment", "$defs", "definitions", "deprecated", "readOnly", "writeOnly"];
 
         private static readonly HashSet<string> Keywords =
-            ["type", "properties", "required", "additionalProperties", "items", "minItems", "maxItems", "minLength", "maxLength", "pattern", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "enum", "const", "anyOf", "$ref"];
+            ["type", "properties", "required", "additionalProperties", "items", "minItems", "maxItems", "minLength", "maxLength", "pattern", "format", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "enum", "const", "anyOf", "$ref"];
 
         private readonly StringNode _string = new();
         private readonly Dictionary<string, RefNode> _refs = new(StringComparer.Ordinal);
@@ -230,21 +230,51 @@ public sealed class JsonSchema
         {
             var (min, max) = (Count(schema, at, "minLength") ?? 0, Count(schema, at, "maxLength"));
             if (max < min) throw new JsonSchemaException(at, $"'minLength' ({min}) is greater than 'maxLength' ({max})");
-            StringPattern? pattern = null;
+            var expressions = new List<string>();
+            if (schema.TryGetProperty("format", out var format))
+            {
+                if (format.ValueKind != JsonValueKind.String || !Formats.TryGetValue(format.GetString()!, out var expression))
+                    throw new JsonSchemaException(at + "/format", $"{format.GetRawText()} is not a format gpud enforces (it enforces {string.Join(", ", Formats.Keys)})");
+                expressions.Add(expression);
+            }
             if (schema.TryGetProperty("pattern", out var source))
             {
                 if (source.ValueKind != JsonValueKind.String) throw new JsonSchemaException(at + "/pattern", "must be a string");
-                try
-                {
-                    pattern = StringPattern.Compile(source.GetString()!);
-                }
-                catch (FormatException e)
-                {
-                    throw new JsonSchemaException(at + "/pattern", $"gpud cannot enforce '{source.GetString()}': {e.Message}");
-                }
+                expressions.Add(source.GetString()!);
+            }
+            StringPattern? pattern = null;
+            try
+            {
+                if (expressions.Count > 0) pattern = StringPattern.Compile(expressions);
+            }
+            catch (FormatException e)
+            {
+                var where = expressions.Count == 2 || !schema.TryGetProperty("format", out _) ? "/pattern" : "/format";
+                throw new JsonSchemaException(at + where, $"gpud cannot enforce {(where == "/pattern" ? $"'{source.GetString()}'" : "it")}: {e.Message}");
             }
             return min == 0 && max is null && pattern is null ? _string : new StringNode(min, max, pattern);
         }
+
+        // The formats as regular expressions: each matches only valid values (a subset where the RFC allows variants:
+        // 'T' and 'Z' upper case, no leap second), so a validator that checks formats accepts every answer.
+        private const string Date =
+            @"(?:(?:\d\d[2468][048]|\d\d[13579][26]|\d\d0[48]|[02468][048]00|[13579][26]00)-02-29|\d{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12]\d|3[01])|(?:0[469]|11)-(?:0[1-9]|[12]\d|30)|02-(?:0[1-9]|1\d|2[0-8])))";
+
+        private const string Time = @"(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d+)?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)";
+
+        private const string Label = "[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?";
+
+        private const string Octet = @"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)";
+
+        private static readonly Dictionary<string, string> Formats = new(StringComparer.Ordinal)
+        {
+            ["date-time"] = $"^{Date}T{Time}$",
+            ["date"] = $"^{Date}$",
+            ["time"] = $"^{Time}$",
+            ["uuid"] = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+            ["email"] = $@"^[A-Za-z0-9_%+-]+(?:\.[A-Za-z0-9_%+-]+)*@{Label}(?:\.{Label})+$",
+            ["ipv4"] = $@"^(?:{Octet}\.){{3}}{Octet}$",
+        };
 
         private static int? Count(JsonElement schema, string at, string keyword) => !schema.TryGetProperty(keyword, out var n) ? null
             : n.ValueKind == JsonValueKind.Number && n.TryGetInt32(out var count) && count >= 0 ? count

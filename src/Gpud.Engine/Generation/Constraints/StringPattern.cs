@@ -19,26 +19,31 @@ internal sealed class StringPattern
     private readonly List<bool> _negated = [];
     private readonly List<int> _next = [];
     private readonly List<List<int>> _epsilon = [];
-    private readonly int _accept;
-
-    public string Source { get; }
+    private readonly (int From, int To, int Accept)[] _automata; // each expression's states [From, To) and accepting state
 
     /// <summary>The states before any character (ε-closed).</summary>
     public PatternStates Start { get; }
 
-    private StringPattern(string source)
+    /// <summary>Expressions the string must all match (a <c>format</c>'s and a <c>pattern</c>, say), run side by side.</summary>
+    private StringPattern(IReadOnlyList<string> sources)
     {
-        Source = source;
-        var parser = new Parser(source);
-        var (anchoredStart, body, anchoredEnd) = parser.Parse();
-        var anyChar = new Node.Set([(0, 0x10FFFF)], false);
-        var whole = body;
-        if (!anchoredStart) whole = new Node.Sequence([new Node.Repeat(anyChar, 0, null), whole]);
-        if (!anchoredEnd) whole = new Node.Sequence([whole, new Node.Repeat(anyChar, 0, null)]);
-        var (start, end) = Build(whole);
-        _accept = end;
+        var automata = new List<(int, int, int)>();
+        var starts = new List<int>();
+        foreach (var source in sources)
+        {
+            var from = _sets.Count;
+            var (anchoredStart, body, anchoredEnd) = new Parser(source).Parse();
+            var anyChar = new Node.Set([(0, 0x10FFFF)], false);
+            var whole = body;
+            if (!anchoredStart) whole = new Node.Sequence([new Node.Repeat(anyChar, 0, null), whole]);
+            if (!anchoredEnd) whole = new Node.Sequence([whole, new Node.Repeat(anyChar, 0, null)]);
+            var (start, end) = Build(whole);
+            starts.Add(start);
+            automata.Add((from, _sets.Count, end));
+        }
+        _automata = [.. automata];
         _live = Live();
-        Start = Closure([start]) ?? throw new FormatException("it matches no string that can be written in JSON without \\u escapes");
+        Start = Closure(starts) ?? throw new FormatException("it matches no string that can be written in JSON without \\u escapes");
     }
 
     // Characters a pattern string can hold: no \u escapes there, so no control characters beyond \b \t \n \f \r.
@@ -50,7 +55,7 @@ internal sealed class StringPattern
     private bool[] Live()
     {
         var live = new bool[_sets.Count];
-        live[_accept] = true;
+        foreach (var automaton in _automata) live[automaton.Accept] = true;
         for (var changed = true; changed;)
         {
             changed = false;
@@ -85,19 +90,64 @@ internal sealed class StringPattern
     /// </summary>
     public bool CanStep(PatternStates states, int lo, int hi)
     {
-        foreach (var state in states.Members())
+        // The characters of [lo, hi] each expression can take, intersected: one character must move them all.
+        List<(int Lo, int Hi)> common = [(lo, hi)];
+        foreach (var (from, to, _) in _automata)
         {
-            if (_sets[state] is { } ranges && _live[_next[state]] && AnyIn(ranges, _negated[state], lo, hi)) return true;
+            var takes = new List<(int Lo, int Hi)>();
+            foreach (var state in states.Members().Where(m => m >= from && m < to))
+            {
+                if (_sets[state] is { } ranges && _live[_next[state]])
+                    takes.AddRange(_negated[state] ? Complement(ranges) : ranges);
+            }
+            common = Intersect(common, Normalize(takes));
+            if (common.Count == 0) return false;
         }
-        return false;
+        return true;
     }
 
-    /// <exception cref="FormatException">The pattern is not in the subset (the message says what and where).</exception>
-    public static StringPattern Compile(string source) => new(source);
+    /// <summary>Sorted, disjoint, merged.</summary>
+    private static List<(int Lo, int Hi)> Normalize(IEnumerable<(int Lo, int Hi)> ranges)
+    {
+        var merged = new List<(int Lo, int Hi)>();
+        foreach (var (lo, hi) in ranges.OrderBy(r => r.Lo))
+        {
+            if (merged.Count > 0 && lo <= merged[^1].Hi + 1) merged[^1] = (merged[^1].Lo, Math.Max(merged[^1].Hi, hi));
+            else merged.Add((lo, hi));
+        }
+        return merged;
+    }
 
-    public bool Accepts(PatternStates states) => states.Contains(_accept);
+    private static List<(int Lo, int Hi)> Intersect(List<(int Lo, int Hi)> a, List<(int Lo, int Hi)> b)
+    {
+        var result = new List<(int Lo, int Hi)>();
+        for (int i = 0, j = 0; i < a.Count && j < b.Count;)
+        {
+            var (lo, hi) = (Math.Max(a[i].Lo, b[j].Lo), Math.Min(a[i].Hi, b[j].Hi));
+            if (lo <= hi) result.Add((lo, hi));
+            if (a[i].Hi < b[j].Hi) i++;
+            else j++;
+        }
+        return result;
+    }
 
-    /// <summary>The states after <paramref name="codePoint"/>, or null if the pattern cannot go on with it.</summary>
+    private static IEnumerable<(int Lo, int Hi)> Complement((int Lo, int Hi)[] ranges)
+    {
+        var next = 0;
+        foreach (var (lo, hi) in ranges.OrderBy(r => r.Lo))
+        {
+            if (lo > next) yield return (next, lo - 1);
+            next = Math.Max(next, hi + 1);
+        }
+        if (next <= 0x10FFFF) yield return (next, 0x10FFFF);
+    }
+
+    /// <exception cref="FormatException">An expression is not in the subset (the message says what and where).</exception>
+    public static StringPattern Compile(params IReadOnlyList<string> sources) => new(sources);
+
+    public bool Accepts(PatternStates states) => _automata.All(a => states.Contains(a.Accept));
+
+    /// <summary>The states after <paramref name="codePoint"/>, or null if an expression cannot go on with it.</summary>
     public PatternStates? Step(PatternStates states, int codePoint)
     {
         var moved = new List<int>();
@@ -107,8 +157,6 @@ internal sealed class StringPattern
         }
         return moved.Count == 0 ? null : Closure(moved);
     }
-
-    /// <summary>The ε-closure, less the states that can no longer reach acceptance; null when none is left.</summary>
 
     private static bool Matches((int Lo, int Hi)[] ranges, bool negated, int c)
     {
@@ -124,6 +172,7 @@ internal sealed class StringPattern
         return inside != negated;
     }
 
+    /// <summary>The ε-closure, less the states that can no longer reach acceptance; null when an expression has none left.</summary>
     private PatternStates? Closure(IEnumerable<int> from)
     {
         var bits = new ulong[(_sets.Count + 63) / 64];
@@ -139,7 +188,7 @@ internal sealed class StringPattern
             any = true;
             foreach (var e in _epsilon[s]) stack.Push(e);
         }
-        return any ? new PatternStates(bits) : null;
+        return any && _automata.All(a => Enumerable.Range(a.From, a.To - a.From).Any(st => seen[st])) ? new PatternStates(bits) : null;
     }
 
     private int NewState()
@@ -453,17 +502,6 @@ internal sealed class StringPattern
             var codePoint = char.ConvertToUtf32(source, _at);
             _at += char.IsSurrogatePair(source, _at) ? 2 : 1;
             return (codePoint, null);
-        }
-
-        private static IEnumerable<(int, int)> Complement((int Lo, int Hi)[] ranges)
-        {
-            var next = 0;
-            foreach (var (lo, hi) in ranges.OrderBy(r => r.Lo))
-            {
-                if (lo > next) yield return (next, lo - 1);
-                next = Math.Max(next, hi + 1);
-            }
-            if (next <= 0x10FFFF) yield return (next, 0x10FFFF);
         }
     }
 }
