@@ -7,7 +7,7 @@ using TorchSharp;
 using static TorchSharp.torch;
 
 // gpud-bench generate --model DIR|gpud-tiny [--batch 1] [--prompt-tokens 128] [--new-tokens 64] [--device cpu|cuda:0]
-//                     [--dtype float32|bfloat16|float16] [--repeat 3]
+//                     [--dtype float32|bfloat16|float16] [--repeat 3] [--structured true]
 // Prints prefill and decode tokens/s as key=value lines (the scripts parse them).
 var arguments = Arguments.Parse(args);
 if (arguments.Command == "serve") return await Gpud.Bench.ServeBenchmark.RunAsync(arguments);
@@ -17,7 +17,7 @@ if (arguments.Command == "make-model") return Gpud.Bench.RandomModel.Write(argum
 if (arguments.Command == "interop") return Gpud.Bench.Interop.Run(arguments);
 if (arguments.Command is not ("generate" or "train"))
 {
-    Console.Error.WriteLine("usage: gpud-bench generate --model DIR|gpud-tiny [--batch N] [--prompt-tokens N] [--new-tokens N] [--device cpu|cuda:0] [--dtype float32|bfloat16|float16] [--repeat N]");
+    Console.Error.WriteLine("usage: gpud-bench generate --model DIR|gpud-tiny [--batch N] [--prompt-tokens N] [--new-tokens N] [--device cpu|cuda:0] [--dtype float32|bfloat16|float16] [--repeat N] [--structured true]");
     Console.Error.WriteLine("       gpud-bench serve    --url URL --models a,b,c [--concurrency 16] [--requests N] [--max-tokens 64]");
     Console.Error.WriteLine("       gpud-bench adapters --model DIR --out DIR [--count 8] [--rank 16]");
     Console.Error.WriteLine("       gpud-bench train    --model DIR|gpud-tiny [--batch N] [--seq N] [--steps N] [--rank 16] [--device ...] [--dtype ...] [--peak-tflops N]");
@@ -111,6 +111,29 @@ Console.WriteLine(FormattableString.Invariant($"prefill_tokens_per_second={batch
 Console.WriteLine(FormattableString.Invariant($"decode_tokens_per_second={batch * (newTokens - 1) / decodeSeconds:F1}"));
 Console.WriteLine(FormattableString.Invariant($"generate_seconds={full:F3}"));
 if (gpuMemory.PeakBytes is { } generatePeak) Console.WriteLine(FormattableString.Invariant($"peak_gpu_memory_mib={generatePeak / 1048576.0:F0}"));
+
+if (arguments.Get("structured", "false") == "true")
+{
+    // The same batch decoded under a JSON schema (response_format json_schema): the cost of the token masks. The first
+    // run walks the vocabulary for each new grammar state (cold); the repeats find every state's mask remembered
+    // (warm: a service answering with one schema), so warm over free is the per-step overhead of masking alone.
+    var schema = System.Text.Json.JsonDocument.Parse("""
+        {"type": "object", "required": ["name", "age", "tags"], "additionalProperties": false,
+         "properties": {"name": {"type": "string"}, "age": {"type": "integer"}, "tags": {"type": "array", "items": {"type": "string"}}}}
+        """).RootElement;
+    var vocabulary = Gpud.Engine.Tokenization.TextTokenizer.Load(modelPath).TokenBytes();
+    var constraint = new Gpud.Engine.Generation.Constraints.StructuredOutput(vocabulary).JsonSchema(schema);
+    var constrained = Enumerable.Repeat(SamplingParameters.Greedy(newTokens) with { Constraint = constraint }, batch).ToList();
+    var coldClock = Stopwatch.StartNew();
+    var tokens = generator.Generate(prompts, constrained).Sum(r => r.TokenIds.Count);
+    var cold = coldClock.Elapsed.TotalSeconds;
+    var warm = Best(repeat, () => generator.Generate(prompts, constrained));
+    var constrainedRate = Math.Max(tokens - batch, 1) / Math.Max(warm - prefill, 1e-9);
+    Console.WriteLine(FormattableString.Invariant($"structured_tokens={tokens} vocab={vocabulary.Count}"));
+    Console.WriteLine(FormattableString.Invariant($"structured_cold_seconds={cold:F3} structured_warm_seconds={warm:F3}"));
+    Console.WriteLine(FormattableString.Invariant($"structured_decode_tokens_per_second={constrainedRate:F1}"));
+    Console.WriteLine(FormattableString.Invariant($"ratio_structured_over_free_decode={constrainedRate / (batch * (newTokens - 1) / decodeSeconds):F2}"));
+}
 return 0;
 
 // VmHWM: the process's peak resident set so far (Linux).

@@ -76,30 +76,42 @@ internal static class TokenSampler
         return (values.to(CPU).data<float>().ToArray(), indices.to(CPU).data<long>().ToArray());
     }
 
-    /// <summary>Sets the logits of tokens a row's constraint does not allow to −∞ (one mask for the batch, one copy to the device).</summary>
+    /// <summary>
+    /// Sets the logits of tokens a row's constraint does not allow to −∞. The rows' masks travel as bits (16 KB per row
+    /// for a 128k vocabulary) and are unpacked on the logits' device, so the host writes no vocabulary-sized arrays.
+    /// </summary>
     private static Tensor Constrain(Tensor adjusted, Tensor logits, IReadOnlyList<ISampledRow> rows)
     {
         if (!rows.Any(r => r.Constraint is not null)) return adjusted;
         var vocab = (int)logits.shape[1];
-        var allowed = new bool[rows.Count * vocab];
+        var words = (vocab + 63) / 64;
+        var packed = new long[rows.Count * words];
+        var bits = System.Runtime.InteropServices.MemoryMarshal.Cast<long, ulong>(packed.AsSpan());
         for (var b = 0; b < rows.Count; b++)
         {
-            var row = allowed.AsSpan(b * vocab, vocab);
+            var row = bits.Slice(b * words, words);
             if (rows[b].Constraint is not { } constraint)
             {
-                row.Fill(true);
+                row.Fill(ulong.MaxValue);
                 continue;
             }
             constraint.Allowed(row);
             // A vocabulary that cannot spell a byte the grammar requires is the one way left to a dead end: the row
             // then ends at a stop token rather than drawing from an all −∞ row (which would stop the whole batch).
-            if (!row.Contains(true))
+            if (row.IndexOfAnyExcept(0UL) < 0)
             {
-                foreach (var stop in rows[b].Parameters.StopTokenIds ?? []) row[stop] = true;
+                foreach (var stop in rows[b].Parameters.StopTokenIds ?? []) row[stop >> 6] |= 1UL << (stop & 63);
             }
         }
-        using var mask = tensor(allowed, device: logits.device).view(rows.Count, vocab);
-        return adjusted.masked_fill(mask.logical_not(), double.NegativeInfinity);
+        var device = logits.device;
+        // An explicit scalar, alive until the call returns: an implicit one (from a double) can be finalized while the
+        // native call still reads it (seen as "Expected false to be true" from c10::Scalar with a 128k vocabulary).
+        using var minusInfinity = double.NegativeInfinity.ToScalar();
+        using var one = tensor(1L, device: device);
+        using var shifts = arange(64, ScalarType.Int64, device);
+        var mask = tensor(packed, device: device).view(rows.Count, words, 1).bitwise_right_shift(shifts).bitwise_and(one)
+            .view(rows.Count, words * 64)[.., ..vocab].to(ScalarType.Bool);
+        return adjusted.masked_fill(mask.logical_not(), minusInfinity);
     }
 
     private static Tensor Adjust(Tensor logits, IReadOnlyList<ISampledRow> rows)
@@ -147,7 +159,8 @@ internal static class TokenSampler
             var (values, _) = scaled.topk(topK.Max());
             var kth = values.gather(1, tensor(topK.Select(k => (long)Math.Max(k - 1, 0)).ToArray(), device: device).unsqueeze(1));
             var limited = tensor(topK.Select(k => k > 0).ToArray(), device: device).unsqueeze(1);
-            scaled = scaled.masked_fill(limited & (scaled < kth), double.NegativeInfinity);
+            using var minusInfinity = double.NegativeInfinity.ToScalar();
+            scaled = scaled.masked_fill(limited & (scaled < kth), minusInfinity);
         }
 
         var probs = scaled.softmax(-1);
@@ -158,7 +171,8 @@ internal static class TokenSampler
             // without top_p keep every token. Only then is the vocabulary sorted: it costs more than the rest together.
             (probs, order) = probs.sort(-1, descending: true);
             var topP = tensor(parameters.Select(p => p.TopP < 1 ? (float)p.TopP : float.PositiveInfinity).ToArray(), device: device).unsqueeze(1);
-            probs = probs.masked_fill((probs.cumsum(1) - probs) >= topP, 0);
+            using var zero = 0.0.ToScalar();
+            probs = probs.masked_fill((probs.cumsum(1) - probs) >= topP, zero);
         }
 
         // Inverse CDF: the first position whose cumulative mass exceeds u × the kept mass (u < 1, compared in float64, so

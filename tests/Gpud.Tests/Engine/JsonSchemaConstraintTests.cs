@@ -418,7 +418,7 @@ public sealed class ConstraintDeadEndTests
     {
         public bool IsComplete => false;
 
-        public void Allowed(Span<bool> allowed) => allowed.Clear();
+        public void Allowed(Span<ulong> allowed) => allowed.Clear();
 
         public void Advance(int tokenId) => throw new InvalidOperationException("no token was allowed");
     }

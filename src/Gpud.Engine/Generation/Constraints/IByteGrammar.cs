@@ -21,8 +21,11 @@ public interface ITokenConstraint
     /// <summary>Nothing more may be generated: the sequence ends here.</summary>
     bool IsComplete { get; }
 
-    /// <summary>Marks the tokens that may come next (span of the vocabulary's size).</summary>
-    void Allowed(Span<bool> allowed);
+    /// <summary>
+    /// Sets the bits of the tokens that may come next (token t is bit t % 64 of word t / 64) and clears the rest; the
+    /// span has a word for every 64 tokens of the model's vocabulary.
+    /// </summary>
+    void Allowed(Span<ulong> allowed);
 
     /// <summary>Takes the chosen token (one that <see cref="Allowed"/> marked).</summary>
     void Advance(int tokenId);
@@ -36,7 +39,7 @@ public sealed class GrammarConstraint<TGrammar>(TokenTrie trie, TGrammar start, 
 
     public bool IsComplete => _state.IsComplete;
 
-    public void Allowed(Span<bool> allowed) => masks.Allowed(trie, _state, allowed);
+    public void Allowed(Span<ulong> allowed) => masks.Allowed(trie, _state, allowed);
 
     public void Advance(int tokenId)
     {
@@ -57,8 +60,8 @@ public sealed class TokenMasks<TGrammar>(int capacity) where TGrammar : struct, 
 {
     private readonly System.Collections.Concurrent.ConcurrentDictionary<TGrammar, ulong[]> _remembered = new();
 
-    /// <summary>Sets exactly the tokens whose bytes the grammar accepts from <paramref name="state"/> (the rest of the span is cleared).</summary>
-    public void Allowed(TokenTrie trie, TGrammar state, Span<bool> allowed)
+    /// <summary>Sets the bits of exactly the tokens whose bytes the grammar accepts from <paramref name="state"/> (the rest are cleared).</summary>
+    public void Allowed(TokenTrie trie, TGrammar state, Span<ulong> allowed)
     {
         ArgumentNullException.ThrowIfNull(trie);
         if (!_remembered.TryGetValue(state, out var bits))
@@ -74,10 +77,6 @@ public sealed class TokenMasks<TGrammar>(int capacity) where TGrammar : struct, 
             _remembered[state] = bits;
         }
         allowed.Clear();
-        for (var word = 0; word < bits.Length; word++)
-        {
-            for (var rest = bits[word]; rest != 0; rest &= rest - 1)
-                allowed[word * 64 + System.Numerics.BitOperations.TrailingZeroCount(rest)] = true;
-        }
+        bits.AsSpan(0, Math.Min(bits.Length, allowed.Length)).CopyTo(allowed);
     }
 }
