@@ -5,12 +5,14 @@ namespace Gpud.Engine.Generation.Constraints;
 
 /// <summary>
 /// A JSON Schema compiled for constrained decoding (OpenAI's <c>response_format: json_schema</c>): every text its
-/// <see cref="Start"/> state reads to completion is an instance of the schema. The subset is OpenAI's structured
-/// outputs': <c>type</c> (one or a list), <c>properties</c>, <c>required</c>, <c>additionalProperties</c>,
-/// <c>items</c>, <c>minItems</c>, <c>maxItems</c>, <c>minLength</c>, <c>maxLength</c>, <c>pattern</c> (<see cref="StringPattern"/>), <c>format</c> (date-time, date, time, uuid, email, ipv4), <c>minimum</c>, <c>maximum</c> (and exclusive forms), <c>enum</c>, <c>const</c>, <c>anyOf</c>, <c>$ref</c> within the
-/// schema (recursion included) and annotations (<c>title</c>, <c>description</c>, …). Any other keyword is refused
-/// by name rather than ignored: an answer that silently breaks a <c>pattern</c> or a <c>maximum</c> would be worse
-/// than an error. Properties are written in declaration order; optional ones may be left out. The root is an object.
+/// <see cref="Start"/> state reads to completion is an instance of the schema. The subset: <c>type</c> (one or a
+/// list), <c>properties</c>, <c>required</c>, <c>additionalProperties</c>, <c>items</c>, <c>minItems</c>,
+/// <c>maxItems</c>, <c>minLength</c>, <c>maxLength</c>, <c>pattern</c> (<see cref="StringPattern"/>), <c>format</c>
+/// (date-time, date, time, uuid, email, ipv4), <c>minimum</c>, <c>maximum</c> (and exclusive forms), <c>enum</c>,
+/// <c>const</c>, <c>anyOf</c>, <c>$ref</c> within the schema (recursion included) and annotations (<c>title</c>,
+/// <c>description</c>, …). Any other keyword is refused by name rather than ignored: an answer that silently breaks a
+/// <c>multipleOf</c> would be worse than an error. Properties are written in declaration order; optional ones may be
+/// left out. The root is an object.
 /// </summary>
 public sealed class JsonSchema
 {
