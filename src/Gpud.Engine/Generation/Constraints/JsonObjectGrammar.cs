@@ -39,18 +39,6 @@ public struct JsonObjectGrammar : IByteGrammar<JsonObjectGrammar>
         Done,
     }
 
-    private enum NumberState : byte
-    {
-        Minus, // '-' read
-        Zero, // a leading 0
-        Integer,
-        Point, // '.' read
-        Fraction,
-        Exponent, // 'e' read
-        ExponentSign,
-        ExponentDigits,
-    }
-
     public static JsonObjectGrammar Start => default;
 
     /// <summary>The object has been closed: nothing more may follow.</summary>
@@ -66,7 +54,7 @@ public struct JsonObjectGrammar : IByteGrammar<JsonObjectGrammar>
                 return AdvanceString(c);
             case Mode.Number:
                 if (AdvanceNumber(c)) return true;
-                if (!(_sub is (byte)NumberState.Zero or (byte)NumberState.Integer or (byte)NumberState.Fraction or (byte)NumberState.ExponentDigits)) return false;
+                if (!JsonLexis.IsWhole((JsonLexis.NumberState)_sub)) return false;
                 _mode = Mode.AfterValue; // the number ended; the byte belongs to what follows
                 return AdvanceStructure(c, isSpace);
             case Mode.Literal:
@@ -142,14 +130,8 @@ public struct JsonObjectGrammar : IByteGrammar<JsonObjectGrammar>
                 _mode = Mode.String;
                 _sub = 0;
                 return true;
-            case (byte)'-':
-                (_mode, _sub) = (Mode.Number, (byte)NumberState.Minus);
-                return true;
-            case (byte)'0':
-                (_mode, _sub) = (Mode.Number, (byte)NumberState.Zero);
-                return true;
-            case >= (byte)'1' and <= (byte)'9':
-                (_mode, _sub) = (Mode.Number, (byte)NumberState.Integer);
+            case (byte)'-' or (>= (byte)'0' and <= (byte)'9'):
+                (_mode, _sub) = (Mode.Number, (byte)JsonLexis.NumberStart(c)!.Value);
                 return true;
             case (byte)'t' or (byte)'f' or (byte)'n':
                 _literal = c == 't' ? "true" : c == 'f' ? "false" : "null";
@@ -171,15 +153,7 @@ public struct JsonObjectGrammar : IByteGrammar<JsonObjectGrammar>
     {
         if (_continuation > 0)
         {
-            var (low, high) = _lead switch
-            {
-                0xE0 => (0xA0, 0xBF), // no overlong forms
-                0xED => (0x80, 0x9F), // no UTF-16 surrogates
-                0xF0 => (0x90, 0xBF),
-                0xF4 => (0x80, 0x8F), // nothing above U+10FFFF
-                _ => (0x80, 0xBF),
-            };
-            if (c < low || c > high) return false;
+            if (!JsonLexis.IsContinuation(c, _lead)) return false;
             _lead = 0;
             _continuation--;
             return true;
@@ -187,13 +161,7 @@ public struct JsonObjectGrammar : IByteGrammar<JsonObjectGrammar>
         switch (_sub)
         {
             case 0 when c >= 0x80:
-                _continuation = c switch
-                {
-                    >= 0xC2 and <= 0xDF => 1,
-                    >= 0xE0 and <= 0xEF => 2,
-                    >= 0xF0 and <= 0xF4 => 3,
-                    _ => 0,
-                };
+                _continuation = (byte)JsonLexis.Continuations(c);
                 _lead = c;
                 return _continuation > 0;
             case 0:
@@ -221,20 +189,8 @@ public struct JsonObjectGrammar : IByteGrammar<JsonObjectGrammar>
 
     private bool AdvanceNumber(byte c)
     {
-        var digit = c is >= (byte)'0' and <= (byte)'9';
-        NumberState? next = (NumberState)_sub switch
-        {
-            NumberState.Minus => c == '0' ? NumberState.Zero : digit ? NumberState.Integer : null,
-            NumberState.Zero => c == '.' ? NumberState.Point : c is (byte)'e' or (byte)'E' ? NumberState.Exponent : null,
-            NumberState.Integer => digit ? NumberState.Integer : c == '.' ? NumberState.Point : c is (byte)'e' or (byte)'E' ? NumberState.Exponent : null,
-            NumberState.Point => digit ? NumberState.Fraction : null,
-            NumberState.Fraction => digit ? NumberState.Fraction : c is (byte)'e' or (byte)'E' ? NumberState.Exponent : null,
-            NumberState.Exponent => digit ? NumberState.ExponentDigits : c is (byte)'+' or (byte)'-' ? NumberState.ExponentSign : null,
-            NumberState.ExponentSign or NumberState.ExponentDigits => digit ? NumberState.ExponentDigits : null,
-            _ => null,
-        };
-        if (next is not { } state) return false;
-        _sub = (byte)state;
+        if (JsonLexis.NumberNext((JsonLexis.NumberState)_sub, c) is not { } next) return false;
+        _sub = (byte)next;
         return true;
     }
 

@@ -101,18 +101,6 @@ internal sealed class SchemaFrame : IEquatable<SchemaFrame>
     // Container phases (objects, arrays, the root).
     public const byte AfterOpen = 1, Key = 2, Colon = 3, BeforeValue = 4, InValue = 5, AfterValue = 6, AfterComma = 7, InKey = 8, Done = 9;
 
-    private enum NumberState
-    {
-        Minus, // '-' read
-        Zero, // a leading 0
-        Integer,
-        Point, // '.' read
-        Fraction,
-        Exponent, // 'e' read
-        ExponentSign,
-        ExponentDigits,
-    }
-
     public SchemaFrame(SchemaNode node, byte phase, int index, int sub, byte space, SchemaFrame? parent, string? text = null, PatternStates? matched = null)
     {
         (Node, Phase, Index, Sub, Space, Parent, Text, Matched) = (node, phase, index, sub, space, parent, text, matched);
@@ -202,8 +190,7 @@ internal sealed class SchemaFrame : IEquatable<SchemaFrame>
                 into.Add(new SchemaFrame(node, 0, 0, 0, 0, parent, matched: text.Pattern?.Start));
                 return;
             case NumberNode number:
-                NumberState? start = c == '-' ? NumberState.Minus : c == '0' ? NumberState.Zero : c is >= (byte)'1' and <= (byte)'9' ? NumberState.Integer : null;
-                if (start is not { } state) return;
+                if (JsonLexis.NumberStart(c) is not { } state) return;
                 if (number.Bounds is not { } bounds) into.Add(new SchemaFrame(node, 0, 0, (int)state, 0, parent));
                 else if (bounds.Reachable(((char)c).ToString(), number.Integer)) into.Add(new SchemaFrame(node, 0, 0, (int)state, 0, parent, ((char)c).ToString()));
                 return;
@@ -318,15 +305,7 @@ internal sealed class SchemaFrame : IEquatable<SchemaFrame>
         }
         if (owed > 0)
         {
-            var (low, high) = lead switch
-            {
-                0xE0 => (0xA0, 0xBF), // no overlong forms
-                0xED => (0x80, 0x9F), // no UTF-16 surrogates
-                0xF0 => (0x90, 0xBF),
-                0xF4 => (0x80, 0x8F), // nothing above U+10FFFF
-                _ => (0x80, 0xBF),
-            };
-            if (c < low || c > high) return;
+            if (!JsonLexis.IsContinuation(c, lead)) return;
             var codePoint = node.Pattern is null ? 0 : partial << 6 | c & 0x3F;
             if (owed > 1 && node.Pattern is { } open && !open.CanStep(f.Matched!, codePoint << 6 * (owed - 1), (codePoint + 1 << 6 * (owed - 1)) - 1)) return;
             into.AddIf(owed == 1 ? After(codePoint) : Inside(0, codePoint << 10 | (owed - 1) << 8));
@@ -340,14 +319,9 @@ internal sealed class SchemaFrame : IEquatable<SchemaFrame>
             case 0 when !room:
                 return;
             case 0 when c >= 0x80:
-                var (continuation, bits) = c switch
-                {
-                    >= 0xC2 and <= 0xDF => (1, c & 0x1F),
-                    >= 0xE0 and <= 0xEF => (2, c & 0x0F),
-                    >= 0xF0 and <= 0xF4 => (3, c & 0x07),
-                    _ => (0, 0),
-                };
+                var continuation = JsonLexis.Continuations(c);
                 if (continuation == 0) return;
+                var bits = c & (0x7F >> continuation + 1); // the lead byte's share of the code point
                 if (node.Pattern is { } starting)
                 {
                     // The characters this lead byte can begin, without the overlong forms and surrogates UTF-8 refuses.
@@ -390,30 +364,16 @@ internal sealed class SchemaFrame : IEquatable<SchemaFrame>
 
     private static void StepNumber(NumberNode n, SchemaFrame f, byte c, ref SchemaThreads into)
     {
-        var digit = c is >= (byte)'0' and <= (byte)'9';
-        var exponent = !n.Integer && n.Bounds is null && c is (byte)'e' or (byte)'E'; // bounded numbers are written plainly
-        var point = !n.Integer && c == '.';
-        var at = (NumberState)f.Sub;
-        NumberState? next = at switch
-        {
-            NumberState.Minus => c == '0' ? NumberState.Zero : digit ? NumberState.Integer : null,
-            NumberState.Zero => point ? NumberState.Point : exponent ? NumberState.Exponent : null,
-            NumberState.Integer => digit ? NumberState.Integer : point ? NumberState.Point : exponent ? NumberState.Exponent : null,
-            NumberState.Point => digit ? NumberState.Fraction : null,
-            NumberState.Fraction => digit ? NumberState.Fraction : exponent ? NumberState.Exponent : null,
-            NumberState.Exponent => digit ? NumberState.ExponentDigits : c is (byte)'+' or (byte)'-' ? NumberState.ExponentSign : null,
-            NumberState.ExponentSign or NumberState.ExponentDigits => digit ? NumberState.ExponentDigits : null,
-            _ => null,
-        };
-        if (next is { } state)
+        var at = (JsonLexis.NumberState)f.Sub;
+        // Bounded numbers are written without exponent, so that their digits alone decide the value.
+        if (JsonLexis.NumberNext(at, c, fraction: !n.Integer, exponent: !n.Integer && n.Bounds is null) is { } state)
         {
             if (n.Bounds is not { } bounds) into.Add(state == at ? f : f.With(0, 0, (int)state));
             else if (f.Text + (char)c is var text && bounds.Reachable(text, n.Integer)) into.Add(new SchemaFrame(n, 0, 0, (int)state, 0, f.Parent, text));
             return;
         }
         // The number ended before this byte, which belongs to its container.
-        if (at is NumberState.Zero or NumberState.Integer or NumberState.Fraction or NumberState.ExponentDigits && (n.Bounds is null || n.Bounds.Contains(f.Text!)))
-            Step(Resume(f.Parent!), c, ref into);
+        if (JsonLexis.IsWhole(at) && (n.Bounds is null || n.Bounds.Contains(f.Text!))) Step(Resume(f.Parent!), c, ref into);
     }
 
     private static bool IsSpace(byte c) => c is (byte)' ' or (byte)'\n' or (byte)'\r' or (byte)'\t';
