@@ -102,6 +102,14 @@ public sealed class JsonSchemaConstraintTests
         AssertReads(tree, """{"value":1,"children":[{"value":2,"children":[]},{"value":3,"children":[{"value":4,"children":[]}]}]}""");
         AssertRefusedAfter(tree, """{"value":1,"children":[{"value":2}]}""", """{"value":1,"children":[{"value":2""");
 
+        // Pydantic v1 describes a reference by wrapping it in a one-schema allOf.
+        const string wrapped = """
+            {"definitions": {"Color": {"enum": ["red", "blue"]}}, "type": "object", "required": ["color"],
+             "properties": {"color": {"title": "Color", "description": "paint", "allOf": [{"$ref": "#/definitions/Color"}]}}}
+            """;
+        AssertReads(wrapped, """{"color":"blue"}""");
+        AssertRefusedAfter(wrapped, """{"color":"green"}""", "{\"color\":\"");
+
         // Declared structure nests as deep as the text goes (free JSON stops at MaxDepth, where a scalar can stand in);
         // two states 5000 levels deep compare without recursion.
         var deep = string.Concat(Enumerable.Repeat("""{"value":1,"children":[""", 5000));
@@ -281,6 +289,7 @@ public sealed class JsonSchemaConstraintTests
     [InlineData("""{"type": "object", "properties": {"p": {"type": "string", "pattern": "^[a-z]{100}{100}$"}}}""", "#/properties/p/pattern", "automaton states")]
     [InlineData("""{"type": "object", "properties": {"p": {"type": "string", "pattern": "^\\x01$"}}}""", "#/properties/p/pattern", "matches no string")]
     [InlineData("""{"type": "object", "properties": {"n": {"type": "integer", "multipleOf": 2}}}""", "#/properties/n", "'multipleOf' is not supported")]
+    [InlineData("""{"type": "object", "properties": {"n": {"allOf": [{"type": "integer"}, {"minimum": 0}]}}}""", "#/properties/n/allOf", "exactly one schema")]
     [InlineData("""{"type": "object", "properties": {"n": {"type": "integer", "minimum": 0.5, "maximum": 0.7}}}""", "#/properties/n", "no integer lies between")]
     [InlineData("""{"type": "object", "properties": {"n": {"type": "number", "minimum": 1e30}}}""", "#/properties/n/minimum", "bounds beyond")]
     [InlineData("""{"type": "array", "items": {"type": "string"}}""", "#", "the root must be an object")]

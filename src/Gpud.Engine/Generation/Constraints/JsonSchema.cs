@@ -5,14 +5,14 @@ namespace Gpud.Engine.Generation.Constraints;
 
 /// <summary>
 /// A JSON Schema compiled for constrained decoding (OpenAI's <c>response_format: json_schema</c>): every text its
-/// <see cref="Start"/> state reads to completion is an instance of the schema. The subset: <c>type</c> (one or a
-/// list), <c>properties</c>, <c>required</c>, <c>additionalProperties</c>, <c>items</c>, <c>minItems</c>,
-/// <c>maxItems</c>, <c>minLength</c>, <c>maxLength</c>, <c>pattern</c> (<see cref="StringPattern"/>), <c>format</c>
-/// (date-time, date, time, uuid, email, ipv4), <c>minimum</c>, <c>maximum</c> (and exclusive forms), <c>enum</c>,
-/// <c>const</c>, <c>anyOf</c>, <c>$ref</c> within the schema (recursion included) and annotations (<c>title</c>,
-/// <c>description</c>, …). Any other keyword is refused by name rather than ignored: an answer that silently breaks a
-/// <c>multipleOf</c> would be worse than an error. Properties are written in declaration order; optional ones may be
-/// left out. The root is an object.
+/// <see cref="Start"/> state reads to completion is an instance of the schema. The subset: <c>type</c> (one or a list),
+/// <c>properties</c>, <c>required</c>, <c>additionalProperties</c>, <c>items</c>, <c>minItems</c>, <c>maxItems</c>,
+/// <c>minLength</c>, <c>maxLength</c>, <c>pattern</c> (<see cref="StringPattern"/>), <c>format</c> (date-time, date,
+/// time, uuid, email, ipv4), <c>minimum</c>, <c>maximum</c> (and exclusive forms), <c>enum</c>, <c>const</c>,
+/// <c>anyOf</c>, <c>allOf</c> of one schema, <c>$ref</c> within the schema (recursion included) and annotations
+/// (<c>title</c>, <c>description</c>, …). Any other keyword is refused by name rather than ignored: an answer that
+/// silently breaks a <c>multipleOf</c> would be worse than an error. Properties are written in declaration order;
+/// optional ones may be left out. The root is an object.
 /// </summary>
 public sealed class JsonSchema
 {
@@ -96,7 +96,7 @@ public sealed class JsonSchema
             ["title", "description", "default", "examples", "$schema", "$id", "$comment", "$defs", "definitions", "deprecated", "readOnly", "writeOnly"];
 
         private static readonly HashSet<string> Keywords =
-            ["type", "properties", "required", "additionalProperties", "items", "minItems", "maxItems", "minLength", "maxLength", "pattern", "format", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "enum", "const", "anyOf", "$ref"];
+            ["type", "properties", "required", "additionalProperties", "items", "minItems", "maxItems", "minLength", "maxLength", "pattern", "format", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "enum", "const", "anyOf", "allOf", "$ref"];
 
         private readonly StringNode _string = new();
         private readonly Dictionary<string, RefNode> _refs = new(StringComparer.Ordinal);
@@ -120,13 +120,20 @@ public sealed class JsonSchema
                 else if (!Annotations.Contains(keyword.Name))
                     throw new JsonSchemaException(at, $"'{keyword.Name}' is not supported by gpud's structured outputs (supported: {string.Join(", ", Keywords)})");
             }
-            foreach (var alone in new[] { "$ref", "anyOf" })
+            foreach (var alone in new[] { "$ref", "anyOf", "allOf" })
             {
                 if (used.Contains(alone) && used.Count > 1)
                     throw new JsonSchemaException(at, $"'{alone}' cannot be combined with '{used.First(k => k != alone)}' in one schema");
             }
             if (schema.TryGetProperty("$ref", out var reference))
                 return Reference(reference.ValueKind == JsonValueKind.String ? reference.GetString()! : throw new JsonSchemaException(at + "/$ref", "must be a string"), at);
+            if (schema.TryGetProperty("allOf", out var allOf))
+            {
+                // One schema only (Pydantic v1 wraps a $ref so as to describe it): an intersection of several is not compiled.
+                if (allOf.ValueKind != JsonValueKind.Array || allOf.GetArrayLength() != 1)
+                    throw new JsonSchemaException(at + "/allOf", "gpud's structured outputs take 'allOf' with exactly one schema");
+                return Compile(allOf[0], at + "/allOf/0");
+            }
             if (schema.TryGetProperty("anyOf", out var anyOf))
             {
                 if (anyOf.ValueKind != JsonValueKind.Array || anyOf.GetArrayLength() == 0) throw new JsonSchemaException(at + "/anyOf", "must be a non-empty array of schemas");
