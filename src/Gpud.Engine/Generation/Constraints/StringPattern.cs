@@ -90,6 +90,13 @@ internal sealed class StringPattern
     /// </summary>
     public bool CanStep(PatternStates states, int lo, int hi)
     {
+        if (_canStep.TryGetValue((states, lo, hi), out var known)) return known;
+        if (_canStep.Count >= MaxRemembered) _canStep.Clear();
+        return _canStep[(states, lo, hi)] = Intersects(states, lo, hi);
+    }
+
+    private bool Intersects(PatternStates states, int lo, int hi)
+    {
         // The characters of [lo, hi] each expression can take, intersected: one character must move them all.
         List<(int Lo, int Hi)> common = [(lo, hi)];
         foreach (var (from, to, _) in _automata)
@@ -147,8 +154,32 @@ internal sealed class StringPattern
 
     public bool Accepts(PatternStates states) => _automata.All(a => states.Contains(a.Accept));
 
-    /// <summary>The states after <paramref name="codePoint"/>, or null if an expression cannot go on with it.</summary>
+    /// <summary>Transitions and lead-byte checks already worked out (a DFA built as the walks need it), bounded.</summary>
+    private const int MaxRemembered = 1 << 16;
+
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<(PatternStates, int), PatternStates?> _steps = new();
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<(PatternStates, int, int), bool> _canStep = new();
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<PatternStates, PatternStates> _interned = new();
+
+    /// <summary>
+    /// The states after <paramref name="codePoint"/>, or null if an expression cannot go on with it. Remembered: a walk
+    /// over the vocabulary asks the same few questions for every token, and equal answers come back as one instance,
+    /// so the frames that hold them compare by reference.
+    /// </summary>
     public PatternStates? Step(PatternStates states, int codePoint)
+    {
+        if (_steps.TryGetValue((states, codePoint), out var known)) return known;
+        if (_steps.Count >= MaxRemembered) _steps.Clear();
+        var next = Move(states, codePoint);
+        if (next is not null)
+        {
+            if (_interned.Count >= MaxRemembered) _interned.Clear();
+            next = _interned.GetOrAdd(next, next); // one instance per distinct set of states
+        }
+        return _steps.GetOrAdd((states, codePoint), next);
+    }
+
+    private PatternStates? Move(PatternStates states, int codePoint)
     {
         var moved = new List<int>();
         foreach (var state in states.Members())
@@ -531,7 +562,8 @@ internal sealed class PatternStates : IEquatable<PatternStates>
         }
     }
 
-    public bool Equals(PatternStates? other) => other is not null && _hash == other._hash && _bits.AsSpan().SequenceEqual(other._bits);
+    public bool Equals(PatternStates? other) =>
+        ReferenceEquals(this, other) || other is not null && _hash == other._hash && _bits.AsSpan().SequenceEqual(other._bits);
 
     public override bool Equals(object? obj) => Equals(obj as PatternStates);
 
