@@ -13,17 +13,7 @@ public sealed class JsonObjectConstraintTests
 {
     private static readonly string TinyModel = Repo.File("tests/fixtures/models/gpud-tiny");
 
-    /// <summary>How far the grammar reads the text: (bytes accepted, complete at the end).</summary>
-    private static (int Accepted, bool Complete) Read(string text)
-    {
-        var state = JsonObjectGrammar.Start;
-        var bytes = Encoding.UTF8.GetBytes(text);
-        for (var i = 0; i < bytes.Length; i++)
-        {
-            if (!state.Advance(bytes[i])) return (i, false);
-        }
-        return (bytes.Length, state.IsComplete);
-    }
+    private static (int Accepted, bool Complete) Read(string text) => Grammars.Read(JsonObjectGrammar.Start, text);
 
     [Theory]
     [InlineData("{}")]
@@ -62,15 +52,7 @@ public sealed class JsonObjectConstraintTests
     public void Strings_hold_only_whole_utf8_characters()
     {
         byte[] Text(params byte[] middle) => [.. "{\"s\":\""u8, .. middle, .. "\"}"u8];
-        (int, bool) ReadBytes(byte[] bytes)
-        {
-            var state = JsonObjectGrammar.Start;
-            for (var i = 0; i < bytes.Length; i++)
-            {
-                if (!state.Advance(bytes[i])) return (i, false);
-            }
-            return (bytes.Length, state.IsComplete);
-        }
+        (int, bool) ReadBytes(byte[] bytes) => Grammars.Read(JsonObjectGrammar.Start, bytes);
 
         Assert.Equal((14, true), ReadBytes(Text(0xC3, 0xA9, 0xF0, 0x9F, 0x99, 0x82))); // é 🙂
         Assert.Equal((6, false), ReadBytes(Text(0x80))); // a continuation byte without a lead
@@ -100,18 +82,7 @@ public sealed class JsonObjectConstraintTests
         var bytes = tokenizer.TokenBytes();
         var trie = new TokenTrie(bytes);
         foreach (var prefix in new[] { "", "{", "{\"ke", "{\"key\"", "{\"key\": ", "{\"key\": [1", "{\"key\": [1, -0.5e", "{\"a\": {\"b\": tr", "{\"a\": \"\\u00" })
-        {
-            var state = JsonObjectGrammar.Start;
-            foreach (var b in Encoding.UTF8.GetBytes(prefix)) Assert.True(state.Advance(b));
-            var walked = new bool[bytes.Count];
-            trie.Walk(state, walked);
-            for (var id = 0; id < bytes.Count; id++)
-            {
-                var expected = bytes[id] is { Length: > 0 } token && Accepts(state, token);
-                Assert.True(expected == walked[id], $"after '{prefix}', token {id} ('{tokenizer.Decode([id])}'): expected {expected}");
-            }
-            Assert.Contains(true, walked);
-        }
+            Grammars.AssertWalkIsExact(trie, bytes, Grammars.After(JsonObjectGrammar.Start, prefix), $"after '{prefix}'");
         Assert.Null(bytes[tokenizer.EosTokenId!.Value]); // special tokens add no text, so they are never allowed
     }
 
@@ -141,15 +112,6 @@ public sealed class JsonObjectConstraintTests
     }
 
     private static string Show(string s) => JsonSerializer.Serialize(s);
-
-    private static bool Accepts(JsonObjectGrammar state, byte[] token)
-    {
-        foreach (var b in token)
-        {
-            if (!state.Advance(b)) return false;
-        }
-        return true;
-    }
 
     [Fact]
     public void A_random_weight_model_constrained_to_json_writes_objects_that_parse()

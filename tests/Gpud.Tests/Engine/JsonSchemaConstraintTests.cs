@@ -26,16 +26,7 @@ public sealed class JsonSchemaConstraintTests
     private static JsonSchema Compile(string schema) => JsonSchema.Compile(JsonDocument.Parse(schema).RootElement);
 
     /// <summary>How far the schema's grammar reads the text: (bytes accepted, complete at the end).</summary>
-    private static (int Accepted, bool Complete) Read(string schema, string text)
-    {
-        var state = Compile(schema).Start;
-        var bytes = Encoding.UTF8.GetBytes(text);
-        for (var i = 0; i < bytes.Length; i++)
-        {
-            if (!state.Advance(bytes[i])) return (i, false);
-        }
-        return (bytes.Length, state.IsComplete);
-    }
+    private static (int Accepted, bool Complete) Read(string schema, string text) => Grammars.Read(Compile(schema).Start, text);
 
     private static void AssertReads(string schema, string text) => Assert.Equal((Encoding.UTF8.GetByteCount(text), true), Read(schema, text));
 
@@ -160,12 +151,7 @@ public sealed class JsonSchemaConstraintTests
     public void An_array_without_bounds_reads_its_items_in_one_state_so_their_tokens_are_walked_once()
     {
         var schema = Compile(Person);
-        JsonSchemaGrammar After(string prefix)
-        {
-            var state = schema.Start;
-            foreach (var b in Encoding.UTF8.GetBytes(prefix)) Assert.True(state.Advance(b));
-            return state;
-        }
+        JsonSchemaGrammar After(string prefix) => Grammars.After(schema.Start, prefix);
         Assert.Equal(After("""{"name":"A","age":4,"tags":["x"""), After("""{"name":"A","age":4,"tags":["x","y", "zz"""));
         Assert.NotEqual(After("""{"name":"A"""), After("""{"name":"A","age":4,"tags":["x"""));
     }
@@ -183,12 +169,7 @@ public sealed class JsonSchemaConstraintTests
         AssertRefusedAfter(schema, """{"s":"\u00e9x"}""", "{\"s\":\"\\"); // no \u escapes in a counted string
 
         var nonEmpty = Compile("""{"type": "object", "properties": {"s": {"type": "string", "minLength": 1}}, "required": ["s"]}""");
-        JsonSchemaGrammar After(string prefix)
-        {
-            var state = nonEmpty.Start;
-            foreach (var b in Encoding.UTF8.GetBytes(prefix)) Assert.True(state.Advance(b));
-            return state;
-        }
+        JsonSchemaGrammar After(string prefix) => Grammars.After(nonEmpty.Start, prefix);
         Assert.Equal(After("""{"s":"x"""), After("""{"s":"xyz 🙂 long"""));
         Assert.NotEqual(After("{\"s\":\""), After("""{"s":"x"""));
     }
@@ -252,17 +233,7 @@ public sealed class JsonSchemaConstraintTests
             ("get_weather", JsonDocument.Parse("""{"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}""").RootElement),
             ("get_time", null), // no parameters: called with {}
         ];
-        (int, bool) ReadCalls(bool parallel, string text)
-        {
-            var state = JsonSchema.ToolCalls(tools, parallel).Start;
-            var bytes = Encoding.UTF8.GetBytes(text);
-            for (var i = 0; i < bytes.Length; i++)
-            {
-                if (!state.Advance(bytes[i])) return (i, false);
-            }
-            return (bytes.Length, state.IsComplete);
-        }
-
+        (int, bool) ReadCalls(bool parallel, string text) => Grammars.Read(JsonSchema.ToolCalls(tools, parallel).Start, text);
         void Reads(bool parallel, string text) => Assert.Equal((Encoding.UTF8.GetByteCount(text), true), ReadCalls(parallel, text));
         void RefusedAfter(bool parallel, string text, string prefix) => Assert.Equal((prefix.Length, false), ReadCalls(parallel, text));
 
@@ -323,16 +294,7 @@ public sealed class JsonSchemaConstraintTests
             .Concat(new[] { "{\"code\":\"", "{\"code\":\"A", "{\"code\":\"AB-", "{\"code\":\"AB-1" }.Select(p => (patterned, p)));
         foreach (var (schemaText, prefix) in cases)
         {
-            var state = Compile(schemaText).Start;
-            foreach (var b in Encoding.UTF8.GetBytes(prefix)) Assert.True(state.Advance(b));
-            var walked = new bool[bytes.Count];
-            trie.Walk(state, walked);
-            for (var id = 0; id < bytes.Count; id++)
-            {
-                var expected = bytes[id] is { Length: > 0 } token && Accepts(state, token);
-                Assert.True(expected == walked[id], $"after '{prefix}', token {id} ('{tokenizer.Decode([id])}'): expected {expected}");
-            }
-            Assert.Contains(true, walked);
+            Grammars.AssertWalkIsExact(trie, bytes, Grammars.After(Compile(schemaText).Start, prefix), $"after '{prefix}'");
         }
     }
 
@@ -349,8 +311,7 @@ public sealed class JsonSchemaConstraintTests
             """;
         foreach (var prefix in new[] { "{\"code\":\"", "{\"code\":\"AB", "{\"code\":\"AB-1", "{\"code\":\"AB-123\",\"name\":\"", "{\"code\":\"AB-123\",\"name\":\"X", "{\"code\":\"AB-123\",\"name\":\"XYZ\",\"tag\":\"" })
         {
-            var state = Compile(schema).Start;
-            foreach (var b in Encoding.UTF8.GetBytes(prefix)) Assert.True(state.Advance(b));
+            var state = Grammars.After(Compile(schema).Start, prefix);
             var allowed = new bool[bytes.Count];
             trie.Walk(state, allowed);
             Assert.Contains(true, allowed);
@@ -364,15 +325,6 @@ public sealed class JsonSchemaConstraintTests
                 Assert.True(next.IsComplete || then.Contains(true), $"after '{prefix}' + token {id} ({Convert.ToHexString(bytes[id]!)}) nothing can follow");
             }
         }
-    }
-
-    private static bool Accepts(JsonSchemaGrammar state, byte[] token)
-    {
-        foreach (var b in token)
-        {
-            if (!state.Advance(b)) return false;
-        }
-        return true;
     }
 
     [Fact]
