@@ -69,8 +69,7 @@ public sealed class ToolCallingTests : IClassFixture<ToolCallingTests.TrainedMod
             IEnumerable<JsonElement> calls;
             if (stream)
             {
-                var deltas = (await response.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries)
-                    .Select(e => e["data: ".Length..]).Where(d => d != "[DONE]").Select(d => JsonDocument.Parse(d).RootElement.GetProperty("choices")[0]).ToList();
+                var deltas = (await response.Events()).Select(e => e.GetProperty("choices")[0]).ToList();
                 calls = deltas.SelectMany(d => d.GetProperty("delta").TryGetProperty("tool_calls", out var c) ? c.EnumerateArray() : []);
                 Assert.Equal("tool_calls", deltas[^1].GetProperty("finish_reason").GetString());
             }
@@ -90,9 +89,7 @@ public sealed class ToolCallingTests : IClassFixture<ToolCallingTests.TrainedMod
     {
         using var factory = _trained.Factory();
         var response = await factory.Client().PostAsJsonAsync("/v1/chat/completions", Ask("Weather in Oslo?", stream: true));
-        var chunks = (await response.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries)
-            .Select(e => e["data: ".Length..]).Where(d => d != "[DONE]").Select(d => JsonDocument.Parse(d).RootElement).ToList();
-        var deltas = chunks.Select(c => c.GetProperty("choices")[0]).ToList();
+        var deltas = (await response.Events()).Select(c => c.GetProperty("choices")[0]).ToList();
 
         var content = string.Concat(deltas.Select(d => d.GetProperty("delta").TryGetProperty("content", out var c) ? c.GetString() : ""));
         Assert.Equal("", content);
@@ -122,8 +119,7 @@ public sealed class ToolCallingTests : IClassFixture<ToolCallingTests.TrainedMod
                     : [];
                 return (answer.GetProperty("finish_reason").GetString(), message.GetProperty("content").GetString() ?? "", calls);
             }
-            var deltas = (await response.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries)
-                .Select(e => e["data: ".Length..]).Where(d => d != "[DONE]").Select(d => JsonDocument.Parse(d).RootElement.GetProperty("choices")[0]).ToList();
+            var deltas = (await response.Events()).Select(e => e.GetProperty("choices")[0]).ToList();
             var streamed = deltas.Where(d => d.GetProperty("delta").TryGetProperty("tool_calls", out _))
                 .SelectMany(d => d.GetProperty("delta").GetProperty("tool_calls").EnumerateArray())
                 .Select(c => (c.GetProperty("function").GetProperty("name").GetString()!, JsonDocument.Parse(c.GetProperty("function").GetProperty("arguments").GetString()!).RootElement)).ToList();

@@ -28,6 +28,11 @@ public static class Requests
     }
 
     /// <summary>Asserts the OpenAI error envelope: all four keys present, the status, and what a client reads.</summary>
+    /// <summary>The events of a streamed (server-sent events) response, without the closing [DONE].</summary>
+    public static async Task<List<JsonElement>> Events(this HttpResponseMessage response) =>
+        (await response.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries)
+            .Select(e => e["data: ".Length..]).Where(d => d != "[DONE]").Select(d => JsonDocument.Parse(d).RootElement).ToList();
+
     public static async Task<JsonElement> AssertError(this HttpResponseMessage response, HttpStatusCode status, string? param = null, string? code = null)
     {
         Assert.Equal(status, response.StatusCode);
