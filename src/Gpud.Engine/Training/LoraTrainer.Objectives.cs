@@ -102,7 +102,7 @@ public sealed partial class LoraTrainer
     /// </summary>
     private sealed class PreferenceObjective(LoraTrainer trainer, IReadOnlyList<PreferencePair> pairs, IReadOnlyList<PreferencePair> validation) : IObjective
     {
-        private const string ReferenceFile = "reference_logprobs.safetensors";
+        public const string ReferenceFile = "reference_logprobs.safetensors";
 
         // Per pair: the reference policy's summed log-probability of the chosen and of the rejected answer.
         private double[] _reference = [];

@@ -98,6 +98,7 @@ public sealed partial class FineTuningJobsService(
             [events.Info(id, "Fine-tuning job cancelled")]);
         if (cancelled is null) throw InvalidState(jobs.Find(project, id) ?? job, "cancel");
         scheduler.Stop(id, JobStopReason.Cancel);
+        scheduler.ReleaseEnded(id);
         LogCancelled(logger, id);
         RefreshCounts();
         scheduler.Wake();

@@ -46,6 +46,7 @@ public sealed partial class JobScheduler : BackgroundService
     private readonly ILogger<JobScheduler> _logger;
     private readonly FineTuningSettings _settings;
     private readonly ComputeBackend _compute;
+    private readonly FinishedJobFiles _finished;
     private Slot[] _slots = [];
     private readonly SemaphoreSlim _wake = new(0);
     private readonly ConcurrentDictionary<string, JobControl> _active = new(StringComparer.Ordinal);
@@ -53,7 +54,7 @@ public sealed partial class JobScheduler : BackgroundService
     private QueueEstimates _estimates = QueueEstimates.Empty;
 
     public JobScheduler(JobRepository jobs, JobRunner runner, ModelCatalog models, FineTuningSettings settings, JobValidationWorker validator,
-        ComputeBackend compute, JobEvents events, FineTuningMetrics metrics, TimeProvider time, ILogger<JobScheduler> logger)
+        ComputeBackend compute, FinishedJobFiles finished, JobEvents events, FineTuningMetrics metrics, TimeProvider time, ILogger<JobScheduler> logger)
     {
         ArgumentNullException.ThrowIfNull(settings);
         ArgumentNullException.ThrowIfNull(validator);
@@ -66,6 +67,7 @@ public sealed partial class JobScheduler : BackgroundService
         _logger = logger;
         _settings = settings;
         _compute = compute;
+        _finished = finished;
         validator.Validated += Wake;
     }
 
@@ -82,10 +84,25 @@ public sealed partial class JobScheduler : BackgroundService
         if (_active.TryGetValue(jobId, out var control)) control.Request(reason);
     }
 
+    /// <summary>
+    /// Frees an ended job's resume state (<see cref="FinishedJobFiles"/>) now, unless a runner still holds the job:
+    /// then the runner's end frees it.
+    /// </summary>
+    public void ReleaseEnded(string jobId)
+    {
+        lock (_dispatch)
+        {
+            // Under the dispatch lock, so a job cannot be starting meanwhile; an ended job never starts again.
+            if (_active.ContainsKey(jobId)) return;
+        }
+        _finished.Release(jobId);
+    }
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         await Task.Yield();
         RecoverInterruptedJobs();
+        _finished.ReleaseAll();
         _slots = ResolveSlots().Select(d => new Slot(d)).ToArray();
         while (!stoppingToken.IsCancellationRequested)
         {
@@ -209,6 +226,7 @@ public sealed partial class JobScheduler : BackgroundService
             {
                 _metrics.DeviceBusy.WithLabels(slot.Definition.Name).Set(0);
                 _active.TryRemove(job.Id, out _);
+                _finished.Release(job.Id); // no runner holds the job any more
                 slot.Running = null;
                 control.Dispose();
                 _metrics.SetJobCounts(_jobs.CountByStatus());

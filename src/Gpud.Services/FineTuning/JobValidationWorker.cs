@@ -19,6 +19,7 @@ public sealed partial class JobValidationWorker(
     ModelCatalog models,
     Inference.ModelResolver resolver,
     FineTuningSettings settings,
+    FinishedJobFiles finished,
     JobEvents events,
     FineTuningMetrics metrics,
     TimeProvider time,
@@ -111,6 +112,7 @@ public sealed partial class JobValidationWorker(
             LogUnreadable(logger, e, job.Id);
             Fail(job, new JobError("invalid_training_file", $"The training data could not be read: {e.Message}", "training_file"));
         }
+        finished.Release(job.Id); // failed, or cancelled meanwhile: the parent copy is not needed
         metrics.SetJobCounts(jobs.CountByStatus());
     }
 

@@ -81,6 +81,7 @@ internal static class GpudServices
         services.AddSingleton<JobRepository>();
         services.AddSingleton<JobEvents>();
         services.AddSingleton<JobRunner>();
+        services.AddSingleton<FinishedJobFiles>();
         services.AddSingleton<JobValidationWorker>();
         services.AddSingleton<JobScheduler>();
         services.AddSingleton<FineTuningJobsService>();
