@@ -121,6 +121,8 @@ test('structured outputs: parse() with a zod schema gives typed objects that ajv
     rivers: z.array(z.enum(['Seine', 'Rhône'])).max(2), mayor: z.enum(['Anne', 'Grégory']).nullable(),
     code: z.string().regex(/^[A-Z]{2}-\d{3}$/), // a pattern (and a string a random model finishes)
     id: z.uuid(), founded: z.iso.date(), // formats, which zod sends with a pattern too: both are enforced
+    host: z.hostname(), ip: z.ipv6(), // zod's hostname pattern opens with a lookahead: ^(?=.{1,253}\.?$)…
+    area: z.number().multipleOf(0.25), seats: z.int().multipleOf(5), // OpenAI's numeric keyword set
   });
   const format = zodResponseFormat(City, 'city');
   const ajv = new Ajv({ strict: false });

@@ -134,11 +134,11 @@ public sealed class InferenceApiTests
         var refused = await client.PostAsJsonAsync("/v1/chat/completions", new
         {
             model = "gpud-tiny", messages = new[] { new { role = "user", content = "x" } },
-            response_format = new { type = "json_schema", json_schema = new { name = "step", schema = JsonDocument.Parse("""{"type":"object","properties":{"n":{"type":"integer","multipleOf":5}}}""").RootElement } },
+            response_format = new { type = "json_schema", json_schema = new { name = "step", schema = JsonDocument.Parse("""{"type":"object","properties":{"n":{"type":"integer","not":{"const":5}}}}""").RootElement } },
         });
         var error = await refused.AssertError(HttpStatusCode.BadRequest, "response_format", "invalid_json_schema");
-        Assert.Equal("Invalid schema for response_format 'step': In context '#/properties/n': 'multipleOf' is not supported by gpud's structured outputs "
-            + "(supported: type, properties, required, additionalProperties, items, minItems, maxItems, minLength, maxLength, pattern, format, minimum, maximum, exclusiveMinimum, exclusiveMaximum, enum, const, anyOf, allOf, $ref).", error.GetProperty("message").GetString());
+        Assert.Equal("Invalid schema for response_format 'step': In context '#/properties/n': 'not' is not supported by gpud's structured outputs "
+            + "(supported: type, properties, required, additionalProperties, items, minItems, maxItems, minLength, maxLength, pattern, format, minimum, maximum, exclusiveMinimum, exclusiveMaximum, multipleOf, enum, const, anyOf, allOf, $ref).", error.GetProperty("message").GetString());
     }
 
     [Fact]

@@ -138,7 +138,13 @@ public sealed class JsonSchemaConstraintTests
     [InlineData("""{"type": "integer", "exclusiveMinimum": 2.5, "exclusiveMaximum": 5}""", "3 4", "2: 5: 45:4")]
     [InlineData("""{"type": "number", "exclusiveMinimum": 0, "maximum": 1}""", "0.5 1 1.0 0.001 1.000", "0:0 1.01:1.0 1.5:1. 2: -0.5: 1e0:1")]
     [InlineData("""{"type": "number", "minimum": -1.5, "maximum": -0.25}""", "-1.5 -1 -0.25 -0.3", "-0.2:-0.2 -1.6:-1. 0: -2:-")]
-    public void Numbers_are_kept_inside_their_minimum_and_maximum(string number, string inRange, string refused)
+    [InlineData("""{"type": "integer", "multipleOf": 5}""", "0 5 -15 1000000", "7:7 12:12 -3:-3 1.0:1")]
+    [InlineData("""{"type": "integer", "multipleOf": 5, "minimum": 3, "maximum": 27}""", "5 10 25", "0: 30: 4: 26:2")]
+    [InlineData("""{"type": "integer", "multipleOf": 1.5}""", "3 0 -6", "1:1 4:4 1.5:1")] // integers that are multiples of 1.5: those of 3
+    [InlineData("""{"type": "number", "multipleOf": 0.25}""", "0.25 -1.5 3 2.750", "0.3:0. 0.125:0. 1e2:1")]
+    [InlineData("""{"type": "number", "multipleOf": 0.01, "exclusiveMinimum": 0, "maximum": 1}""", "0.01 0.99 1 1.00", "0.001:0.0 0:0 1.01:1.0")]
+    [InlineData("""{"type": "number", "multipleOf": 2.5, "exclusiveMinimum": 2.5, "exclusiveMaximum": 10}""", "5 7.5 5.0", "2.5: 10: 6:")]
+    public void Numbers_are_kept_inside_their_minimum_and_maximum_and_on_their_step(string number, string inRange, string refused)
     {
         var schema = $$"""{"type": "object", "properties": {"v": {{number}}}, "required": ["v"]}""";
         foreach (var value in inRange.Split(' ')) AssertReads(schema, $$"""{"v":{{value}}}""");
@@ -198,12 +204,55 @@ public sealed class JsonSchemaConstraintTests
     [InlineData("uuid", "123e4567-e89b-12d3-a456-426614174000", "123e4567e89b=>123e4567|123e4567-e89b-12d3-a456-42661417400=>123e4567-e89b-12d3-a456-42661417400")]
     [InlineData("email", "ann.lee+x@mail.example.com|a@b.co", "ann..lee@x.com=>ann.|a@b=>a@b|a@-b.com=>a@")]
     [InlineData("ipv4", "192.168.0.1|255.255.255.255|0.0.0.0", "256.1.1.1=>25|1.2.3=>1.2.3|01.2.3.4=>0")]
+    [InlineData("ipv6", "2001:db8::1|::1|::|fe80::|1:2:3:4:5:6:7:8|1:2:3:4:5:6:7::|1::8|ABCD:ef01::2:3", "2001:db8::1::2=>2001:db8::1:|1:2:3:4:5:6:7:8:9=>1:2:3:4:5:6:7:8|12345::=>1234|:1=>:|g::=>")]
+    [InlineData("hostname", "localhost|api.example.com|a-1.b2.xn--p1ai|123.example", "-a.com=>|a-.com=>a-|a..b=>a.|a_b=>a")]
+    [InlineData("duration", "P3Y6M4DT12H30M5S|P1W|PT0S|P1D|PT36H|P2M10D", "P=>P|PT=>PT|P1H=>P1|P1W2D=>P1W|P1DT=>P1DT|P1.5D=>P1")]
     public void Formats_are_enforced_as_their_validators_check_them(string format, string valid, string invalid)
     {
         var schema = """{"type": "object", "properties": {"s": {"type": "string", "format": "FORMAT"}}, "required": ["s"]}""".Replace("FORMAT", format, StringComparison.Ordinal);
         foreach (var value in valid.Split('|')) AssertReads(schema, $$"""{"s":"{{value}}"}""");
         foreach (var (value, prefix) in invalid.Split('|').Select(r => (r[..r.IndexOf("=>", StringComparison.Ordinal)], r[(r.IndexOf("=>", StringComparison.Ordinal) + 2)..])))
             AssertRefusedAfter(schema, $$"""{"s":"{{value}}"}""", $$"""{"s":"{{prefix}}""");
+    }
+
+    [Fact]
+    public void A_hostname_has_labels_of_at_most_63_characters_and_at_most_253_in_all()
+    {
+        const string schema = """{"type": "object", "properties": {"h": {"type": "string", "format": "hostname"}}, "required": ["h"]}""";
+        var label = new string('a', 63);
+        var longest = string.Join('.', label, label, label, new string('b', 61)); // 253 characters
+        AssertReads(schema, $$"""{"h":"{{longest}}"}""");
+        AssertRefusedAfter(schema, $$"""{"h":"{{longest}}b"}""", $$"""{"h":"{{longest}}""");
+        AssertRefusedAfter(schema, $$"""{"h":"{{label}}a.com"}""", $$"""{"h":"{{label}}""");
+    }
+
+    [Fact]
+    public void A_maxLength_leaves_room_for_the_pattern_to_finish()
+    {
+        const string schema = """{"type": "object", "properties": {"e": {"type": "string", "format": "email", "maxLength": 20}}, "required": ["e"]}""";
+        AssertReads(schema, """{"e":"abcdefghijklmnop@a.b"}"""); // 20 characters
+        AssertRefusedAfter(schema, """{"e":"abcdefghijklmnopq@b.c"}""", """{"e":"abcdefghijklmnop"""); // a 17th character leaves 3: "@x.y" needs 4
+        AssertRefusedAfter(schema, """{"e":"abcdefghijklmnop@ab.c"}""", """{"e":"abcdefghijklmnop@a""");
+    }
+
+    [Theory]
+    [InlineData("^(?=.*\\d)(?=.*[A-Z]).{6,8}$", "abc1Def|ABCDEF12|a1B.....", "abcdefg1A:abcdef|abc1def:abc1def|aB1:aB1")]
+    [InlineData("^(?=.{1,10}$)[a-z]+(\\.[a-z]+)*$", "a.b|abcdefghij", "abcdefghijk:abcdefghij|abcdefghi.x:abcdefghi")]
+    [InlineData("^(?=ab)", "ab|abc", "ba:|a:a")]
+    public void Lookaheads_after_a_leading_caret_must_match_as_well(string pattern, string matching, string refused)
+    {
+        var schema = """{"type": "object", "properties": {"s": {"type": "string", "pattern": PATTERN}}, "required": ["s"]}""".Replace("PATTERN", JsonSerializer.Serialize(pattern), StringComparison.Ordinal);
+        foreach (var value in matching.Split('|')) AssertReads(schema, $$"""{"s":"{{value}}"}""");
+        foreach (var (value, prefix) in refused.Split('|').Select(r => (r[..r.IndexOf(':')], r[(r.IndexOf(':') + 1)..])))
+            AssertRefusedAfter(schema, $$"""{"s":"{{value}}"}""", $$"""{"s":"{{prefix}}""");
+    }
+
+    [Fact]
+    public void Zods_hostname_schema_is_enforced()
+    {
+        const string schema = """{"type": "object", "properties": {"h": {"type": "string", "format": "hostname", "pattern": "^(?=.{1,253}\\.?$)[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(?:\\.[a-zA-Z0-9](?:[-0-9a-zA-Z]{0,61}[0-9a-zA-Z])?)*\\.?$"}}, "required": ["h"]}""";
+        AssertReads(schema, """{"h":"api.example.com"}""");
+        AssertRefusedAfter(schema, """{"h":"api-.com"}""", """{"h":"api-""");
     }
 
     [Fact]
@@ -247,19 +296,26 @@ public sealed class JsonSchemaConstraintTests
         RefusedAfter(true, """[{"name":"get_weather","arguments":{"city":1}}]""", """[{"name":"get_weather","arguments":{"city":""");
         RefusedAfter(true, """[{"name":"get_weather","arguments":{}}]""", """[{"name":"get_weather","arguments":{"""); // city is required
 
-        var error = Assert.Throws<JsonSchemaException>(() => JsonSchema.ToolCalls([("a", null), ("b", JsonDocument.Parse("""{"type": "object", "properties": {"n": {"type": "integer", "multipleOf": 2}}}""").RootElement)], parallel: true));
+        var error = Assert.Throws<JsonSchemaException>(() => JsonSchema.ToolCalls([("a", null), ("b", JsonDocument.Parse("""{"type": "object", "properties": {"n": {"type": "integer", "not": {"const": 2}}}}""").RootElement)], parallel: true));
         Assert.Equal((1, "#/properties/n"), (error.Tool, error.Location));
     }
 
     [Theory]
     [InlineData("""{"type": "object", "properties": {"zip": {"type": "string", "format": "postal-code"}}}""", "#/properties/zip/format", "\"postal-code\" is not a format gpud enforces")]
-    [InlineData("""{"type": "object", "properties": {"p": {"type": "string", "pattern": "^(?=a)"}}}""", "#/properties/p/pattern", "lookaround is not supported")]
+    [InlineData("""{"type": "object", "properties": {"p": {"type": "string", "pattern": "^a(?=b)"}}}""", "#/properties/p/pattern", "lookaround is not supported, except lookaheads right after a leading '^'")]
+    [InlineData("""{"type": "object", "properties": {"p": {"type": "string", "pattern": "^(?!a)"}}}""", "#/properties/p/pattern", "lookaround is not supported")]
+    [InlineData("""{"type": "object", "properties": {"p": {"type": "string", "pattern": "^\\d{5}$", "maxLength": 3}}}""", "#/properties/p/pattern", "its shortest match has 5 characters, more than 'maxLength' (3)")]
+    [InlineData("""{"type": "object", "properties": {"p": {"type": "string", "format": "date", "pattern": "^x"}}}""", "#/properties/p", "no string matches everything it asks together")]
+    [InlineData("""{"type": "object", "properties": {"p": {"type": "string", "pattern": "^(?=a)b"}}}""", "#/properties/p/pattern", "no string matches everything it asks together")]
     [InlineData("""{"type": "object", "properties": {"p": {"type": "string", "pattern": "(a)\\1"}}}""", "#/properties/p/pattern", "backreferences are not supported")]
     [InlineData("""{"type": "object", "properties": {"p": {"type": "string", "pattern": "\\bword"}}}""", "#/properties/p/pattern", "word boundaries")]
     [InlineData("""{"type": "object", "properties": {"p": {"type": "string", "pattern": "^a|b$"}}}""", "#/properties/p/pattern", "group the alternatives")]
     [InlineData("""{"type": "object", "properties": {"p": {"type": "string", "pattern": "^[a-z]{100}{100}$"}}}""", "#/properties/p/pattern", "automaton states")]
     [InlineData("""{"type": "object", "properties": {"p": {"type": "string", "pattern": "^\\x01$"}}}""", "#/properties/p/pattern", "matches no string")]
-    [InlineData("""{"type": "object", "properties": {"n": {"type": "integer", "multipleOf": 2}}}""", "#/properties/n", "'multipleOf' is not supported")]
+    [InlineData("""{"type": "object", "properties": {"n": {"type": "integer", "multipleOf": 2}, "m": {"type": "integer", "multipleOf": 0}}}""", "#/properties/m/multipleOf", "greater than 0")]
+    [InlineData("""{"type": "object", "properties": {"n": {"type": "number", "multipleOf": 1e-12}}}""", "#/properties/n/multipleOf", "at most 9 decimals")]
+    [InlineData("""{"type": "object", "properties": {"n": {"type": "integer", "multipleOf": 5, "minimum": 1, "maximum": 4}}}""", "#/properties/n", "no multiple of 5 lies between")]
+    [InlineData("""{"type": "object", "properties": {"n": {"type": "number", "not": {"const": 1}}}}""", "#/properties/n", "'not' is not supported")]
     [InlineData("""{"type": "object", "properties": {"n": {"allOf": [{"type": "integer"}, {"minimum": 0}]}}}""", "#/properties/n/allOf", "exactly one schema")]
     [InlineData("""{"type": "object", "properties": {"n": {"type": "integer", "minimum": 0.5, "maximum": 0.7}}}""", "#/properties/n", "no integer lies between")]
     [InlineData("""{"type": "object", "properties": {"n": {"type": "number", "minimum": 1e30}}}""", "#/properties/n/minimum", "bounds beyond")]
@@ -304,12 +360,17 @@ public sealed class JsonSchemaConstraintTests
         var bytes = TextTokenizer.Load(TinyModel).TokenBytes();
         var trie = new TokenTrie(bytes);
         const string schema = """
-            {"type": "object", "required": ["code", "name", "tag"], "properties": {
+            {"type": "object", "required": ["code", "name", "tag", "mail", "pw"], "properties": {
               "code": {"type": "string", "pattern": "^[A-Z]{2}-\\d{3}$"},
               "name": {"type": "string", "pattern": "^[^a-z]+$", "maxLength": 3},
-              "tag": {"type": "string", "pattern": "^(é|ü)+$"}}}
+              "tag": {"type": "string", "pattern": "^(é|ü)+$"},
+              "mail": {"type": "string", "format": "email", "maxLength": 12},
+              "pw": {"type": "string", "pattern": "^(?=.*\\d)(?=.*[A-Z]).{4,6}$"}}}
             """;
-        foreach (var prefix in new[] { "{\"code\":\"", "{\"code\":\"AB", "{\"code\":\"AB-1", "{\"code\":\"AB-123\",\"name\":\"", "{\"code\":\"AB-123\",\"name\":\"X", "{\"code\":\"AB-123\",\"name\":\"XYZ\",\"tag\":\"" })
+        const string head = "{\"code\":\"AB-123\",\"name\":\"XYZ\",\"tag\":\"é\",\"mail\":\"";
+        string[] prefixes = ["{\"code\":\"", "{\"code\":\"AB", "{\"code\":\"AB-1", "{\"code\":\"AB-123\",\"name\":\"", "{\"code\":\"AB-123\",\"name\":\"X", "{\"code\":\"AB-123\",\"name\":\"XYZ\",\"tag\":\"",
+            head + "abcdefgh", head + "abcdefgh@", head + "abcdefgh@x", head + "a@b.c\",\"pw\":\"abcd", head + "a@b.c\",\"pw\":\"ab1"];
+        foreach (var prefix in prefixes)
         {
             var state = Grammars.After(Compile(schema).Start, prefix);
             var allowed = new bool[bytes.Count];

@@ -8,10 +8,10 @@ namespace Gpud.Engine.Generation.Constraints;
 /// <see cref="Start"/> state reads to completion is an instance of the schema. The subset: <c>type</c> (one or a list),
 /// <c>properties</c>, <c>required</c>, <c>additionalProperties</c>, <c>items</c>, <c>minItems</c>, <c>maxItems</c>,
 /// <c>minLength</c>, <c>maxLength</c>, <c>pattern</c> (<see cref="StringPattern"/>), <c>format</c> (date-time, date,
-/// time, uuid, email, ipv4), <c>minimum</c>, <c>maximum</c> (and exclusive forms), <c>enum</c>, <c>const</c>,
-/// <c>anyOf</c>, <c>allOf</c> of one schema, <c>$ref</c> within the schema (recursion included) and annotations
-/// (<c>title</c>, <c>description</c>, …). Any other keyword is refused by name rather than ignored: an answer that
-/// silently breaks a <c>multipleOf</c> would be worse than an error. Properties are written in declaration order;
+/// time, duration, uuid, email, hostname, ipv4, ipv6: OpenAI's list), <c>minimum</c>, <c>maximum</c> (and exclusive
+/// forms), <c>multipleOf</c>, <c>enum</c>, <c>const</c>, <c>anyOf</c>, <c>allOf</c> of one schema, <c>$ref</c> within
+/// the schema (recursion included) and annotations (<c>title</c>, <c>description</c>, …). Any other keyword is refused
+/// by name rather than ignored: an answer that silently breaks a <c>not</c> would be worse than an error. Properties are written in declaration order;
 /// optional ones may be left out. The root is an object.
 /// </summary>
 public sealed class JsonSchema
@@ -96,7 +96,7 @@ public sealed class JsonSchema
             ["title", "description", "default", "examples", "$schema", "$id", "$comment", "$defs", "definitions", "deprecated", "readOnly", "writeOnly"];
 
         private static readonly HashSet<string> Keywords =
-            ["type", "properties", "required", "additionalProperties", "items", "minItems", "maxItems", "minLength", "maxLength", "pattern", "format", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "enum", "const", "anyOf", "allOf", "$ref"];
+            ["type", "properties", "required", "additionalProperties", "items", "minItems", "maxItems", "minLength", "maxLength", "pattern", "format", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "enum", "const", "anyOf", "allOf", "$ref"];
 
         private readonly StringNode _string = new();
         private readonly Dictionary<string, RefNode> _refs = new(StringComparer.Ordinal);
@@ -245,6 +245,7 @@ public sealed class JsonSchema
                 if (format.ValueKind != JsonValueKind.String || !Formats.TryGetValue(format.GetString()!, out var expression))
                     throw new JsonSchemaException(at + "/format", $"{format.GetRawText()} is not a format gpud enforces (it enforces {string.Join(", ", Formats.Keys)})");
                 expressions.Add(expression);
+                if (format.GetString() == "hostname") max = Math.Min(max ?? MaxHostname, MaxHostname);
             }
             if (schema.TryGetProperty("pattern", out var source))
             {
@@ -261,6 +262,12 @@ public sealed class JsonSchema
                 var where = expressions.Count == 2 || !schema.TryGetProperty("format", out _) ? "/pattern" : "/format";
                 throw new JsonSchemaException(at + where, $"gpud cannot enforce {(where == "/pattern" ? $"'{source.GetString()}'" : "it")}: {e.Message}");
             }
+            if (pattern is not null && pattern.Distance(pattern.Start) is var shortest && (shortest == StringPattern.Unreachable || shortest > max))
+            {
+                throw new JsonSchemaException(at + (expressions.Count == 1 && schema.TryGetProperty("pattern", out _) ? "/pattern" : ""), shortest == StringPattern.Unreachable
+                    ? "no string matches everything it asks together (its format, pattern and lookaheads)"
+                    : $"its shortest match has {shortest} characters, more than 'maxLength' ({max})");
+            }
             return min == 0 && max is null && pattern is null ? _string : new StringNode(min, max, pattern);
         }
 
@@ -275,6 +282,21 @@ public sealed class JsonSchema
 
         private const string Octet = @"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)";
 
+        private const int MaxHostname = 253; // RFC 1123's limit on a whole name; the pattern limits each label
+
+        private const string Hex = "[0-9a-fA-F]{1,4}";
+
+        // Every RFC 4291 text form of eight 16-bit groups: in full, or with one "::" standing for one or more zero
+        // groups (no embedded IPv4 tail, no zone).
+        private const string Ipv6 =
+            $"(?:(?:{Hex}:){{7}}{Hex}|(?:{Hex}:){{1,7}}:|(?:{Hex}:){{1,6}}:{Hex}|(?:{Hex}:){{1,5}}(?::{Hex}){{1,2}}|(?:{Hex}:){{1,4}}(?::{Hex}){{1,3}}"
+            + $"|(?:{Hex}:){{1,3}}(?::{Hex}){{1,4}}|(?:{Hex}:){{1,2}}(?::{Hex}){{1,5}}|{Hex}:(?::{Hex}){{1,6}}|:(?:(?::{Hex}){{1,7}}|:))";
+
+        // ISO 8601 durations as JSON Schema validators read them: at least one component, a T only before a time one.
+        private const string DurationDate = @"(?:\d+Y(?:\d+M)?(?:\d+D)?|\d+M(?:\d+D)?|\d+D)";
+
+        private const string DurationTime = @"T(?:\d+H(?:\d+M)?(?:\d+S)?|\d+M(?:\d+S)?|\d+S)";
+
         private static readonly Dictionary<string, string> Formats = new(StringComparer.Ordinal)
         {
             ["date-time"] = $"^{Date}T{Time}$",
@@ -283,6 +305,9 @@ public sealed class JsonSchema
             ["uuid"] = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
             ["email"] = $@"^[A-Za-z0-9_%+-]+(?:\.[A-Za-z0-9_%+-]+)*@{Label}(?:\.{Label})+$",
             ["ipv4"] = $@"^(?:{Octet}\.){{3}}{Octet}$",
+            ["ipv6"] = $"^{Ipv6}$",
+            ["hostname"] = $@"^{Label}(?:\.{Label})*$",
+            ["duration"] = $"^P(?:{DurationDate}(?:{DurationTime})?|{DurationTime}|\\d+W)$",
         };
 
         private static int? Count(JsonElement schema, string at, string keyword) => !schema.TryGetProperty(keyword, out var n) ? null
@@ -328,7 +353,8 @@ public sealed class JsonSchema
             }
             var (min, minExclusive) = Bound("minimum", "exclusiveMinimum", lower: true);
             var (max, maxExclusive) = Bound("maximum", "exclusiveMaximum", lower: false);
-            if (min is null && max is null) return null;
+            var step = Step(schema, at, integer);
+            if (min is null && max is null && step is null) return null;
             if (integer)
             {
                 (min, minExclusive) = (min is { } lo ? (minExclusive ? decimal.Floor(lo) + 1 : decimal.Ceiling(lo)) : null, false);
@@ -336,8 +362,38 @@ public sealed class JsonSchema
             }
             if (min is { } a && max is { } b && (a > b || a == b && (minExclusive || maxExclusive)))
                 throw new JsonSchemaException(at, $"no {(integer ? "integer" : "number")} lies between its minimum and maximum");
-            return new NumberBounds(min, minExclusive, max, maxExclusive);
+            var bounds = new NumberBounds(min, minExclusive, max, maxExclusive, step);
+            if (!bounds.IsSatisfiable)
+                throw new JsonSchemaException(at, $"no multiple of {schema.GetProperty("multipleOf").GetRawText()} lies between its minimum and maximum");
+            return bounds;
         }
+
+        /// <summary>
+        /// multipleOf as the step between allowed values; for integers the smallest whole multiple of it (0.5 → 1,
+        /// 1.5 → 3), since only those are integers.
+        /// </summary>
+        private static decimal? Step(JsonElement schema, string at, bool integer)
+        {
+            if (!schema.TryGetProperty("multipleOf", out var v)) return null;
+            if (v.ValueKind != JsonValueKind.Number || !v.TryGetDecimal(out var step) || step <= 0)
+                throw new JsonSchemaException(at + "/multipleOf", "must be a number greater than 0");
+            step /= 1.000000000000000000000000000m; // drop trailing zeros: 2.50 and 2.5 are one step
+            if (step.Scale > NumberBounds.MaxStepDigits || step >= 1e15m)
+                throw new JsonSchemaException(at + "/multipleOf", $"gpud enforces steps of at most {NumberBounds.MaxStepDigits} decimals, below 1e15");
+            if (!integer) return step;
+            // step = p / 10^q in lowest terms is p/g over 10^q/g (g = gcd(p, 10^q)): its whole multiples are those of p/g.
+            var scale = NumberBounds.Pow10(step.Scale);
+            var p = step * scale;
+            var g = Gcd(p, scale);
+            return p / g;
+        }
+
+        private static decimal Gcd(decimal a, decimal b)
+        {
+            while (b != 0) (a, b) = (b, a % b);
+            return a;
+        }
+
 
         private RefNode Reference(string pointer, string at)
         {

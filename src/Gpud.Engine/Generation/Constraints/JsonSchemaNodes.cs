@@ -97,12 +97,17 @@ internal sealed class NumberNode(bool integer, NumberBounds? bounds = null) : Sc
 }
 
 /// <summary>
-/// A number's range, enforced digit by digit: a digit is allowed only if some number it begins lies in the range,
-/// and the number may end only inside it. Bounded numbers are written without exponent, with at most
-/// <see cref="MaxDigits"/> digits before and after the point, so that their values are exact in <see cref="decimal"/>.
+/// A number's range and step (<c>multipleOf</c>), enforced digit by digit: a digit is allowed only if some number it
+/// begins lies in the range and is a multiple of the step, and the number may end only at such a value. Bounded
+/// numbers are written without exponent, with at most <see cref="MaxDigits"/> digits before and after the point, so
+/// that their values are exact in <see cref="decimal"/>.
 /// </summary>
-internal sealed record NumberBounds(decimal? Min, bool MinExclusive, decimal? Max, bool MaxExclusive)
+/// <param name="MultipleOf">Positive, at most <see cref="MaxStepDigits"/> digits after the point; null: any value.</param>
+internal sealed record NumberBounds(decimal? Min, bool MinExclusive, decimal? Max, bool MaxExclusive, decimal? MultipleOf = null)
 {
+    /// <summary>Fraction digits a step may have: multiples of it up to 10^18 stay exact in <see cref="decimal"/>.</summary>
+    public const int MaxStepDigits = 9;
+
     public const int MaxDigits = 18;
 
     /// <summary>The number written so far (a prefix of a JSON number without exponent) can still end in range.</summary>
@@ -130,12 +135,15 @@ internal sealed record NumberBounds(decimal? Min, bool MinExclusive, decimal? Ma
         return fraction < MaxDigits ? Overlaps(negative, value, value + 1m / Pow10(fraction), highOpen: true) : Overlaps(negative, value, value);
     }
 
-    /// <summary>The whole number is in range.</summary>
+    /// <summary>The whole number is in range (and a multiple of the step).</summary>
     public bool Contains(string text)
     {
         var value = decimal.Parse(text, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture);
         return Overlaps(false, value, value);
     }
+
+    /// <summary>Some number satisfies the bounds and the step (else the schema admits no number here).</summary>
+    public bool IsSatisfiable => Min is not { } min || Max is not { } max || Within(min, MinExclusive, max, MaxExclusive);
 
     /// <summary>
     /// Some x of [low, high] (each end open as told; null high: unbounded), negated when <paramref name="negative"/>,
@@ -147,10 +155,24 @@ internal sealed record NumberBounds(decimal? Min, bool MinExclusive, decimal? Ma
         var (from, fromOpen, to, toOpen) = negative ? ((decimal?)(high is { } h ? -h : null), highOpen, (decimal?)-low, lowOpen) : (low, lowOpen, high, highOpen);
         if (Min is { } min && (from is not { } f || min > f || min == f && MinExclusive)) (from, fromOpen) = (min, MinExclusive);
         if (Max is { } max && (to is not { } t || max < t || max == t && MaxExclusive)) (to, toOpen) = (max, MaxExclusive);
-        return from is not { } a || to is not { } b || a < b || a == b && !fromOpen && !toOpen;
+        return from is not { } a || to is not { } b || Within(a, fromOpen, b, toOpen);
     }
 
-    private static decimal Pow10(int k)
+    /// <summary>The interval [a, b] (each end open as told) holds a value, and a multiple of the step if there is one.</summary>
+    private bool Within(decimal a, bool aOpen, decimal b, bool bOpen)
+    {
+        if (a > b || a == b && (aOpen || bOpen)) return false;
+        if (MultipleOf is not { } step) return true;
+        // The first multiple at or after a: the quotient is rounded in decimal, so settle k exactly around it.
+        var k = decimal.Ceiling(a / step);
+        while ((k - 1) * step >= a) k--;
+        while (k * step < a) k++;
+        if (aOpen && k * step == a) k++;
+        var first = k * step;
+        return first < b || first == b && !bOpen;
+    }
+
+    public static decimal Pow10(int k)
     {
         var result = 1m;
         for (var i = 0; i < k; i++) result *= 10;

@@ -8,7 +8,8 @@ namespace Gpud.Engine.Generation.Constraints;
 /// is written. The subset: literals and escapes, <c>.</c>, classes (<c>[a-z]</c>, <c>[^…]</c>, <c>\d \w \s</c> and
 /// their negations), groups (<c>(…)</c>, <c>(?:…)</c>, <c>(?&lt;name&gt;…)</c>), <c>|</c>, the quantifiers
 /// <c>* + ? {n} {n,} {n,m}</c> (lazy or not: the language is the same), and <c>^</c>/<c>$</c> at the ends.
-/// Backreferences, lookaround and word boundaries are refused: no automaton reads them.
+/// Lookaheads right after a leading <c>^</c> (<c>^(?=.{1,253}$)</c>, <c>^(?=.*\d)</c>) are one more expression the
+/// string must match. Backreferences, other lookaround and word boundaries are refused: no automaton reads them.
 /// </summary>
 internal sealed class StringPattern
 {
@@ -29,10 +30,16 @@ internal sealed class StringPattern
     {
         var automata = new List<(int, int, int)>();
         var starts = new List<int>();
-        foreach (var source in sources)
+        // A lookahead at the start of an anchored pattern (^(?=.{1,253}$)…, ^(?=.*\d)…) asks the whole string to
+        // begin with a match of its body as well: one more expression side by side.
+        var expressions = sources.Select(source => new Parser(source)).SelectMany(parser =>
+        {
+            var main = parser.Parse();
+            return parser.Lookaheads.Append(main);
+        });
+        foreach (var (anchoredStart, body, anchoredEnd) in expressions)
         {
             var from = _sets.Count;
-            var (anchoredStart, body, anchoredEnd) = new Parser(source).Parse();
             var anyChar = new Node.Set([(0, 0x10FFFF)], false);
             var whole = body;
             if (!anchoredStart) whole = new Node.Sequence([new Node.Repeat(anyChar, 0, null), whole]);
@@ -85,57 +92,98 @@ internal sealed class StringPattern
     }
 
     /// <summary>
-    /// Some character of [lo, hi] moves the pattern on: checked at a UTF-8 lead byte (the characters it can begin) and
-    /// at a '\' (the characters an escape can give), so that no token ends where no character can complete.
+    /// Some character of [lo, hi] moves the pattern on, with at most <paramref name="budget"/> more characters to
+    /// complete it afterwards: checked at a UTF-8 lead byte (the characters it can begin) and at a '\' (the characters
+    /// an escape can give), so that no token ends where no character can complete.
     /// </summary>
-    public bool CanStep(PatternStates states, int lo, int hi)
+    public bool CanStep(PatternStates states, int lo, int hi, int budget = Unreachable)
     {
-        if (_canStep.TryGetValue((states, lo, hi), out var known)) return known;
+        if (_canStep.TryGetValue((states, lo, hi, budget), out var known)) return known;
         if (_canStep.Count >= MaxRemembered) _canStep.Clear();
-        return _canStep[(states, lo, hi)] = Intersects(states, lo, hi);
-    }
-
-    private bool Intersects(PatternStates states, int lo, int hi)
-    {
-        // The characters of [lo, hi] each expression can take, intersected: one character must move them all.
-        List<(int Lo, int Hi)> common = [(lo, hi)];
-        foreach (var (from, to, _) in _automata)
+        var can = false;
+        foreach (var c in Representatives(states, lo, hi))
         {
-            var takes = new List<(int Lo, int Hi)>();
-            foreach (var state in states.Members().Where(m => m >= from && m < to))
+            if (Step(states, c) is { } next && (budget == Unreachable || Distance(next) <= budget))
             {
-                if (_sets[state] is { } ranges && _live[_next[state]])
-                    takes.AddRange(_negated[state] ? Complement(ranges) : ranges);
+                can = true;
+                break;
             }
-            common = Intersect(common, Normalize(takes));
-            if (common.Count == 0) return false;
         }
-        return true;
+        return _canStep[(states, lo, hi, budget)] = can;
     }
 
-    /// <summary>Sorted, disjoint, merged.</summary>
-    private static List<(int Lo, int Hi)> Normalize(IEnumerable<(int Lo, int Hi)> ranges)
+    /// <summary>
+    /// One writable character of each stretch of [lo, hi] that every state of <paramref name="states"/> treats alike:
+    /// what one of them does, all of them do.
+    /// </summary>
+    private List<int> Representatives(PatternStates states, int lo, int hi)
     {
-        var merged = new List<(int Lo, int Hi)>();
-        foreach (var (lo, hi) in ranges.OrderBy(r => r.Lo))
+        var cuts = new SortedSet<int> { lo, hi + 1 };
+        void Cut(int at)
         {
-            if (merged.Count > 0 && lo <= merged[^1].Hi + 1) merged[^1] = (merged[^1].Lo, Math.Max(merged[^1].Hi, hi));
-            else merged.Add((lo, hi));
+            if (at > lo && at <= hi) cuts.Add(at);
         }
-        return merged;
+        foreach (var (wlo, whi) in Writable)
+        {
+            Cut(wlo);
+            Cut(whi + 1);
+        }
+        foreach (var state in states.Members())
+        {
+            if (_sets[state] is not { } ranges || !_live[_next[state]]) continue;
+            foreach (var (rlo, rhi) in ranges)
+            {
+                Cut(rlo);
+                Cut(rhi + 1);
+            }
+        }
+        var representatives = new List<int>();
+        foreach (var cut in cuts)
+        {
+            if (cut <= hi && Matches(Writable, false, cut)) representatives.Add(cut);
+        }
+        return representatives;
     }
 
-    private static List<(int Lo, int Hi)> Intersect(List<(int Lo, int Hi)> a, List<(int Lo, int Hi)> b)
+    /// <summary>No string completes the expressions together (<see cref="Distance"/>).</summary>
+    public const int Unreachable = int.MaxValue;
+
+    /// <summary>Sets of states a <see cref="Distance"/> search visits at most; past it the answer is "0" (hopeful).</summary>
+    private const int MaxSearch = 4096;
+
+    /// <summary>
+    /// The fewest characters after which every expression accepts, or <see cref="Unreachable"/>: a maxLength leaves
+    /// room for the pattern to finish, and expressions side by side (a format and a pattern, a lookahead) that could
+    /// each still finish but never together are a dead end caught at the character that leads into it.
+    /// </summary>
+    public int Distance(PatternStates states)
     {
-        var result = new List<(int Lo, int Hi)>();
-        for (int i = 0, j = 0; i < a.Count && j < b.Count;)
+        if (_distance.TryGetValue(states, out var known)) return known;
+        if (_distance.Count >= MaxRemembered) _distance.Clear();
+        return _distance[states] = Search(states);
+    }
+
+    /// <summary>Breadth first over the sets of states the expressions reach together, one character per level.</summary>
+    private int Search(PatternStates from)
+    {
+        var level = new List<PatternStates> { from };
+        var seen = new HashSet<PatternStates> { from };
+        for (var depth = 0; level.Count > 0; depth++)
         {
-            var (lo, hi) = (Math.Max(a[i].Lo, b[j].Lo), Math.Min(a[i].Hi, b[j].Hi));
-            if (lo <= hi) result.Add((lo, hi));
-            if (a[i].Hi < b[j].Hi) i++;
-            else j++;
+            var next = new List<PatternStates>();
+            foreach (var set in level)
+            {
+                if (Accepts(set)) return depth;
+                foreach (var c in Representatives(set, 0, 0x10FFFF))
+                {
+                    if (Advance(set, c) is not { } after || !seen.Add(after)) continue;
+                    if (seen.Count > MaxSearch) return 0;
+                    next.Add(after);
+                }
+            }
+            level = next;
         }
-        return result;
+        return Unreachable;
     }
 
     private static IEnumerable<(int Lo, int Hi)> Complement((int Lo, int Hi)[] ranges)
@@ -158,7 +206,8 @@ internal sealed class StringPattern
     private const int MaxRemembered = 1 << 16;
 
     private readonly System.Collections.Concurrent.ConcurrentDictionary<(PatternStates, int), PatternStates?> _steps = new();
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<(PatternStates, int, int), bool> _canStep = new();
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<(PatternStates, int, int, int), bool> _canStep = new();
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<PatternStates, int> _distance = new();
     private readonly System.Collections.Concurrent.ConcurrentDictionary<PatternStates, PatternStates> _interned = new();
 
     /// <summary>
@@ -167,6 +216,14 @@ internal sealed class StringPattern
     /// so the frames that hold them compare by reference.
     /// </summary>
     public PatternStates? Step(PatternStates states, int codePoint)
+    {
+        var next = Advance(states, codePoint);
+        // One expression: its states are pruned to those that can still accept. Several: they must accept together.
+        return next is null || _automata.Length > 1 && Distance(next) == Unreachable ? null : next;
+    }
+
+    /// <summary>The states after <paramref name="codePoint"/>, each expression on its own; remembered and interned.</summary>
+    private PatternStates? Advance(PatternStates states, int codePoint)
     {
         if (_steps.TryGetValue((states, codePoint), out var known)) return known;
         if (_steps.Count >= MaxRemembered) _steps.Clear();
@@ -323,10 +380,25 @@ internal sealed class StringPattern
 
         private int _at;
 
+        /// <summary>The positive lookaheads <see cref="Parse"/> found at the start of an anchored pattern.</summary>
+        public List<(bool AnchoredStart, Node Body, bool AnchoredEnd)> Lookaheads { get; } = [];
+
         public (bool AnchoredStart, Node Body, bool AnchoredEnd) Parse()
         {
             var anchoredStart = Peek('^');
             if (anchoredStart) _at++;
+            while (anchoredStart && _at + 2 < source.Length && source.AsSpan(_at, 3).SequenceEqual("(?="))
+            {
+                _at += 3;
+                var ahead = Alternation(out var options);
+                var aheadEnd = Peek('$');
+                if (aheadEnd) _at++;
+                if (!Peek(')')) throw Error(aheadEnd ? "'$' is supported only at the end of a lookahead" : "'(' without ')'");
+                if (aheadEnd && options > 1)
+                    throw Error("anchors around a top-level '|' apply to one alternative each; group the alternatives: (?=(a|b)$)");
+                _at++;
+                Lookaheads.Add((true, ahead, aheadEnd));
+            }
             var body = Alternation(out var alternatives);
             if (_at < source.Length && source[_at] != '$') throw Error($"unexpected '{source[_at]}'");
             var anchoredEnd = _at < source.Length;
@@ -418,7 +490,7 @@ internal sealed class StringPattern
                             if (close < 0) throw Error("unclosed group name");
                             _at = close + 1;
                         }
-                        else throw Error("lookaround is not supported");
+                        else throw Error("lookaround is not supported, except lookaheads right after a leading '^': ^(?=…)");
                     }
                     var inner = Alternation(out _);
                     if (!Peek(')')) throw Error("'(' without ')'");
