@@ -7,7 +7,7 @@ using TorchSharp;
 using static TorchSharp.torch;
 
 // gpud-bench generate --model DIR|gpud-tiny [--batch 1] [--prompt-tokens 128] [--new-tokens 64] [--device cpu|cuda:0]
-//                     [--dtype float32|bfloat16|float16] [--repeat 3] [--structured true]
+//                     [--dtype float32|bfloat16|float16] [--repeat 3] [--structured true [--schema FILE]]
 // Prints prefill and decode tokens/s as key=value lines (the scripts parse them).
 var arguments = Arguments.Parse(args);
 if (arguments.Command == "serve") return await Gpud.Bench.ServeBenchmark.RunAsync(arguments);
@@ -17,7 +17,7 @@ if (arguments.Command == "make-model") return Gpud.Bench.RandomModel.Write(argum
 if (arguments.Command == "interop") return Gpud.Bench.Interop.Run(arguments);
 if (arguments.Command is not ("generate" or "train"))
 {
-    Console.Error.WriteLine("usage: gpud-bench generate --model DIR|gpud-tiny [--batch N] [--prompt-tokens N] [--new-tokens N] [--device cpu|cuda:0] [--dtype float32|bfloat16|float16] [--repeat N] [--structured true]");
+    Console.Error.WriteLine("usage: gpud-bench generate --model DIR|gpud-tiny [--batch N] [--prompt-tokens N] [--new-tokens N] [--device cpu|cuda:0] [--dtype float32|bfloat16|float16] [--repeat N] [--structured true [--schema FILE]]");
     Console.Error.WriteLine("       gpud-bench serve    --url URL --models a,b,c [--concurrency 16] [--requests N] [--max-tokens 64]");
     Console.Error.WriteLine("       gpud-bench adapters --model DIR --out DIR [--count 8] [--rank 16]");
     Console.Error.WriteLine("       gpud-bench train    --model DIR|gpud-tiny [--batch N] [--seq N] [--steps N] [--rank 16] [--device ...] [--dtype ...] [--peak-tflops N]");
@@ -117,7 +117,8 @@ if (arguments.Get("structured", "false") == "true")
     // The same batch decoded under a JSON schema (response_format json_schema): the cost of the token masks. The first
     // run walks the vocabulary for each new grammar state (cold); the repeats find every state's mask remembered
     // (warm: a service answering with one schema), so warm over free is the per-step overhead of masking alone.
-    var schema = System.Text.Json.JsonDocument.Parse("""
+    var schemaFile = arguments.Get("schema", "");
+    var schema = System.Text.Json.JsonDocument.Parse(schemaFile.Length > 0 ? File.ReadAllText(schemaFile) : """
         {"type": "object", "required": ["name", "age", "tags"], "additionalProperties": false,
          "properties": {"name": {"type": "string"}, "age": {"type": "integer"}, "tags": {"type": "array", "items": {"type": "string"}}}}
         """).RootElement;
