@@ -123,6 +123,7 @@ test('structured outputs: parse() with a zod schema gives typed objects that ajv
     id: z.uuid(), founded: z.iso.date(), // formats, which zod sends with a pattern too: both are enforced
     host: z.hostname(), ip: z.ipv6(), // zod's hostname pattern opens with a lookahead: ^(?=.{1,253}\.?$)…
     area: z.number().multipleOf(0.25), seats: z.int().multipleOf(5), // OpenAI's numeric keyword set
+    site: z.url(), // format "uri", as Pydantic's HttpUrl sends it too
   });
   const format = zodResponseFormat(City, 'city');
   const ajv = new Ajv({ strict: false });
@@ -140,9 +141,9 @@ test('structured outputs: parse() with a zod schema gives typed objects that ajv
   const streamed = await client.chat.completions.stream(request).finalChatCompletion();
   assert.deepEqual(streamed.choices[0].message.parsed, completion.choices[0].message.parsed);
 
-  const site = { type: 'object', properties: { site: { type: 'string', format: 'uri' } }, required: ['site'], additionalProperties: false };
-  await assert.rejects(client.chat.completions.create({ ...request, response_format: { type: 'json_schema', json_schema: { name: 'site', schema: site } } }),
-    (e) => e instanceof BadRequestError && e.param === 'response_format' && e.code === 'invalid_json_schema' && e.message.includes("'#/properties/site/format': \"uri\" is not a format gpud enforces"));
+  const pointer = { type: 'object', properties: { at: { type: 'string', format: 'json-pointer' } }, required: ['at'], additionalProperties: false };
+  await assert.rejects(client.chat.completions.create({ ...request, response_format: { type: 'json_schema', json_schema: { name: 'pointer', schema: pointer } } }),
+    (e) => e instanceof BadRequestError && e.param === 'response_format' && e.code === 'invalid_json_schema' && e.message.includes("'#/properties/at/format': \"json-pointer\" is not a format gpud enforces"));
 });
 
 test('models: list shows every kind with its parent; deleting the fine-tuned model makes it unknown', async () => {

@@ -114,6 +114,26 @@ public sealed class JsonSchemaConstraintTests
     }
 
     [Fact]
+    public void OneOf_with_branches_that_exclude_each_other_is_a_choice_of_them()
+    {
+        // Pydantic's discriminated union: $refs to objects told apart by a required 'kind' literal, and its annotation.
+        const string pets = """
+            {"type": "object", "required": ["pet", "id"], "properties": {
+              "pet": {"oneOf": [{"$ref": "#/$defs/Cat"}, {"$ref": "#/$defs/Dog"}],
+                      "discriminator": {"propertyName": "kind", "mapping": {"cat": "#/$defs/Cat", "dog": "#/$defs/Dog"}}},
+              "id": {"oneOf": [{"type": "string"}, {"type": "integer"}, {"const": null}]}},
+             "$defs": {
+              "Cat": {"type": "object", "properties": {"kind": {"const": "cat", "type": "string"}, "lives": {"type": "integer"}}, "required": ["kind", "lives"]},
+              "Dog": {"type": "object", "properties": {"kind": {"enum": ["dog"]}, "good": {"type": "boolean"}}, "required": ["kind", "good"]}}}
+            """;
+        AssertReads(pets, """{"pet":{"kind":"cat","lives":9},"id":"c-1"}""");
+        AssertReads(pets, """{"pet":{"kind":"dog","good":true},"id":7}""");
+        AssertReads(pets, """{"pet":{"kind":"dog","good":false},"id":null}""");
+        AssertRefusedAfter(pets, """{"pet":{"kind":"cat","good":true},"id":1}""", "{\"pet\":{\"kind\":\"cat\",\"");
+        AssertRefusedAfter(pets, """{"pet":{"kind":"cow","good":true},"id":1}""", """{"pet":{"kind":"c""");
+    }
+
+    [Fact]
     public void Item_counts_free_maps_any_values_and_odd_keys_follow_the_schema()
     {
         const string counted = """{"type": "object", "properties": {"xs": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 3}}, "required": ["xs"]}""";
@@ -206,6 +226,7 @@ public sealed class JsonSchemaConstraintTests
     [InlineData("ipv4", "192.168.0.1|255.255.255.255|0.0.0.0", "256.1.1.1=>25|1.2.3=>1.2.3|01.2.3.4=>0")]
     [InlineData("ipv6", "2001:db8::1|::1|::|fe80::|1:2:3:4:5:6:7:8|1:2:3:4:5:6:7::|1::8|ABCD:ef01::2:3", "2001:db8::1::2=>2001:db8::1:|1:2:3:4:5:6:7:8:9=>1:2:3:4:5:6:7:8|12345::=>1234|:1=>:|g::=>")]
     [InlineData("hostname", "localhost|api.example.com|a-1.b2.xn--p1ai|123.example", "-a.com=>|a-.com=>a-|a..b=>a.|a_b=>a")]
+    [InlineData("uri", "https://example.com/a/b?x=1#top|mailto:ann@example.com|urn:isbn:0451450523|http://u:pw@host:8080/p%20q|file:///etc/hosts", "example.com=>example.com|http://a b=>http://a|1http:=>|http://x/%zz=>http://x/%")]
     [InlineData("duration", "P3Y6M4DT12H30M5S|P1W|PT0S|P1D|PT36H|P2M10D", "P=>P|PT=>PT|P1H=>P1|P1W2D=>P1W|P1DT=>P1DT|P1.5D=>P1")]
     public void Formats_are_enforced_as_their_validators_check_them(string format, string valid, string invalid)
     {
@@ -329,6 +350,8 @@ public sealed class JsonSchemaConstraintTests
     [InlineData("""{"type": "object", "properties": {"s": {"type": "string", "minLength": -1}}}""", "#/properties/s/minLength", "non-negative integer")]
     [InlineData("""{"type": "object", "required": ["x"], "additionalProperties": false}""", "#/required", "'x' is required")]
     [InlineData("""{"type": "object", "properties": {"t": {"type": "date"}}}""", "#/properties/t/type", "'date' is not one of")]
+    [InlineData("""{"type": "object", "properties": {"v": {"oneOf": [{"type": "number"}, {"type": "integer"}]}}}""", "#/properties/v/oneOf", "branches 0 and 1 may both match one value")]
+    [InlineData("""{"type": "object", "properties": {"v": {"oneOf": [{"type": "string"}, {"type": "object", "properties": {"a": {"const": 1}}}, {"type": "object", "properties": {"a": {"const": 2}}}]}}}""", "#/properties/v/oneOf", "branches 1 and 2 may both match")]
     public void Schemas_gpud_cannot_enforce_are_refused_saying_where_and_why(string schema, string location, string reason)
     {
         var error = Assert.Throws<JsonSchemaException>(() => Compile(schema));

@@ -8,11 +8,12 @@ namespace Gpud.Engine.Generation.Constraints;
 /// <see cref="Start"/> state reads to completion is an instance of the schema. The subset: <c>type</c> (one or a list),
 /// <c>properties</c>, <c>required</c>, <c>additionalProperties</c>, <c>items</c>, <c>minItems</c>, <c>maxItems</c>,
 /// <c>minLength</c>, <c>maxLength</c>, <c>pattern</c> (<see cref="StringPattern"/>), <c>format</c> (date-time, date,
-/// time, duration, uuid, email, hostname, ipv4, ipv6: OpenAI's list), <c>minimum</c>, <c>maximum</c> (and exclusive
-/// forms), <c>multipleOf</c>, <c>enum</c>, <c>const</c>, <c>anyOf</c>, <c>allOf</c> of one schema, <c>$ref</c> within
-/// the schema (recursion included) and annotations (<c>title</c>, <c>description</c>, …). Any other keyword is refused
-/// by name rather than ignored: an answer that silently breaks a <c>not</c> would be worse than an error. Properties are written in declaration order;
-/// optional ones may be left out. The root is an object.
+/// time, duration, uuid, email, hostname, ipv4, ipv6: OpenAI's list; and uri), <c>minimum</c>, <c>maximum</c> (and
+/// exclusive forms), <c>multipleOf</c>, <c>enum</c>, <c>const</c>, <c>anyOf</c>, <c>oneOf</c> of branches that exclude
+/// each other, <c>allOf</c> of one schema, <c>$ref</c> within the schema (recursion included) and annotations
+/// (<c>title</c>, <c>description</c>, …). Any other keyword is refused by name rather than ignored: an answer that
+/// silently breaks a <c>not</c> would be worse than an error. Properties are written in declaration order; optional
+/// ones may be left out. The root is an object.
 /// </summary>
 public sealed class JsonSchema
 {
@@ -93,10 +94,10 @@ public sealed class JsonSchema
     private sealed class Compiler(JsonElement document)
     {
         private static readonly HashSet<string> Annotations =
-            ["title", "description", "default", "examples", "$schema", "$id", "$comment", "$defs", "definitions", "deprecated", "readOnly", "writeOnly"];
+            ["title", "description", "default", "examples", "$schema", "$id", "$comment", "$defs", "definitions", "deprecated", "readOnly", "writeOnly", "discriminator"];
 
         private static readonly HashSet<string> Keywords =
-            ["type", "properties", "required", "additionalProperties", "items", "minItems", "maxItems", "minLength", "maxLength", "pattern", "format", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "enum", "const", "anyOf", "allOf", "$ref"];
+            ["type", "properties", "required", "additionalProperties", "items", "minItems", "maxItems", "minLength", "maxLength", "pattern", "format", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "enum", "const", "anyOf", "oneOf", "allOf", "$ref"];
 
         private readonly StringNode _string = new();
         private readonly Dictionary<string, RefNode> _refs = new(StringComparer.Ordinal);
@@ -120,7 +121,7 @@ public sealed class JsonSchema
                 else if (!Annotations.Contains(keyword.Name))
                     throw new JsonSchemaException(at, $"'{keyword.Name}' is not supported by gpud's structured outputs (supported: {string.Join(", ", Keywords)})");
             }
-            foreach (var alone in new[] { "$ref", "anyOf", "allOf" })
+            foreach (var alone in new[] { "$ref", "anyOf", "oneOf", "allOf" })
             {
                 if (used.Contains(alone) && used.Count > 1)
                     throw new JsonSchemaException(at, $"'{alone}' cannot be combined with '{used.First(k => k != alone)}' in one schema");
@@ -133,6 +134,22 @@ public sealed class JsonSchema
                 if (allOf.ValueKind != JsonValueKind.Array || allOf.GetArrayLength() != 1)
                     throw new JsonSchemaException(at + "/allOf", "gpud's structured outputs take 'allOf' with exactly one schema");
                 return Compile(allOf[0], at + "/allOf/0");
+            }
+            if (schema.TryGetProperty("oneOf", out var oneOf))
+            {
+                // Exactly one branch may match. Writing any one of them is the same when no value can match two, as with
+                // a discriminated union (Pydantic's and zod's): branches must be told apart by type, literal or tag.
+                if (oneOf.ValueKind != JsonValueKind.Array || oneOf.GetArrayLength() == 0) throw new JsonSchemaException(at + "/oneOf", "must be a non-empty array of schemas");
+                var branches = oneOf.EnumerateArray().ToList();
+                for (var i = 0; i < branches.Count; i++)
+                {
+                    for (var j = i + 1; j < branches.Count; j++)
+                    {
+                        if (!Exclusive(branches[i], branches[j], at))
+                            throw new JsonSchemaException(at + "/oneOf", $"branches {i} and {j} may both match one value; gpud takes 'oneOf' whose branches differ in type, in their literals or in a required property's 'const'/'enum' (a discriminated union), else use 'anyOf'");
+                    }
+                }
+                return new ChoiceNode { Alternatives = [.. branches.Select((s, i) => Compile(s, $"{at}/oneOf/{i}"))] };
             }
             if (schema.TryGetProperty("anyOf", out var anyOf))
             {
@@ -292,6 +309,16 @@ public sealed class JsonSchema
             $"(?:(?:{Hex}:){{7}}{Hex}|(?:{Hex}:){{1,7}}:|(?:{Hex}:){{1,6}}:{Hex}|(?:{Hex}:){{1,5}}(?::{Hex}){{1,2}}|(?:{Hex}:){{1,4}}(?::{Hex}){{1,3}}"
             + $"|(?:{Hex}:){{1,3}}(?::{Hex}){{1,4}}|(?:{Hex}:){{1,2}}(?::{Hex}){{1,5}}|{Hex}:(?::{Hex}){{1,6}}|:(?:(?::{Hex}){{1,7}}|:))";
 
+        // RFC 3986 URIs with a scheme: "//" and an authority (userinfo, a registered name, a port) or a bare path,
+        // then a query and a fragment; no IP literals in brackets. Characters outside the grammar come percent-encoded.
+        private const string Pct = "%[0-9A-Fa-f]{2}";
+
+        private const string Pchar = $"(?:[A-Za-z0-9._~!$&'()*+,;=:@-]|{Pct})";
+
+        private const string UriPattern =
+            $"[A-Za-z][A-Za-z0-9+.-]*:(?://(?:(?:[A-Za-z0-9._~!$&'()*+,;=:-]|{Pct})*@)?(?:[A-Za-z0-9._~!$&'()*+,;=-]|{Pct})*(?::[0-9]*)?(?:/{Pchar}*)*"
+            + $"|/?(?:{Pchar}+(?:/{Pchar}*)*)?)(?:\\?(?:{Pchar}|[/?])*)?(?:#(?:{Pchar}|[/?])*)?";
+
         // ISO 8601 durations as JSON Schema validators read them: at least one component, a T only before a time one.
         private const string DurationDate = @"(?:\d+Y(?:\d+M)?(?:\d+D)?|\d+M(?:\d+D)?|\d+D)";
 
@@ -307,6 +334,7 @@ public sealed class JsonSchema
             ["ipv4"] = $@"^(?:{Octet}\.){{3}}{Octet}$",
             ["ipv6"] = $"^{Ipv6}$",
             ["hostname"] = $@"^{Label}(?:\.{Label})*$",
+            ["uri"] = $"^{UriPattern}$",
             ["duration"] = $"^P(?:{DurationDate}(?:{DurationTime})?|{DurationTime}|\\d+W)$",
         };
 
@@ -394,7 +422,6 @@ public sealed class JsonSchema
             return a;
         }
 
-
         private RefNode Reference(string pointer, string at)
         {
             if (_refs.TryGetValue(pointer, out var known)) return known;
@@ -402,6 +429,12 @@ public sealed class JsonSchema
                 throw new JsonSchemaException(at + "/$ref", $"'{pointer}' is not a reference within the schema ('#', '#/$defs/…'); gpud fetches no other documents");
             var node = new RefNode(pointer);
             _refs[pointer] = node; // before compiling the target, which may refer back to it
+            node.Target = Compile(Target(pointer, at), pointer);
+            return node;
+        }
+
+        private JsonElement Target(string pointer, string at)
+        {
             var target = document;
             foreach (var token in pointer.Length <= 2 ? [] : pointer[2..].Split('/'))
             {
@@ -410,9 +443,77 @@ public sealed class JsonSchema
                 else if (target.ValueKind == JsonValueKind.Array && int.TryParse(name, out var i) && i >= 0 && i < target.GetArrayLength()) target = target[i];
                 else throw new JsonSchemaException(at + "/$ref", $"'{pointer}' points at nothing in the schema");
             }
-            node.Target = Compile(target, pointer);
-            return node;
+            return target;
         }
+
+        /// <summary>
+        /// No value can match both schemas, as far as their types, literals or a required property with literal values
+        /// (a discriminated union's tag) show; false when that cannot be told.
+        /// </summary>
+        private bool Exclusive(JsonElement a, JsonElement b, string at)
+        {
+            (a, b) = (Unwrap(a, at), Unwrap(b, at));
+            if (TypesOf(a, at) is { } ta && TypesOf(b, at) is { } tb && !ta.Overlaps(tb)) return true;
+            if (Literals(a) is { } la && Literals(b) is { } lb && !la.Any(x => lb.Any(y => JsonElement.DeepEquals(x, y)))) return true;
+            if (a.ValueKind != JsonValueKind.Object || b.ValueKind != JsonValueKind.Object
+                || !a.TryGetProperty("properties", out var pa) || !b.TryGetProperty("properties", out var pb) || pa.ValueKind != JsonValueKind.Object || pb.ValueKind != JsonValueKind.Object)
+                return false;
+            static bool Requires(JsonElement schema, string name) =>
+                schema.TryGetProperty("required", out var r) && r.ValueKind == JsonValueKind.Array && r.EnumerateArray().Any(n => n.ValueKind == JsonValueKind.String && n.GetString() == name);
+            foreach (var property in pa.EnumerateObject())
+            {
+                if (!Requires(a, property.Name) || !Requires(b, property.Name) || !pb.TryGetProperty(property.Name, out var other)) continue;
+                if (Literals(Unwrap(property.Value, at)) is { } x && Literals(Unwrap(other, at)) is { } y && !x.Any(v => y.Any(w => JsonElement.DeepEquals(v, w))))
+                    return true;
+            }
+            return false;
+        }
+
+        /// <summary>Through <c>$ref</c> and one-schema <c>allOf</c> to the schema that says something.</summary>
+        private JsonElement Unwrap(JsonElement schema, string at)
+        {
+            for (var depth = 0; depth < 64 && schema.ValueKind == JsonValueKind.Object; depth++)
+            {
+                if (schema.TryGetProperty("$ref", out var r) && r.ValueKind == JsonValueKind.String) schema = Target(r.GetString()!, at);
+                else if (schema.TryGetProperty("allOf", out var all) && all.ValueKind == JsonValueKind.Array && all.GetArrayLength() == 1) schema = all[0];
+                else break;
+            }
+            return schema;
+        }
+
+        /// <summary>The JSON types a schema admits (integer counted as number), or null when any type may be.</summary>
+        private HashSet<string>? TypesOf(JsonElement schema, string at)
+        {
+            if (schema.ValueKind != JsonValueKind.Object) return null;
+            if (schema.TryGetProperty("type", out var type))
+            {
+                var names = type.ValueKind == JsonValueKind.Array ? [.. type.EnumerateArray()] : new[] { type };
+                if (names.Any(n => n.ValueKind != JsonValueKind.String)) return null; // refused when the branch is compiled
+                return names.Select(n => n.GetString() == "integer" ? "number" : n.GetString()!).ToHashSet(StringComparer.Ordinal);
+            }
+            if (Literals(schema) is { } literals) return literals.Select(v => v.ValueKind switch
+            {
+                JsonValueKind.Object => "object", JsonValueKind.Array => "array", JsonValueKind.String => "string", JsonValueKind.Number => "number",
+                JsonValueKind.Null => "null", _ => "boolean",
+            }).ToHashSet(StringComparer.Ordinal);
+            if (schema.TryGetProperty("anyOf", out var any) && any.ValueKind == JsonValueKind.Array)
+            {
+                var union = new HashSet<string>(StringComparer.Ordinal);
+                foreach (var option in any.EnumerateArray())
+                {
+                    if (TypesOf(Unwrap(option, at), at) is not { } t) return null;
+                    union.UnionWith(t);
+                }
+                return union;
+            }
+            return null;
+        }
+
+        private static List<JsonElement>? Literals(JsonElement schema) =>
+            schema.ValueKind != JsonValueKind.Object ? null
+            : schema.TryGetProperty("const", out var c) ? [c]
+            : schema.TryGetProperty("enum", out var e) && e.ValueKind == JsonValueKind.Array ? [.. e.EnumerateArray()]
+            : null;
 
         /// <summary>Any JSON value (a schema of true or {}): one node, referring to itself through objects and arrays.</summary>
         private ChoiceNode Any()
