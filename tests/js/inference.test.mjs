@@ -6,7 +6,9 @@ import assert from 'node:assert/strict';
 import OpenAI, { toFile, BadRequestError, NotFoundError } from 'openai';
 import { zodResponseFormat } from 'openai/helpers/zod';
 import { z } from 'zod';
+import { readFileSync } from 'node:fs';
 import Ajv from 'ajv';
+import Ajv2020 from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
 
 const baseURL = process.env.GPUD_BASE_URL ?? 'http://127.0.0.1:8080/v1';
@@ -144,6 +146,23 @@ test('structured outputs: parse() with a zod schema gives typed objects that ajv
   const pointer = { type: 'object', properties: { at: { type: 'string', format: 'json-pointer' } }, required: ['at'], additionalProperties: false };
   await assert.rejects(client.chat.completions.create({ ...request, response_format: { type: 'json_schema', json_schema: { name: 'pointer', schema: pointer } } }),
     (e) => e instanceof BadRequestError && e.param === 'response_format' && e.code === 'invalid_json_schema' && e.message.includes("'#/properties/at/format': \"json-pointer\" is not a format gpud enforces"));
+});
+
+test('structured outputs: a schema as Pydantic writes it (discriminated union, Decimal, HttpUrl, timedelta, IPv6…) gives answers ajv validates', async () => {
+  // tests/fixtures/schemas/pydantic_order.json: Order.model_json_schema() of scripts/fixtures/make_schema_fixtures.py.
+  const { schema } = JSON.parse(readFileSync(new URL('../fixtures/schemas/pydantic_order.json', import.meta.url), 'utf8'));
+  const ajv = new Ajv2020({ strict: false });
+  addFormats(ajv);
+  const validate = ajv.compile(schema);
+  const completion = await client.chat.completions.create({
+    model: 'gpud-tiny', messages: [{ role: 'user', content: 'An order' }], n: 4, max_tokens: 2000, temperature: 1, seed: 5,
+    response_format: { type: 'json_schema', json_schema: { name: 'Order', schema, strict: true } },
+  });
+  for (const choice of completion.choices) {
+    assert.equal(choice.finish_reason, 'stop');
+    const value = JSON.parse(choice.message.content);
+    assert.ok(validate(value), `${choice.message.content}: ${JSON.stringify(validate.errors)}`);
+  }
 });
 
 test('models: list shows every kind with its parent; deleting the fine-tuned model makes it unknown', async () => {

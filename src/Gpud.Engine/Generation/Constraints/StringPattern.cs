@@ -8,8 +8,8 @@ namespace Gpud.Engine.Generation.Constraints;
 /// is written. The subset: literals and escapes, <c>.</c>, classes (<c>[a-z]</c>, <c>[^…]</c>, <c>\d \w \s</c> and
 /// their negations), groups (<c>(…)</c>, <c>(?:…)</c>, <c>(?&lt;name&gt;…)</c>), <c>|</c>, the quantifiers
 /// <c>* + ? {n} {n,} {n,m}</c> (lazy or not: the language is the same), and <c>^</c>/<c>$</c> at the ends.
-/// Lookaheads right after a leading <c>^</c> (<c>^(?=.{1,253}$)</c>, <c>^(?=.*\d)</c>) are one more expression the
-/// string must match. Backreferences, other lookaround and word boundaries are refused: no automaton reads them.
+/// Lookaheads right after a leading <c>^</c> (<c>^(?=.{1,253}$)</c>, <c>^(?=.*\d)</c>, <c>^(?!^[-+.]*$)</c> as Pydantic
+/// writes for decimals) are one more expression the string must match, or must not. Backreferences, other lookaround and word boundaries are refused: no automaton reads them.
 /// </summary>
 internal sealed class StringPattern
 {
@@ -20,7 +20,9 @@ internal sealed class StringPattern
     private readonly List<bool> _negated = [];
     private readonly List<int> _next = [];
     private readonly List<List<int>> _epsilon = [];
-    private readonly (int From, int To, int Accept)[] _automata; // each expression's states [From, To) and accepting state
+    // Each expression's states [From, To), its accepting state, and for a negative lookahead (Negated) whether its body
+    // ends with '$' (a string the body matches whole is refused) or not (a string that starts with a match is).
+    private readonly (int From, int To, int Accept, bool Negated, bool WholeString)[] _automata;
 
     /// <summary>The states before any character (ε-closed).</summary>
     public PatternStates Start { get; }
@@ -28,25 +30,26 @@ internal sealed class StringPattern
     /// <summary>Expressions the string must all match (a <c>format</c>'s and a <c>pattern</c>, say), run side by side.</summary>
     private StringPattern(IReadOnlyList<string> sources)
     {
-        var automata = new List<(int, int, int)>();
+        var automata = new List<(int, int, int, bool, bool)>();
         var starts = new List<int>();
         // A lookahead at the start of an anchored pattern (^(?=.{1,253}$)…, ^(?=.*\d)…) asks the whole string to
-        // begin with a match of its body as well: one more expression side by side.
+        // begin with a match of its body as well (or, negative, not to): one more expression side by side.
         var expressions = sources.Select(source => new Parser(source)).SelectMany(parser =>
         {
             var main = parser.Parse();
-            return parser.Lookaheads.Append(main);
+            return parser.Lookaheads.Append((main.AnchoredStart, main.Body, main.AnchoredEnd, false));
         });
-        foreach (var (anchoredStart, body, anchoredEnd) in expressions)
+        foreach (var (anchoredStart, body, anchoredEnd, negated) in expressions)
         {
             var from = _sets.Count;
             var anyChar = new Node.Set([(0, 0x10FFFF)], false);
             var whole = body;
             if (!anchoredStart) whole = new Node.Sequence([new Node.Repeat(anyChar, 0, null), whole]);
-            if (!anchoredEnd) whole = new Node.Sequence([whole, new Node.Repeat(anyChar, 0, null)]);
+            // A negative body is run as written: reaching its end is what refuses the string.
+            if (!anchoredEnd && !negated) whole = new Node.Sequence([whole, new Node.Repeat(anyChar, 0, null)]);
             var (start, end) = Build(whole);
             starts.Add(start);
-            automata.Add((from, _sets.Count, end));
+            automata.Add((from, _sets.Count, end, negated, anchoredEnd));
         }
         _automata = [.. automata];
         _live = Live();
@@ -200,7 +203,7 @@ internal sealed class StringPattern
     /// <exception cref="FormatException">An expression is not in the subset (the message says what and where).</exception>
     public static StringPattern Compile(params IReadOnlyList<string> sources) => new(sources);
 
-    public bool Accepts(PatternStates states) => _automata.All(a => states.Contains(a.Accept));
+    public bool Accepts(PatternStates states) => _automata.All(a => states.Contains(a.Accept) != a.Negated);
 
     /// <summary>Transitions and lead-byte checks already worked out (a DFA built as the walks need it), bounded.</summary>
     private const int MaxRemembered = 1 << 16;
@@ -276,7 +279,9 @@ internal sealed class StringPattern
             any = true;
             foreach (var e in _epsilon[s]) stack.Push(e);
         }
-        return any && _automata.All(a => Enumerable.Range(a.From, a.To - a.From).Any(st => seen[st])) ? new PatternStates(bits) : null;
+        // Every expression still able to match, and no negative lookahead's body matched by a prefix it refuses.
+        return any && _automata.All(a => a.Negated ? a.WholeString || !seen[a.Accept] : Enumerable.Range(a.From, a.To - a.From).Any(st => seen[st]))
+            ? new PatternStates(bits) : null;
     }
 
     private int NewState()
@@ -380,16 +385,18 @@ internal sealed class StringPattern
 
         private int _at;
 
-        /// <summary>The positive lookaheads <see cref="Parse"/> found at the start of an anchored pattern.</summary>
-        public List<(bool AnchoredStart, Node Body, bool AnchoredEnd)> Lookaheads { get; } = [];
+        /// <summary>The lookaheads <see cref="Parse"/> found at the start of an anchored pattern.</summary>
+        public List<(bool AnchoredStart, Node Body, bool AnchoredEnd, bool Negated)> Lookaheads { get; } = [];
 
         public (bool AnchoredStart, Node Body, bool AnchoredEnd) Parse()
         {
             var anchoredStart = Peek('^');
             if (anchoredStart) _at++;
-            while (anchoredStart && _at + 2 < source.Length && source.AsSpan(_at, 3).SequenceEqual("(?="))
+            while (anchoredStart && _at + 2 < source.Length && source.AsSpan(_at, 3) is "(?=" or "(?!")
             {
+                var negated = source[_at + 2] == '!';
                 _at += 3;
+                if (Peek('^')) _at++; // ^(?!^…): anchored where it stands anyway
                 var ahead = Alternation(out var options);
                 var aheadEnd = Peek('$');
                 if (aheadEnd) _at++;
@@ -397,7 +404,7 @@ internal sealed class StringPattern
                 if (aheadEnd && options > 1)
                     throw Error("anchors around a top-level '|' apply to one alternative each; group the alternatives: (?=(a|b)$)");
                 _at++;
-                Lookaheads.Add((true, ahead, aheadEnd));
+                Lookaheads.Add((true, ahead, aheadEnd, negated));
             }
             var body = Alternation(out var alternatives);
             if (_at < source.Length && source[_at] != '$') throw Error($"unexpected '{source[_at]}'");
