@@ -67,7 +67,7 @@ public sealed partial class FinishedJobFiles(JobRepository jobs, FineTuningSetti
         return bytes;
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Fine-tuning job {JobId} is {Status}: freed {Bytes} bytes of resume state (its checkpoints stay servable)")]
+    [LoggerMessage(Level = LogLevel.Information, Message = "Fine-tuning job {JobId} ended ({Status}): freed {Bytes} bytes of resume state; its checkpoints stay servable")]
     private static partial void LogReleased(ILogger logger, string jobId, string status, long bytes);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Could not free the resume state of fine-tuning job {JobId}; the next start retries")]
