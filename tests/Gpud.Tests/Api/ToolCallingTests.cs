@@ -184,7 +184,7 @@ public sealed class ToolCallingTests : IClassFixture<ToolCallingTests.TrainedMod
         { """{"tool_choice":"auto"}""", "tool_choice", null },
         { """{"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":{"type":"function","function":{"name":"g"}}}""", "tool_choice.function.name", null },
         { """{"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":{"type":"function"}}""", "tool_choice", null },
-        { """{"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"site":{"type":"string","format":"uri"}}}}}],"tool_choice":"required"}""", "tools[0].function.parameters", "invalid_json_schema" },
+        { """{"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"at":{"type":"string","format":"json-pointer"}}}}}],"tool_choice":"required"}""", "tools[0].function.parameters", "invalid_json_schema" },
         { """{"functions":[{"name":"f"}]}""", "functions", "unsupported_parameter" },
     };
 
