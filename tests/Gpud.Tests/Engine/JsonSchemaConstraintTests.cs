@@ -133,6 +133,19 @@ public sealed class JsonSchemaConstraintTests
         }
     }
 
+    [Theory]
+    [InlineData("""{"type": "array", "prefixItems": [{"type": "integer"}, {"type": "string"}], "minItems": 2, "maxItems": 2}""", "[1,\"a\"]", "[\"a\"]=>[|[1,\"a\",2]=>[1,\"a\"|[1]=>[1")] // Pydantic's tuple[int, str]
+    [InlineData("""{"type": "array", "items": [{"type": "boolean"}], "additionalItems": false}""", "[]|[true]", "[true,1]=>[true|[1]=>[")] // draft 7's tuple
+    [InlineData("""{"type": "array", "prefixItems": [{"const": "x"}], "items": {"type": "integer"}}""", "[\"x\",1,2]|[\"x\"]|[]", "[\"x\",\"y\"]=>[\"x\",|[2]=>[")]
+    [InlineData("""{"type": "array", "prefixItems": [{"type": "integer"}], "items": false, "minItems": 1}""", "[3]", "[]=>[|[3,4]=>[3")]
+    public void Tuples_give_each_position_its_own_schema(string array, string valid, string invalid)
+    {
+        var schema = $$"""{"type": "object", "properties": {"t": {{array}}}, "required": ["t"]}""";
+        foreach (var value in valid.Split('|')) AssertReads(schema, $$"""{"t":{{value}}}""");
+        foreach (var (value, prefix) in invalid.Split('|').Select(r => (r[..r.IndexOf("=>", StringComparison.Ordinal)], r[(r.IndexOf("=>", StringComparison.Ordinal) + 2)..])))
+            AssertRefusedAfter(schema, $$"""{"t":{{value}}}""", $$"""{"t":{{prefix}}""");
+    }
+
     [Fact]
     public void OneOf_with_branches_that_exclude_each_other_is_a_choice_of_them()
     {
@@ -374,6 +387,9 @@ public sealed class JsonSchemaConstraintTests
     [InlineData("""{"type": "object", "required": ["x"], "additionalProperties": false}""", "#/required", "'x' is required")]
     [InlineData("""{"type": "object", "properties": {"t": {"type": "date"}}}""", "#/properties/t/type", "'date' is not one of")]
     [InlineData("""{"type": "object", "properties": {"v": {"oneOf": [{"type": "number"}, {"type": "integer"}]}}}""", "#/properties/v/oneOf", "branches 0 and 1 may both match one value")]
+    [InlineData("""{"type": "object", "properties": {"t": {"prefixItems": [{}], "items": [{}]}}}""", "#/properties/t/items", "cannot follow 'prefixItems'")]
+    [InlineData("""{"type": "object", "properties": {"t": {"type": "array", "additionalItems": false}}}""", "#/properties/t/additionalItems", "applies only after an array of 'items'")]
+    [InlineData("""{"type": "object", "properties": {"t": {"prefixItems": [{}], "items": false, "minItems": 2}}}""", "#/properties/t", "more than the 1 items it allows")]
     [InlineData("""{"type": "object", "properties": {"v": {"oneOf": [{"type": "string"}, {"type": "object", "properties": {"a": {"const": 1}}}, {"type": "object", "properties": {"a": {"const": 2}}}]}}}""", "#/properties/v/oneOf", "branches 1 and 2 may both match")]
     public void Schemas_gpud_cannot_enforce_are_refused_saying_where_and_why(string schema, string location, string reason)
     {

@@ -6,7 +6,8 @@ namespace Gpud.Engine.Generation.Constraints;
 /// <summary>
 /// A JSON Schema compiled for constrained decoding (OpenAI's <c>response_format: json_schema</c>): every text its
 /// <see cref="Start"/> state reads to completion is an instance of the schema. The subset: <c>type</c> (one or a list),
-/// <c>properties</c>, <c>required</c>, <c>additionalProperties</c>, <c>items</c>, <c>minItems</c>, <c>maxItems</c>,
+/// <c>properties</c>, <c>required</c>, <c>additionalProperties</c>, <c>items</c>, tuples (<c>prefixItems</c>, or an
+/// array of <c>items</c> with <c>additionalItems</c>), <c>minItems</c>, <c>maxItems</c>,
 /// <c>minLength</c>, <c>maxLength</c>, <c>pattern</c> (<see cref="StringPattern"/>), <c>format</c> (date-time, date,
 /// time, duration, uuid, email, hostname, ipv4, ipv6: OpenAI's list; and uri), <c>minimum</c>, <c>maximum</c> (and
 /// exclusive forms), <c>multipleOf</c>, <c>enum</c>, <c>const</c>, <c>anyOf</c>, <c>oneOf</c> of branches that exclude
@@ -97,7 +98,7 @@ public sealed class JsonSchema
             ["title", "description", "default", "examples", "$schema", "$id", "$comment", "$defs", "definitions", "deprecated", "readOnly", "writeOnly", "discriminator"];
 
         private static readonly HashSet<string> Keywords =
-            ["type", "properties", "required", "additionalProperties", "items", "minItems", "maxItems", "minLength", "maxLength", "pattern", "format", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "enum", "const", "anyOf", "oneOf", "allOf", "$ref"];
+            ["type", "properties", "required", "additionalProperties", "items", "minItems", "maxItems", "prefixItems", "additionalItems", "minLength", "maxLength", "pattern", "format", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "enum", "const", "anyOf", "oneOf", "allOf", "$ref"];
 
         private readonly StringNode _string = new();
         private readonly Dictionary<string, RefNode> _refs = new(StringComparer.Ordinal);
@@ -207,7 +208,7 @@ public sealed class JsonSchema
         /// <summary>Without 'type': an object or array by its keywords, else any value.</summary>
         private static List<string?> Inferred(JsonElement schema) =>
             schema.TryGetProperty("properties", out _) || schema.TryGetProperty("required", out _) || schema.TryGetProperty("additionalProperties", out _) ? ["object"]
-            : schema.TryGetProperty("items", out _) || schema.TryGetProperty("minItems", out _) || schema.TryGetProperty("maxItems", out _) ? ["array"]
+            : schema.TryGetProperty("items", out _) || schema.TryGetProperty("prefixItems", out _) || schema.TryGetProperty("minItems", out _) || schema.TryGetProperty("maxItems", out _) ? ["array"]
             : [null];
 
         private static bool Matches(JsonElement value, string type) => type switch
@@ -342,16 +343,37 @@ public sealed class JsonSchema
             : n.ValueKind == JsonValueKind.Number && n.TryGetInt32(out var count) && count >= 0 ? count
             : throw new JsonSchemaException($"{at}/{keyword}", "must be a non-negative integer");
 
+        /// <summary>
+        /// An array; a tuple is <c>prefixItems</c> (2020-12, Pydantic) or an array of <c>items</c> (draft 7), then
+        /// <c>items</c> or <c>additionalItems</c> for the rest, where <c>false</c> allows none.
+        /// </summary>
         private ArrayNode Array(JsonElement schema, string at)
         {
-            SchemaNode items;
-            if (!schema.TryGetProperty("items", out var itemSchema)) items = Any();
-            else if (itemSchema.ValueKind == JsonValueKind.Array)
-                throw new JsonSchemaException(at + "/items", "an array of item schemas (tuple validation) is not supported by gpud's structured outputs");
-            else items = Compile(itemSchema, at + "/items");
             var (min, max) = (Count(schema, at, "minItems") ?? 0, Count(schema, at, "maxItems"));
             if (max < min) throw new JsonSchemaException(at, $"'minItems' ({min}) is greater than 'maxItems' ({max})");
-            return new ArrayNode(items, min, max);
+            SchemaNode[] Tuple(JsonElement list, string keyword) => list.ValueKind == JsonValueKind.Array
+                ? [.. list.EnumerateArray().Select((s, i) => Compile(s, $"{at}/{keyword}/{i}"))]
+                : throw new JsonSchemaException($"{at}/{keyword}", "must be an array of schemas");
+            SchemaNode[] prefix = [];
+            var rest = "items";
+            if (schema.TryGetProperty("prefixItems", out var prefixItems)) prefix = Tuple(prefixItems, "prefixItems");
+            if (schema.TryGetProperty("items", out var itemSchema) && itemSchema.ValueKind == JsonValueKind.Array)
+            {
+                if (prefix.Length > 0) throw new JsonSchemaException(at + "/items", "an array of schemas cannot follow 'prefixItems'");
+                (prefix, rest) = (Tuple(itemSchema, "items"), "additionalItems");
+            }
+            else if (schema.TryGetProperty("additionalItems", out _))
+            {
+                throw new JsonSchemaException(at + "/additionalItems", "applies only after an array of 'items'");
+            }
+            SchemaNode items = Any();
+            if (schema.TryGetProperty(rest, out var restSchema))
+            {
+                if (restSchema.ValueKind == JsonValueKind.False) max = Math.Min(max ?? prefix.Length, prefix.Length); // no items past the tuple
+                else items = Compile(restSchema, $"{at}/{rest}");
+            }
+            if (max < min) throw new JsonSchemaException(at, $"'minItems' ({min}) is more than the {max} items it allows");
+            return new ArrayNode(items, min, max, prefix);
         }
 
         /// <summary>
@@ -542,7 +564,7 @@ public sealed class JsonSchema
     private static IEnumerable<SchemaNode> Children(SchemaNode node) => node switch
     {
         ObjectNode o => o.Properties.Select(p => p.Value).Concat(o.Values is null ? [] : [o.Values]),
-        ArrayNode a => [a.Items],
+        ArrayNode a => [.. a.Prefix, a.Items],
         ChoiceNode c => c.Alternatives,
         RefNode r => [r.Target!],
         _ => [],
@@ -592,7 +614,7 @@ public sealed class JsonSchema
                 var can = node switch
                 {
                     ObjectNode o => o.Properties.Where(p => p.Required).All(p => yes.Contains(p.Value)),
-                    ArrayNode a => a.MinItems == 0 || yes.Contains(a.Items),
+                    ArrayNode a => Enumerable.Range(0, Math.Min(a.MinItems, a.Prefix.Length + 1)).All(i => yes.Contains(a.ItemAt(i))),
                     ChoiceNode c => c.Alternatives.Any(yes.Contains),
                     RefNode r => yes.Contains(r.Target!),
                     _ => true,
@@ -619,8 +641,10 @@ public sealed class JsonSchema
                 case ObjectNode { IsFree: true, Values: { } values } o when !satisfiable.Contains(values):
                     o.Values = null;
                     break;
-                case ArrayNode a when !satisfiable.Contains(a.Items):
-                    a.MaxItems = 0;
+                case ArrayNode a:
+                    // Items stop before the first position whose schema no value satisfies.
+                    var stop = Enumerable.Range(0, a.Prefix.Length + 1).Where(i => !satisfiable.Contains(a.ItemAt(i))).Select(i => (int?)i).FirstOrDefault();
+                    if (stop is { } at && (a.MaxItems is not { } most || most > at)) a.MaxItems = at;
                     break;
             }
         }

@@ -275,7 +275,7 @@ internal sealed class SchemaFrame : IEquatable<SchemaFrame>
                 if (a.MaxItems is not { } max || f.Index < max) into.Add(f.With(AfterComma, f.Index));
                 return;
             case AfterOpen or AfterComma:
-                if (a.MaxItems != 0) Begin(a.Items, f.With(InValue, f.Index), c, ref into);
+                if (a.MaxItems != 0) Begin(a.ItemAt(f.Index), f.With(InValue, f.Index), c, ref into);
                 return;
         }
     }

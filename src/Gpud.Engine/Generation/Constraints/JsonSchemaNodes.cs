@@ -48,9 +48,15 @@ internal sealed class ObjectNode(StringNode keyString) : SchemaNode
 /// <param name="Key">The key as written: JSON string, quotes included, UTF-8.</param>
 internal sealed record Property(string Name, byte[] Key, bool Required, SchemaNode Value);
 
-internal sealed class ArrayNode(SchemaNode items, int minItems, int? maxItems) : SchemaNode
+/// <param name="prefix">A tuple's item schemas by position (<c>prefixItems</c>); <paramref name="items"/> is for the rest.</param>
+internal sealed class ArrayNode(SchemaNode items, int minItems, int? maxItems, SchemaNode[]? prefix = null) : SchemaNode
 {
     public SchemaNode Items { get; } = items;
+
+    public SchemaNode[] Prefix { get; } = prefix ?? [];
+
+    /// <summary>The schema of the item at <paramref name="index"/> (0-based).</summary>
+    public SchemaNode ItemAt(int index) => index < Prefix.Length ? Prefix[index] : Items;
 
     public int MinItems { get; } = minItems;
 
@@ -63,7 +69,7 @@ internal sealed class ArrayNode(SchemaNode items, int minItems, int? maxItems) :
     /// Item counts are told apart only up to here (past it every count allows the same): an array without bounds
     /// keeps one state for all its items, so the tokens of its n-th string are the tokens of its first.
     /// </summary>
-    public int CountCap => MaxItems ?? MinItems;
+    public int CountCap => Math.Max(MaxItems ?? MinItems, Prefix.Length);
 }
 
 /// <summary>
