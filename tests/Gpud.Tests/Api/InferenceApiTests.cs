@@ -138,7 +138,7 @@ public sealed class InferenceApiTests
         });
         var error = await refused.AssertError(HttpStatusCode.BadRequest, "response_format", "invalid_json_schema");
         Assert.Equal("Invalid schema for response_format 'step': In context '#/properties/n': 'not' is not supported by gpud's structured outputs "
-            + "(supported: type, properties, required, additionalProperties, items, minItems, maxItems, minLength, maxLength, pattern, format, minimum, maximum, exclusiveMinimum, exclusiveMaximum, multipleOf, enum, const, anyOf, oneOf, allOf, $ref).", error.GetProperty("message").GetString());
+            + "(supported: type, properties, required, additionalProperties, items, minItems, maxItems, prefixItems, additionalItems, minLength, maxLength, pattern, format, minimum, maximum, exclusiveMinimum, exclusiveMaximum, multipleOf, enum, const, anyOf, oneOf, allOf, $ref).", error.GetProperty("message").GetString());
     }
 
     [Fact]
