@@ -9,7 +9,8 @@ namespace Gpud.Engine.Generation.Constraints;
 /// their negations), groups (<c>(…)</c>, <c>(?:…)</c>, <c>(?&lt;name&gt;…)</c>), <c>|</c>, the quantifiers
 /// <c>* + ? {n} {n,} {n,m}</c> (lazy or not: the language is the same), and <c>^</c>/<c>$</c> at the ends.
 /// Lookaheads right after a leading <c>^</c> (<c>^(?=.{1,253}$)</c>, <c>^(?=.*\d)</c>, <c>^(?!^[-+.]*$)</c> as Pydantic
-/// writes for decimals) are one more expression the string must match, or must not. Backreferences, other lookaround and word boundaries are refused: no automaton reads them.
+/// writes for decimals) are one more expression the string must match, or must not. Backreferences, other lookaround
+/// and word boundaries are refused: no automaton reads them.
 /// </summary>
 internal sealed class StringPattern
 {
