@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI, { toFile, BadRequestError, NotFoundError } from 'openai';
-import { zodResponseFormat } from 'openai/helpers/zod';
+import { zodResponseFormat, zodTextFormat } from 'openai/helpers/zod';
 import { z } from 'zod';
 import { readFileSync } from 'node:fs';
 import Ajv from 'ajv';
@@ -163,6 +163,36 @@ test('structured outputs: a schema as Pydantic writes it (discriminated union, D
     const value = JSON.parse(choice.message.content);
     assert.ok(validate(value), `${choice.message.content}: ${JSON.stringify(validate.errors)}`);
   }
+});
+
+test('responses: create and stream answer as the chat completion of the same conversation does', async () => {
+  const model = adapter;
+  const chat = await client.chat.completions.create({
+    model, messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Say 3' }], max_completion_tokens: 10, temperature: 0,
+  });
+  const request = { model, instructions: 'Be brief.', input: [{ role: 'user', content: [{ type: 'input_text', text: 'Say 3' }] }], max_output_tokens: 10, temperature: 0 };
+  const response = await client.responses.create(request);
+  assert.match(response.id, /^resp_/);
+  assert.equal(response.output_text, chat.choices[0].message.content); // output_text: the SDK's own reading of the output items
+  assert.equal(response.status, chat.choices[0].finish_reason === 'length' ? 'incomplete' : 'completed');
+  assert.equal(response.usage.output_tokens, chat.usage.completion_tokens);
+
+  const stream = client.responses.stream(request);
+  let deltas = '';
+  stream.on('response.output_text.delta', (event) => { deltas += event.delta; });
+  const final = await stream.finalResponse();
+  assert.equal(deltas, response.output_text);
+  assert.equal(final.output_text, response.output_text);
+});
+
+test('responses: parse() with zodTextFormat gives a typed object that ajv validates', async () => {
+  const Pick = z.object({ city: z.enum(['Paris', 'Lyon']), coastal: z.boolean(), rank: z.int().min(1).max(3) });
+  const format = zodTextFormat(Pick, 'pick');
+  const validate = new Ajv({ strict: false }).compile(format.schema);
+  const response = await client.responses.parse({ model: 'gpud-tiny', input: 'A French city', text: { format }, max_output_tokens: 400, temperature: 1 });
+  assert.equal(response.status, 'completed');
+  assert.ok(validate(JSON.parse(response.output_text)), response.output_text);
+  assert.deepEqual(response.output_parsed, Pick.parse(JSON.parse(response.output_text)));
 });
 
 test('models: list shows every kind with its parent; deleting the fine-tuned model makes it unknown', async () => {

@@ -65,3 +65,27 @@ test("tool_choice forces a call: a named function, or 'required' where the model
   assert.ok(required.choices[0].message.tool_calls.length >= 1);
   for (const call of required.choices[0].message.tool_calls) assert.ok(["get_weather", "get_time"].includes(call.function.name), call.function.name);
 });
+
+test("responses: a call comes back as a function_call item, whole and from the stream helper", async () => {
+  const flat = tools.map((t) => ({ type: "function", ...t.function }));
+  const request = { model, input: "Weather in Oslo?", tools: flat, temperature: 0, max_output_tokens: 120 };
+  const response = await client.responses.create(request);
+  assert.equal(response.output.length, 1);
+  const [call] = response.output;
+  assert.equal(call.type, "function_call");
+  assert.equal(call.name, "get_weather");
+  assert.match(call.call_id, /^call_/);
+  assert.deepEqual(JSON.parse(call.arguments), { city: "Oslo" });
+  assert.equal(response.output_text, "");
+
+  const stream = client.responses.stream(request);
+  let done = null;
+  stream.on("response.function_call_arguments.done", (event) => { done = event; });
+  const final = await stream.finalResponse();
+  assert.deepEqual(JSON.parse(done.arguments), { city: "Oslo" });
+  assert.equal(final.output[0].name, "get_weather");
+
+  // The call and its output go back as input items; the model answers (whatever the tiny model says).
+  const next = await client.responses.create({ ...request, input: [{ role: "user", content: "Weather in Oslo?" }, call, { type: "function_call_output", call_id: call.call_id, output: JSON.stringify({ temp: 4 }) }], max_output_tokens: 5 });
+  assert.ok(["completed", "incomplete"].includes(next.status));
+});

@@ -70,6 +70,7 @@ internal static class GpudApplication
         v1.MapFineTuning();
         v1.MapModels();
         v1.MapTextGeneration();
+        v1.MapResponses();
         v1.MapAdapters();
         v1.MapSystem();
         return app;

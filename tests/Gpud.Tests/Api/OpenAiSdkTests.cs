@@ -18,7 +18,7 @@ public sealed class OpenAiSdkTests
 
     [Fact]
     public Task The_official_openai_node_sdk_drives_inference_with_fine_tuned_models_checkpoints_and_adapters() =>
-        RunAsync("inference.test.mjs", passes: 8, dir =>
+        RunAsync("inference.test.mjs", passes: 10, dir =>
         {
             // An adapter "trained elsewhere": PEFT files for gpud-tiny, registered from configuration.
             var model = DemoModel.EnsureCreated(Path.Combine(dir, "models", DemoModel.Name));
@@ -28,7 +28,7 @@ public sealed class OpenAiSdkTests
 
     [Fact]
     public Task The_official_openai_node_sdk_receives_a_fine_tuned_models_function_calls() =>
-        RunAsync("tools.test.mjs", passes: 4, dir =>
+        RunAsync("tools.test.mjs", passes: 5, dir =>
         {
             var (model, adapter) = ToolCaller.Prepare(Path.Combine(dir, "tools"));
             return [$"--Gpud:Models:tiny-tools:Path={model}", $"--Gpud:Adapters:tiny-tools-caller:Path={adapter}", "--Gpud:Adapters:tiny-tools-caller:BaseModel=tiny-tools"];

@@ -150,6 +150,47 @@ public sealed class ToolCallingTests : IClassFixture<ToolCallingTests.TrainedMod
         Assert.Single(single.Calls);
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task The_responses_api_returns_calls_as_function_call_items_and_takes_their_outputs_back(bool stream)
+    {
+        using var factory = _trained.Factory();
+        var client = factory.Client();
+        // The Responses API's flat function tools.
+        var tools = new object[]
+        {
+            new { type = "function", name = "get_weather", description = "Weather in a city", parameters = new { type = "object", properties = new { city = new { type = "string" } } } },
+            new { type = "function", name = "get_time", parameters = new { type = "object", properties = new { } } },
+        };
+        var http = await client.PostAsJsonAsync("/v1/responses", new { model = TrainedModel.Adapter, input = "Weather in Oslo?", tools, temperature = 0, max_output_tokens = 200, stream });
+        var response = stream ? (await http.TypedEvents())[^1].Data.GetProperty("response") : await http.Json();
+        Assert.Equal("completed", response.GetProperty("status").GetString());
+        var call = Assert.Single(response.GetProperty("output").EnumerateArray().ToList()); // no message: the answer is the call
+        Assert.Equal(("function_call", "get_weather", "completed"), (call.GetProperty("type").GetString(), call.GetProperty("name").GetString(), call.GetProperty("status").GetString()));
+        Assert.StartsWith("fc_", call.GetProperty("id").GetString(), StringComparison.Ordinal);
+        Assert.StartsWith("call_", call.GetProperty("call_id").GetString(), StringComparison.Ordinal);
+        using (var arguments = JsonDocument.Parse(call.GetProperty("arguments").GetString()!)) Assert.Equal("Oslo", arguments.RootElement.GetProperty("city").GetString());
+
+        // The client runs the function and sends the call and its output back, as the SDKs' examples do.
+        var followUp = await client.PostAsJsonAsync("/v1/responses", new
+        {
+            model = TrainedModel.Adapter, tools, temperature = 0, max_output_tokens = 5,
+            input = new object[]
+            {
+                new { role = "user", content = "Weather in Oslo?" },
+                new { type = "function_call", call_id = call.GetProperty("call_id").GetString(), name = "get_weather", arguments = call.GetProperty("arguments").GetString() },
+                new { type = "function_call_output", call_id = call.GetProperty("call_id").GetString(), output = "{\"temp\": 4}" },
+            },
+        });
+        Assert.Equal(HttpStatusCode.OK, followUp.StatusCode);
+
+        // "Say hi" is answered in text: one message, no reasoning item for the template's empty <think> block.
+        var hi = await (await client.PostAsJsonAsync("/v1/responses", new { model = TrainedModel.Adapter, input = "Say hi", tools, temperature = 0, max_output_tokens = 200 })).Json();
+        var message = Assert.Single(hi.GetProperty("output").EnumerateArray().ToList());
+        Assert.Equal("Hi!", message.GetProperty("content")[0].GetProperty("text").GetString());
+    }
+
     [Fact]
     public async Task An_answer_that_calls_nothing_is_plain_content_and_a_tool_result_conversation_renders()
     {

@@ -33,6 +33,15 @@ public static class Requests
         (await response.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries)
             .Select(e => e["data: ".Length..]).Where(d => d != "[DONE]").Select(d => JsonDocument.Parse(d).RootElement).ToList();
 
+    /// <summary>The typed events of a Responses API stream: each block's <c>event:</c> name and its data.</summary>
+    public static async Task<List<(string Name, JsonElement Data)>> TypedEvents(this HttpResponseMessage response) =>
+        (await response.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries).Select(block =>
+        {
+            var lines = block.Split('\n');
+            var name = lines.Single(l => l.StartsWith("event: ", StringComparison.Ordinal))["event: ".Length..];
+            return (name, JsonDocument.Parse(lines.Single(l => l.StartsWith("data: ", StringComparison.Ordinal))["data: ".Length..]).RootElement.Clone());
+        }).ToList();
+
     public static async Task<JsonElement> AssertError(this HttpResponseMessage response, HttpStatusCode status, string? param = null, string? code = null)
     {
         Assert.Equal(status, response.StatusCode);

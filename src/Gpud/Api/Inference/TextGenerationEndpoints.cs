@@ -195,7 +195,7 @@ internal static class TextGenerationEndpoints
     }
 
     /// <summary>The run's events; a failure becomes one OpenAI error chunk (the stream has already started).</summary>
-    private static async IAsyncEnumerable<(GenerationEvent? Event, string? Error)> Events(GenerationRun run, JsonSerializerOptions json,
+    internal static async IAsyncEnumerable<(GenerationEvent? Event, string? Error)> Events(GenerationRun run, JsonSerializerOptions json,
         [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         var reader = run.Events;
@@ -227,7 +227,7 @@ internal static class TextGenerationEndpoints
         }
     }
 
-    private static async Task<CollectedRun> Collect(GenerationRun run, TextGenerationRequest request, CancellationToken cancellationToken)
+    internal static async Task<CollectedRun> Collect(GenerationRun run, TextGenerationRequest request, CancellationToken cancellationToken)
     {
         var result = new CollectedRun(request);
         try
@@ -242,7 +242,7 @@ internal static class TextGenerationEndpoints
     }
 
     /// <summary>With parallel_tool_calls false, the first call only.</summary>
-    private static IReadOnlyList<ParsedToolCall> Allowed(IReadOnlyList<ParsedToolCall> calls, TextGenerationRequest request) =>
+    internal static IReadOnlyList<ParsedToolCall> Allowed(IReadOnlyList<ParsedToolCall> calls, TextGenerationRequest request) =>
         request.ParallelToolCalls ? calls : calls.Take(1).ToList();
 
     private static ChatToolCall ToolCall(ParsedToolCall call) => new(ResourceId.New("call_"), "function", new ChatFunctionCall(call.Name, call.Arguments));
@@ -301,14 +301,14 @@ internal static class TextGenerationEndpoints
     private static int[] Bytes(string token) => Encoding.UTF8.GetBytes(token).Select(b => (int)b).ToArray();
 
     /// <summary>Prompt tokens once per prompt (not per choice), completion tokens over every choice generated.</summary>
-    private static Usage UsageOf(TextGenerationRequest request, int completionTokens)
+    internal static Usage UsageOf(TextGenerationRequest request, int completionTokens)
     {
         var prompt = request.Inputs.Sum(i => i.Prompt.Count);
         return new Usage(prompt, completionTokens, prompt + completionTokens);
     }
 
     /// <summary>A choice's whole output, assembled from its events.</summary>
-    private sealed class CollectedChoice
+    internal sealed class CollectedChoice
     {
         public StringBuilder Builder { get; } = new();
         public string Text => Builder.ToString();
@@ -319,7 +319,7 @@ internal static class TextGenerationEndpoints
         public double Score => Logprobs.Sum(l => (double)l.Logprob);
     }
 
-    private sealed class CollectedRun(TextGenerationRequest request)
+    internal sealed class CollectedRun(TextGenerationRequest request)
     {
         private readonly CollectedChoice[][] _choices = request.Inputs.Select(i => i.Choices.Select(_ => new CollectedChoice()).ToArray()).ToArray();
 

@@ -1,0 +1,263 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Gpud.Services.Errors;
+using static Gpud.Services.Errors.RequestFields;
+
+namespace Gpud.Services.Inference;
+
+/// <summary>
+/// A <c>/v1/responses</c> request (OpenAI's Responses API) read as the chat completion it asks for: <c>instructions</c>
+/// and the <c>input</c> items become messages (function calls and their outputs included), function <c>tools</c> take
+/// the chat form, <c>text.format</c> becomes <c>response_format</c>, <c>max_output_tokens</c> the completion budget.
+/// gpud keeps no responses: <c>store</c> is false and a conversation travels whole in <c>input</c>, so
+/// <c>previous_response_id</c> and <c>store: true</c> are refused by name, as is anything else gpud does not do.
+/// </summary>
+/// <param name="Chat">The equivalent <c>/v1/chat/completions</c> body.</param>
+/// <param name="Echo">What the response object repeats of the request (instructions, tools, text, …), as sent.</param>
+public sealed record ResponseRequest(JsonElement Chat, ResponseEcho Echo, bool Stream)
+{
+    private static readonly (string From, string To)[] Renamed =
+        [("max_output_tokens", "max_completion_tokens"), ("temperature", "temperature"), ("top_p", "top_p"), ("parallel_tool_calls", "parallel_tool_calls"), ("user", "user")];
+
+    private static readonly string[] Stateful = ["previous_response_id", "conversation"];
+    private static readonly string[] Refused = ["reasoning", "prompt", "max_tool_calls", "top_logprobs"];
+    private static readonly string[] Strings = ["instructions", "user", "service_tier", "prompt_cache_key", "safety_identifier"];
+
+    private static readonly HashSet<string> Fields =
+    [
+        "model", "input", "instructions", "max_output_tokens", "temperature", "top_p", "stream", "stream_options", "text", "tools",
+        "tool_choice", "parallel_tool_calls", "store", "metadata", "user", "previous_response_id", "conversation", "reasoning",
+        "include", "truncation", "service_tier", "background", "prompt", "prompt_cache_key", "safety_identifier", "max_tool_calls",
+        "top_logprobs",
+    ];
+
+    public static ResponseRequest Parse(JsonElement body)
+    {
+        if (body.ValueKind != JsonValueKind.Object) throw GpudException.Invalid("The request body must be a JSON object.", null);
+        var fields = new Dictionary<string, JsonElement>(StringComparer.Ordinal);
+        foreach (var property in body.EnumerateObject())
+        {
+            if (!Fields.Contains(property.Name))
+                throw GpudException.Invalid($"Unrecognized request argument supplied: {property.Name}", property.Name, "unknown_parameter");
+            if (property.Value.ValueKind != JsonValueKind.Null) fields[property.Name] = property.Value;
+        }
+        JsonElement? Field(string name) => fields.TryGetValue(name, out var v) ? v : null;
+
+        foreach (var name in Stateful.Where(fields.ContainsKey))
+            throw Unsupported(name, $"'{name}' is not supported: gpud keeps no responses (store is false); send the whole conversation as 'input'.");
+        if (Field("store") is { } store && Boolean(store, "store"))
+            throw Unsupported("store", "gpud keeps no responses: leave 'store' out or set it to false, and send the whole conversation as 'input'.");
+        if (Field("background") is { } background && Boolean(background, "background"))
+            throw Unsupported("background", "Background responses are not supported by gpud: they need stored responses.");
+        foreach (var name in Refused.Where(fields.ContainsKey))
+            throw Unsupported(name, $"'{name}' is not supported by gpud's Responses API.");
+        if (Field("include") is { } include && !(include.ValueKind == JsonValueKind.Array && include.GetArrayLength() == 0))
+            throw Unsupported("include", "'include' is not supported by gpud: its responses carry no extra data to include.");
+        if (Field("truncation") is { } truncation && !(truncation.ValueKind == JsonValueKind.String && truncation.GetString() == "disabled"))
+            throw Unsupported("truncation", "Only truncation 'disabled' is supported: gpud refuses a conversation longer than the context rather than cutting it.");
+        if (Field("metadata") is { } metadata && (metadata.ValueKind != JsonValueKind.Object || metadata.EnumerateObject().Any(p => p.Value.ValueKind != JsonValueKind.String)))
+            throw Invalid("metadata", "must be an object of string values", "invalid_type");
+        foreach (var name in Strings)
+        {
+            if (Field(name) is { } value && value.ValueKind != JsonValueKind.String) throw Invalid(name, "must be a string", "invalid_type");
+        }
+
+        var chat = new JsonObject();
+        if (Field("model") is { } model) chat["model"] = JsonNode.Parse(model.GetRawText());
+        var messages = new JsonArray();
+        if (Field("instructions") is { } instructions) messages.Add(new JsonObject { ["role"] = "system", ["content"] = instructions.GetString() });
+        if (Field("input") is not { } input) throw GpudException.Invalid("You must provide 'input'.", "input");
+        Messages(input, messages);
+        chat["messages"] = messages;
+        foreach (var (from, to) in Renamed)
+        {
+            if (Field(from) is { } value) chat[to] = JsonNode.Parse(value.GetRawText());
+        }
+        if (Field("tools") is { } tools) chat["tools"] = Tools(tools);
+        if (Field("tool_choice") is { } choice) chat["tool_choice"] = ToolChoice(choice);
+        if (Field("text") is { } textField) Text(textField, chat);
+        var stream = Field("stream") is { } streamField && Boolean(streamField, "stream");
+        if (Field("stream_options") is { } options && !stream)
+            throw GpudException.Invalid("The 'stream_options' parameter is only allowed when 'stream' is enabled.", "stream_options");
+
+        var echo = new ResponseEcho(Field("instructions")?.GetString(), Field("max_output_tokens"), Field("temperature"), Field("top_p"),
+            Field("tools"), Field("tool_choice"), Field("parallel_tool_calls") is not { } p || Boolean(p, "parallel_tool_calls"), Field("text"),
+            Field("metadata"), Field("user")?.GetString());
+        return new ResponseRequest(JsonSerializer.SerializeToElement(chat), echo, stream);
+    }
+
+    /// <summary>
+    /// The chat request's field names in an error become the Responses API's: the client sent <c>input</c>, not
+    /// <c>messages</c>.
+    /// </summary>
+    public static GpudException Translate(GpudException e)
+    {
+        ArgumentNullException.ThrowIfNull(e);
+        string? Rename(string? param) => param switch
+        {
+            null => null,
+            "max_completion_tokens" => "max_output_tokens",
+            "tool_choice.function.name" => "tool_choice.name",
+            _ when param.StartsWith("messages", StringComparison.Ordinal) => "input",
+            _ when param.StartsWith("response_format", StringComparison.Ordinal) => "text.format",
+            _ when param.StartsWith("tools[", StringComparison.Ordinal) => param.Replace(".function.", ".", StringComparison.Ordinal),
+            _ => param,
+        };
+        var message = e.Message.Replace("max_completion_tokens", "max_output_tokens", StringComparison.Ordinal)
+            .Replace("response_format", "text.format", StringComparison.Ordinal)
+            .Replace("in the messages", "in the input", StringComparison.Ordinal).Replace("length of the messages", "length of the input", StringComparison.Ordinal);
+        return new GpudException(e.Kind, message, Rename(e.Param), e.Code);
+    }
+
+    /// <summary>A string is one user message; a list holds messages, function calls and their outputs, in order.</summary>
+    private static void Messages(JsonElement input, JsonArray messages)
+    {
+        if (input.ValueKind == JsonValueKind.String)
+        {
+            messages.Add(new JsonObject { ["role"] = "user", ["content"] = input.GetString() });
+            return;
+        }
+        if (input.ValueKind != JsonValueKind.Array || input.GetArrayLength() == 0)
+            throw GpudException.Invalid("'input' must be a string or a non-empty array of input items.", "input");
+        foreach (var (item, i) in input.EnumerateArray().Select((item, i) => (item, i)))
+        {
+            var at = $"input[{i}]";
+            if (item.ValueKind != JsonValueKind.Object) throw Invalid(at, "must be an object", "invalid_type");
+            var type = item.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString() : item.TryGetProperty("role", out _) ? "message" : null;
+            switch (type)
+            {
+                case "message":
+                    var role = item.TryGetProperty("role", out var r) && r.ValueKind == JsonValueKind.String ? r.GetString() : null;
+                    if (role is not ("user" or "assistant" or "system" or "developer"))
+                        throw GpudException.Invalid($"Invalid value for '{at}.role': it must be one of 'user', 'assistant', 'system', 'developer'.", $"{at}.role");
+                    messages.Add(new JsonObject { ["role"] = role == "developer" ? "system" : role, ["content"] = Content(item, at, role) });
+                    break;
+                case "function_call":
+                    var call = new JsonObject
+                    {
+                        ["id"] = Required(item, "call_id", at),
+                        ["type"] = "function",
+                        ["function"] = new JsonObject { ["name"] = Required(item, "name", at), ["arguments"] = Required(item, "arguments", at) },
+                    };
+                    // Calls that follow an assistant message (or each other) belong to it, as a chat turn holds them.
+                    if (messages.Count > 0 && messages[^1] is JsonObject { } last && (string?)last["role"] == "assistant")
+                        ((last["tool_calls"] ??= new JsonArray()) as JsonArray)!.Add(call);
+                    else messages.Add(new JsonObject { ["role"] = "assistant", ["content"] = null, ["tool_calls"] = new JsonArray(call) });
+                    break;
+                case "function_call_output":
+                    if (!item.TryGetProperty("output", out var output)) throw GpudException.Invalid($"'{at}.output' is required.", $"{at}.output");
+                    messages.Add(new JsonObject
+                    {
+                        ["role"] = "tool",
+                        ["tool_call_id"] = Required(item, "call_id", at),
+                        ["content"] = output.ValueKind == JsonValueKind.String ? output.GetString() : Parts(output, $"{at}.output", "input_text"),
+                    });
+                    break;
+                case "reasoning":
+                    break; // a reasoning model's earlier thinking: chat templates leave past reasoning out of the prompt
+                default:
+                    throw GpudException.Invalid($"Invalid '{at}.type': gpud takes input items of type 'message', 'function_call', 'function_call_output' and 'reasoning'.", $"{at}.type");
+            }
+        }
+    }
+
+    private static string Content(JsonElement item, string at, string role)
+    {
+        if (!item.TryGetProperty("content", out var content)) throw GpudException.Invalid($"'{at}.content' is required.", $"{at}.content");
+        return content.ValueKind == JsonValueKind.String ? content.GetString()! : Parts(content, $"{at}.content", role == "assistant" ? "output_text" : "input_text");
+    }
+
+    /// <summary>The text of a list of content parts; gpud's models read text only.</summary>
+    private static string Parts(JsonElement parts, string at, string textType)
+    {
+        if (parts.ValueKind != JsonValueKind.Array) throw Invalid(at, "must be a string or an array of content parts", "invalid_type");
+        var text = new System.Text.StringBuilder();
+        foreach (var (part, j) in parts.EnumerateArray().Select((p, j) => (p, j)))
+        {
+            var type = part.ValueKind == JsonValueKind.Object && part.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString() : null;
+            if (type is not ("input_text" or "output_text" or "text") || !part.TryGetProperty("text", out var value) || value.ValueKind != JsonValueKind.String)
+            {
+                throw GpudException.Invalid(type is "input_image" or "input_file" or "input_audio"
+                    ? $"'{at}[{j}]' is of type '{type}': gpud's models read text only."
+                    : $"Invalid '{at}[{j}]': a content part must be {{\"type\": \"{textType}\", \"text\": \"…\"}}.", $"{at}[{j}]", type is "input_image" or "input_file" or "input_audio" ? "unsupported_parameter" : null);
+            }
+            text.Append(value.GetString());
+        }
+        return text.ToString();
+    }
+
+    private static string Required(JsonElement item, string name, string at) =>
+        item.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.String && v.GetString()!.Length > 0
+            ? v.GetString()!
+            : throw GpudException.Invalid($"'{at}.{name}' must be a non-empty string.", $"{at}.{name}");
+
+    /// <summary>Function tools, flat in the Responses API (<c>{"type", "name", "parameters"}</c>), nested in chat.</summary>
+    private static JsonArray Tools(JsonElement tools)
+    {
+        if (tools.ValueKind != JsonValueKind.Array) throw Invalid("tools", "must be an array", "invalid_type");
+        var chat = new JsonArray();
+        foreach (var (tool, i) in tools.EnumerateArray().Select((t, i) => (t, i)))
+        {
+            var type = tool.ValueKind == JsonValueKind.Object && tool.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString() : null;
+            if (type != "function")
+                throw GpudException.Invalid($"Invalid 'tools[{i}]': gpud supports tools of type 'function' (its models call your functions; it runs no hosted tools).", $"tools[{i}].type");
+            var function = new JsonObject();
+            foreach (var property in tool.EnumerateObject().Where(p => p.Name != "type"))
+                function[property.Name] = JsonNode.Parse(property.Value.GetRawText());
+            chat.Add(new JsonObject { ["type"] = "function", ["function"] = function });
+        }
+        return chat;
+    }
+
+    private static JsonNode? ToolChoice(JsonElement choice)
+    {
+        if (choice.ValueKind == JsonValueKind.String) return choice.GetString();
+        if (choice.ValueKind == JsonValueKind.Object && choice.TryGetProperty("type", out var type) && type.ValueKind == JsonValueKind.String && type.GetString() == "function")
+        {
+            if (!choice.TryGetProperty("name", out var name) || name.ValueKind != JsonValueKind.String)
+                throw GpudException.Invalid("'tool_choice.name' must name one of the tools.", "tool_choice.name");
+            return new JsonObject { ["type"] = "function", ["function"] = new JsonObject { ["name"] = name.GetString() } };
+        }
+        throw GpudException.Invalid("Invalid 'tool_choice': gpud takes 'none', 'auto', 'required' or {\"type\": \"function\", \"name\": …}.", "tool_choice");
+    }
+
+    /// <summary><c>text.format</c> (text, json_object, or json_schema with its fields beside <c>type</c>) as response_format.</summary>
+    private static void Text(JsonElement text, JsonObject chat)
+    {
+        if (text.ValueKind != JsonValueKind.Object) throw Invalid("text", "must be an object", "invalid_type");
+        foreach (var property in text.EnumerateObject())
+        {
+            if (property.Name is not ("format" or "verbosity"))
+                throw GpudException.Invalid($"Unrecognized argument 'text.{property.Name}'.", $"text.{property.Name}", "unknown_parameter");
+        }
+        if (text.TryGetProperty("verbosity", out var verbosity) && verbosity.ValueKind != JsonValueKind.Null)
+            throw Unsupported("text.verbosity", "'text.verbosity' is not supported by gpud: say in the input how long an answer you want.");
+        if (!text.TryGetProperty("format", out var format) || format.ValueKind == JsonValueKind.Null) return;
+        if (format.ValueKind != JsonValueKind.Object || !format.TryGetProperty("type", out var type) || type.ValueKind != JsonValueKind.String)
+            throw GpudException.Invalid("Invalid 'text.format': it must be an object with a 'type'.", "text.format.type");
+        if (type.GetString() != "json_schema")
+        {
+            chat["response_format"] = JsonNode.Parse(format.GetRawText());
+            return;
+        }
+        var schema = new JsonObject();
+        foreach (var property in format.EnumerateObject().Where(p => p.Name != "type"))
+            schema[property.Name] = JsonNode.Parse(property.Value.GetRawText());
+        chat["response_format"] = new JsonObject { ["type"] = "json_schema", ["json_schema"] = schema };
+    }
+
+    private static GpudException Unsupported(string param, string message) => GpudException.Invalid(message, param, "unsupported_parameter");
+}
+
+/// <summary>The request fields a Responses API response object repeats, as the client sent them (null: not sent).</summary>
+public sealed record ResponseEcho(
+    string? Instructions,
+    JsonElement? MaxOutputTokens,
+    JsonElement? Temperature,
+    JsonElement? TopP,
+    JsonElement? Tools,
+    JsonElement? ToolChoice,
+    bool ParallelToolCalls,
+    JsonElement? Text,
+    JsonElement? Metadata,
+    string? User);

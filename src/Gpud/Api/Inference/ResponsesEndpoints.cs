@@ -1,0 +1,243 @@
+using System.Net.ServerSentEvents;
+using System.Runtime.CompilerServices;
+using System.Security.Claims;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Gpud.Api.Auth;
+using Gpud.Api.Errors;
+using Gpud.Engine.Generation;
+using Gpud.Engine.Templates;
+using Gpud.Services.Errors;
+using Gpud.Services.Ids;
+using Gpud.Services.Inference;
+using Microsoft.AspNetCore.Http.Json;
+using Microsoft.Extensions.Options;
+
+namespace Gpud.Api.Inference;
+
+/// <summary>
+/// OpenAI's Responses API (<c>POST /v1/responses</c>) over the chat pipeline: the request is read as a chat completion
+/// (<see cref="ResponseRequest"/>), the answer comes back as output items — reasoning, a message, function calls —
+/// whole or as the API's typed stream events. Nothing is stored (<c>store</c> is false).
+/// </summary>
+internal static class ResponsesEndpoints
+{
+    public static RouteGroupBuilder MapResponses(this RouteGroupBuilder v1)
+    {
+        v1.MapPost("/responses", Create).WithTags("Responses")
+            .Accepts<CreateResponseRequest>("application/json")
+            .Produces<ResponseObject>(StatusCodes.Status200OK, "application/json", "text/event-stream")
+            .Produces<ErrorResponse>(StatusCodes.Status429TooManyRequests)
+            .WithName("createResponse")
+            .WithSummary("Answer input items (the Responses API) with a base model, a fine-tuned model, a checkpoint or an adapter; nothing is stored.");
+        return v1;
+    }
+
+    private static async Task<IResult> Create(JsonElement body, ClaimsPrincipal user, ModelResolver models, InferenceService inference,
+        IOptions<JsonOptions> json, HttpContext context)
+    {
+        var parsed = ResponseRequest.Parse(body);
+        TextGenerationRequest request;
+        try
+        {
+            request = TextGenerationRequest.Parse(TextGenerationKind.Chat, parsed.Chat, name => models.Resolve(user.Project(), name), inference);
+        }
+        catch (GpudException e)
+        {
+            throw ResponseRequest.Translate(e);
+        }
+        var run = inference.Submit(request.Model, request.Inputs, context.RequestAborted);
+        var shape = new ResponseShape(ResourceId.New("resp_"), DateTimeOffset.UtcNow.ToUnixTimeSeconds(), request, parsed.Echo, json.Value.SerializerOptions);
+        if (parsed.Stream) return TypedResults.ServerSentEvents(StreamEvents(shape, run, context.RequestAborted));
+
+        var result = await TextGenerationEndpoints.Collect(run, request, context.RequestAborted);
+        var choice = result.Best(0, request).Single();
+        var answer = ChatAnswerStream.Read(choice.Text, shape.Reasons, request.Tools, complete: choice.Reason == FinishReason.Stop);
+        var output = new List<object>();
+        if (answer.Reasoning is { } reasoning) output.Add(ReasoningItem(ResourceId.New("rs_"), reasoning, "completed"));
+        var calls = TextGenerationEndpoints.Allowed(answer.Calls, request);
+        if (calls.Count == 0 || answer.Content.Length > 0) output.Add(MessageItem(ResourceId.New("msg_"), answer.Content, Status(choice.Reason)));
+        output.AddRange(calls.Select(c => FunctionCallItem(c, "completed")));
+        return TypedResults.Json(shape.Response(Status(choice.Reason), output, choice.Tokens), shape.Json);
+    }
+
+    /// <summary>
+    /// The stream: response.created and .in_progress, then per output item its added/delta/done events in order
+    /// (reasoning text as it comes, the message's text as it comes, function calls whole once the answer is complete),
+    /// then response.completed (or .incomplete when max_output_tokens cut it). Every event carries its sequence number.
+    /// </summary>
+    private static async IAsyncEnumerable<SseItem<string>> StreamEvents(ResponseShape shape, GenerationRun run, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        var writer = new EventWriter(shape);
+        yield return writer.Lifecycle("response.created", shape.Response("in_progress", [], null));
+        yield return writer.Lifecycle("response.in_progress", shape.Response("in_progress", [], null));
+        var answer = new ChatAnswerStream(shape.Reasons, shape.Request.Tools);
+        var tokens = 0;
+        await foreach (var (ev, error) in TextGenerationEndpoints.Events(run, shape.Json, cancellationToken))
+        {
+            if (error is not null)
+            {
+                yield return writer.Error(error);
+                yield break;
+            }
+            if (ev!.Kind == GenerationEventKind.Token)
+            {
+                tokens++;
+                var (reasoning, text) = answer.Push(ev.Text);
+                foreach (var item in writer.Reasoning(reasoning).Concat(writer.Text(text))) yield return item;
+            }
+            else if (ev.Kind == GenerationEventKind.Finished && ev.Reason != FinishReason.Cancelled)
+            {
+                var (reasoning, text) = answer.Push(ev.Text);
+                var end = answer.Finish(complete: ev.Reason == FinishReason.Stop);
+                var calls = TextGenerationEndpoints.Allowed(end.Calls, shape.Request);
+                var status = Status(ev.Reason);
+                var events = writer.Reasoning(reasoning + end.Reasoning).Concat(writer.Text(text + end.Content))
+                    .Concat(writer.CloseReasoning())
+                    .Concat(calls.Count == 0 || writer.HasMessage ? writer.CloseMessage(status) : [])
+                    .Concat(calls.SelectMany(writer.FunctionCall));
+                foreach (var item in events) yield return item;
+                yield return writer.Lifecycle(status == "completed" ? "response.completed" : "response.incomplete", shape.Response(status, writer.Output, tokens));
+            }
+        }
+    }
+
+    private static string Status(FinishReason reason) => reason == FinishReason.Length ? "incomplete" : "completed";
+
+    private static ResponseMessageItem MessageItem(string id, string text, string status) =>
+        new(id, "message", status, "assistant", [new ResponseOutputText("output_text", text, [], [])]);
+
+    private static ResponseReasoningItem ReasoningItem(string id, string text, string status) =>
+        new(id, "reasoning", [], [new ResponseReasoningText("reasoning_text", text)], status);
+
+    private static ResponseFunctionCallItem FunctionCallItem(ParsedToolCall call, string status) =>
+        new(ResourceId.New("fc_"), "function_call", status, ResourceId.New("call_"), call.Name, call.Arguments);
+
+    /// <summary>One response's identity and the request it answers: builds the response object at any stage.</summary>
+    private sealed class ResponseShape(string id, long createdAt, TextGenerationRequest request, ResponseEcho echo, JsonSerializerOptions json)
+    {
+        private static readonly JsonElement TextFormat = JsonSerializer.SerializeToElement(new { format = new { type = "text" } });
+        private static readonly JsonElement Empty = JsonSerializer.SerializeToElement(new { });
+        private static readonly JsonElement NoTools = JsonSerializer.SerializeToElement(Array.Empty<object>());
+        private static readonly JsonElement Auto = JsonSerializer.SerializeToElement("auto");
+
+        public string Id => id;
+
+        public TextGenerationRequest Request => request;
+
+        public JsonSerializerOptions Json => json;
+
+        public bool Reasons => request.Model.Base.ChatTemplate?.Reasons ?? false;
+
+        public ResponseObject Response(string status, IReadOnlyList<object> output, int? outputTokens)
+        {
+            var input = request.Inputs[0].Prompt.Count;
+            var usage = outputTokens is { } n ? new ResponseUsage(input, new ResponseInputTokensDetails(0), n, new ResponseOutputTokensDetails(0), input + n) : null;
+            return new ResponseObject(id, "response", createdAt, status, null, status == "incomplete" ? new ResponseIncompleteDetails("max_output_tokens") : null,
+                echo.Instructions, echo.MaxOutputTokens, request.Model.Id, output, echo.ParallelToolCalls, null, new ResponseReasoningSettings(null, null), false,
+                echo.Temperature, echo.Text ?? TextFormat, echo.ToolChoice ?? Auto, echo.Tools ?? NoTools, echo.TopP, "disabled", usage, echo.User, echo.Metadata ?? Empty);
+        }
+    }
+
+    /// <summary>Numbers the stream's events and tracks its open output items.</summary>
+    private sealed class EventWriter(ResponseShape shape)
+    {
+        private int _sequence;
+        private (int Index, string Id, StringBuilder Text)? _reasoning;
+        private (int Index, string Id, StringBuilder Text)? _message;
+        private readonly List<object> _output = [];
+
+        public IReadOnlyList<object> Output => _output;
+
+        public bool HasMessage => _message is not null;
+
+        public SseItem<string> Lifecycle(string type, ResponseObject response) => Event(type, new { response });
+
+        /// <summary>A failure once the stream has started: the API's <c>error</c> event (the SDKs raise it).</summary>
+        public SseItem<string> Error(string envelope)
+        {
+            var error = JsonNode.Parse(envelope)!["error"]!.AsObject();
+            return Event("error", new { code = (string?)error["code"], message = (string?)error["message"], param = (string?)error["param"] });
+        }
+
+        public IEnumerable<SseItem<string>> Reasoning(string delta)
+        {
+            if (delta.Length == 0) yield break;
+            if (_reasoning is not { } open)
+            {
+                open = (_output.Count, ResourceId.New("rs_"), new StringBuilder());
+                _reasoning = open;
+                _output.Add(new ResponseReasoningItem(open.Id, "reasoning", [], [], "in_progress"));
+                yield return Event("response.output_item.added", new { output_index = open.Index, item = _output[open.Index] });
+                yield return Event("response.content_part.added", new { item_id = open.Id, output_index = open.Index, content_index = 0, part = new ResponseReasoningText("reasoning_text", "") });
+            }
+            open.Text.Append(delta);
+            yield return Event("response.reasoning_text.delta", new { item_id = open.Id, output_index = open.Index, content_index = 0, delta });
+        }
+
+        public IEnumerable<SseItem<string>> CloseReasoning()
+        {
+            if (_reasoning is not { } open || _output[open.Index] is ResponseReasoningItem { Status: "completed" }) yield break;
+            var text = open.Text.ToString();
+            yield return Event("response.reasoning_text.done", new { item_id = open.Id, output_index = open.Index, content_index = 0, text });
+            yield return Event("response.content_part.done", new { item_id = open.Id, output_index = open.Index, content_index = 0, part = new ResponseReasoningText("reasoning_text", text) });
+            _output[open.Index] = ReasoningItem(open.Id, text, "completed");
+            yield return Event("response.output_item.done", new { output_index = open.Index, item = _output[open.Index] });
+        }
+
+        public IEnumerable<SseItem<string>> Text(string delta)
+        {
+            if (delta.Length == 0) yield break;
+            foreach (var item in CloseReasoning()) yield return item;
+            foreach (var item in OpenMessage()) yield return item;
+            var open = _message!.Value;
+            open.Text.Append(delta);
+            yield return Event("response.output_text.delta", new { item_id = open.Id, output_index = open.Index, content_index = 0, delta, logprobs = Array.Empty<object>() });
+        }
+
+        public IEnumerable<SseItem<string>> CloseMessage(string status)
+        {
+            foreach (var item in OpenMessage()) yield return item; // an empty answer is still a message
+            var open = _message!.Value;
+            var text = open.Text.ToString();
+            var part = new ResponseOutputText("output_text", text, [], []);
+            yield return Event("response.output_text.done", new { item_id = open.Id, output_index = open.Index, content_index = 0, text, logprobs = Array.Empty<object>() });
+            yield return Event("response.content_part.done", new { item_id = open.Id, output_index = open.Index, content_index = 0, part });
+            _output[open.Index] = MessageItem(open.Id, text, status);
+            yield return Event("response.output_item.done", new { output_index = open.Index, item = _output[open.Index] });
+        }
+
+        /// <summary>A call arrives whole: added, its arguments in one delta, done.</summary>
+        public IEnumerable<SseItem<string>> FunctionCall(ParsedToolCall call)
+        {
+            var index = _output.Count;
+            var done = FunctionCallItem(call, "completed");
+            _output.Add(done with { Status = "in_progress", Arguments = "" });
+            yield return Event("response.output_item.added", new { output_index = index, item = _output[index] });
+            yield return Event("response.function_call_arguments.delta", new { item_id = done.Id, output_index = index, delta = done.Arguments });
+            yield return Event("response.function_call_arguments.done", new { item_id = done.Id, output_index = index, name = done.Name, arguments = done.Arguments });
+            _output[index] = done;
+            yield return Event("response.output_item.done", new { output_index = index, item = done });
+        }
+
+        private IEnumerable<SseItem<string>> OpenMessage()
+        {
+            if (_message is not null) yield break;
+            var open = (_output.Count, ResourceId.New("msg_"), new StringBuilder());
+            _message = open;
+            _output.Add(new ResponseMessageItem(open.Item2, "message", "in_progress", "assistant", []));
+            yield return Event("response.output_item.added", new { output_index = open.Item1, item = _output[open.Item1] });
+            yield return Event("response.content_part.added", new { item_id = open.Item2, output_index = open.Item1, content_index = 0, part = new ResponseOutputText("output_text", "", [], []) });
+        }
+
+        /// <summary>The event's JSON: its type, its sequence number, then its fields.</summary>
+        private SseItem<string> Event(string type, object fields)
+        {
+            var data = new JsonObject { ["type"] = type, ["sequence_number"] = _sequence++ };
+            foreach (var (name, value) in JsonSerializer.SerializeToNode(fields, shape.Json)!.AsObject().ToList())
+                data[name] = value?.DeepClone();
+            return new SseItem<string>(data.ToJsonString(shape.Json), type);
+        }
+    }
+}
