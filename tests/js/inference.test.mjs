@@ -185,6 +185,24 @@ test('responses: create and stream answer as the chat completion of the same con
   assert.equal(final.output_text, response.output_text);
 });
 
+test('responses: stored, continued with previous_response_id, retrieved, listed by input item and deleted', async () => {
+  const first = await client.responses.create({ model: 'gpud-tiny', input: 'hi', max_output_tokens: 6, temperature: 0 });
+  assert.equal(first.store, true);
+  const second = await client.responses.create({ model: 'gpud-tiny', previous_response_id: first.id, input: [{ role: 'user', content: 'more' }], max_output_tokens: 6, temperature: 0 });
+  const chat = await client.chat.completions.create({
+    model: 'gpud-tiny', max_completion_tokens: 6, temperature: 0,
+    messages: [{ role: 'user', content: 'hi' }, { role: 'assistant', content: first.output_text }, { role: 'user', content: 'more' }],
+  });
+  assert.equal(second.output_text, chat.choices[0].message.content);
+  assert.equal((await client.responses.retrieve(second.id)).output_text, second.output_text);
+  const items = [];
+  for await (const item of client.responses.inputItems.list(second.id)) items.push(item);
+  assert.equal(items.length, 1);
+  assert.equal(items[0].content[0].text, 'more');
+  await client.responses.delete(first.id);
+  await assert.rejects(client.responses.retrieve(first.id), (e) => e instanceof NotFoundError);
+});
+
 test('responses: parse() with zodTextFormat gives a typed object that ajv validates', async () => {
   const Pick = z.object({ city: z.enum(['Paris', 'Lyon']), coastal: z.boolean(), rank: z.int().min(1).max(3) });
   const format = zodTextFormat(Pick, 'pick');

@@ -108,6 +108,17 @@ public static class Schema
         new(5, "jobs that continue a fine-tuned model", """
             ALTER TABLE fine_tuning_jobs ADD COLUMN parent_model TEXT;
             """),
+        new(6, "stored responses (the Responses API)", """
+            CREATE TABLE responses (
+                seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+                id          TEXT    NOT NULL UNIQUE,
+                project     TEXT    NOT NULL,
+                created_at  INTEGER NOT NULL,
+                previous_id TEXT,
+                input       TEXT    NOT NULL,
+                response    TEXT    NOT NULL
+            );
+            """),
     ];
 
     public static int LatestVersion => Migrations[^1].Version;

@@ -93,6 +93,8 @@ internal static class GpudServices
         services.AddSingleton<InferenceMetrics>();
         services.AddSingleton<InferenceService>();
         services.AddSingleton<AdapterRepository>();
+        services.AddSingleton<Gpud.Storage.Responses.ResponseRepository>();
+        services.AddSingleton<Gpud.Services.Responses.ResponseStore>();
         services.AddSingleton<ModelsService>();
         services.AddSingleton<AdaptersService>();
         services.AddSingleton(sp => new ModelResolver(

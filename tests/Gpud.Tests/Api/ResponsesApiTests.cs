@@ -6,8 +6,9 @@ using Gpud.Tests.Infrastructure;
 namespace Gpud.Tests.Api;
 
 /// <summary>
-/// OpenAI's Responses API (<c>POST /v1/responses</c>) over the chat pipeline: the same conversation answers alike as a
-/// response and as a chat completion, whole and as typed stream events; what gpud does not do is refused by name.
+/// OpenAI's Responses API (<c>/v1/responses</c>) over the chat pipeline: the same conversation answers alike as a
+/// response and as a chat completion, whole and as typed stream events; responses are stored, retrieved, continued and
+/// deleted; what gpud does not do is refused by name.
 /// </summary>
 public sealed class ResponsesApiTests
 {
@@ -37,7 +38,7 @@ public sealed class ResponsesApiTests
         Assert.Equal(HttpStatusCode.OK, whole.StatusCode);
         var response = await whole.Json();
         Assert.StartsWith("resp_", response.GetProperty("id").GetString(), StringComparison.Ordinal);
-        Assert.Equal(("response", status, "Be brief.", 12, false), (response.GetProperty("object").GetString(), response.GetProperty("status").GetString(),
+        Assert.Equal(("response", status, "Be brief.", 12, true), (response.GetProperty("object").GetString(), response.GetProperty("status").GetString(),
             response.GetProperty("instructions").GetString(), response.GetProperty("max_output_tokens").GetInt32(), response.GetProperty("store").GetBoolean()));
         if (status == "incomplete") Assert.Equal("max_output_tokens", response.GetProperty("incomplete_details").GetProperty("reason").GetString());
         var message = Assert.Single(response.GetProperty("output").EnumerateArray().ToList());
@@ -67,6 +68,55 @@ public sealed class ResponsesApiTests
     }
 
     [Fact]
+    public async Task A_stored_response_is_retrieved_continued_listed_and_deleted()
+    {
+        using var gpud = new GpudFactory();
+        var client = gpud.Client();
+        async Task<string> Chat(params string[] turns) => (await (await client.PostAsJsonAsync("/v1/chat/completions", new
+        {
+            model = "gpud-tiny", max_completion_tokens = 6, temperature = 0,
+            messages = turns.Select((t, i) => new { role = i % 2 == 0 ? "user" : "assistant", content = t }).ToArray(),
+        })).Json()).GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString()!;
+        static string Text(JsonElement response) => response.GetProperty("output")[0].GetProperty("content")[0].GetProperty("text").GetString()!;
+
+        var first = await (await client.PostAsJsonAsync("/v1/responses", new { model = "gpud-tiny", instructions = "Not carried over.", input = "hi", max_output_tokens = 6, temperature = 0 })).Json();
+        var id = first.GetProperty("id").GetString()!;
+        Assert.True(first.GetProperty("store").GetBoolean()); // stored unless told not to, as at OpenAI
+        Assert.Equal(first.GetRawText(), (await client.GetStringAsync($"/v1/responses/{id}")).Trim());
+
+        // Continued: the stored turns come first; instructions are not carried over (as OpenAI documents).
+        var second = await (await client.PostAsJsonAsync("/v1/responses", new { model = "gpud-tiny", previous_response_id = id, input = "more", max_output_tokens = 6, temperature = 0 })).Json();
+        Assert.Equal(id, second.GetProperty("previous_response_id").GetString());
+        Assert.Equal(await Chat("hi", Text(first), "more"), Text(second));
+        var streamed = await (await client.PostAsJsonAsync("/v1/responses", new { model = "gpud-tiny", previous_response_id = second.GetProperty("id").GetString(), input = "again", max_output_tokens = 6, temperature = 0, stream = true })).TypedEvents();
+        var third = events(streamed);
+        Assert.Equal(await Chat("hi", Text(first), "more", Text(second), "again"), Text(third));
+        Assert.Equal(third.GetRawText(), (await client.GetStringAsync($"/v1/responses/{third.GetProperty("id").GetString()}")).Trim());
+
+        // Its own input items only, with ids.
+        var items = await (await client.GetAsync($"/v1/responses/{second.GetProperty("id").GetString()}/input_items?order=asc")).Json();
+        var item = Assert.Single(items.GetProperty("data").EnumerateArray().ToList());
+        Assert.StartsWith("msg_", item.GetProperty("id").GetString(), StringComparison.Ordinal);
+        Assert.Equal(("user", "more"), (item.GetProperty("role").GetString(), item.GetProperty("content")[0].GetProperty("text").GetString()));
+        Assert.Equal((item.GetProperty("id").GetString(), false), (items.GetProperty("first_id").GetString(), items.GetProperty("has_more").GetBoolean()));
+
+        // Deleted: gone, and the chain through it can no longer be continued.
+        var deleted = await (await client.DeleteAsync($"/v1/responses/{id}")).Json();
+        Assert.Equal((id, true), (deleted.GetProperty("id").GetString(), deleted.GetProperty("deleted").GetBoolean()));
+        await (await client.GetAsync($"/v1/responses/{id}")).AssertError(HttpStatusCode.NotFound, "response_id");
+        await (await client.DeleteAsync($"/v1/responses/{id}")).AssertError(HttpStatusCode.NotFound, "response_id");
+        var broken = await client.PostAsJsonAsync("/v1/responses", new { model = "gpud-tiny", previous_response_id = second.GetProperty("id").GetString(), input = "x" });
+        Assert.Contains(id, (await broken.AssertError(HttpStatusCode.BadRequest, "previous_response_id", "previous_response_not_found")).GetProperty("message").GetString());
+
+        // store: false keeps nothing.
+        var unstored = await (await client.PostAsJsonAsync("/v1/responses", new { model = "gpud-tiny", input = "hi", max_output_tokens = 2, store = false })).Json();
+        Assert.False(unstored.GetProperty("store").GetBoolean());
+        await (await client.GetAsync($"/v1/responses/{unstored.GetProperty("id").GetString()}")).AssertError(HttpStatusCode.NotFound, "response_id");
+
+        static JsonElement events(List<(string Name, JsonElement Data)> e) => e[^1].Data.GetProperty("response");
+    }
+
+    [Fact]
     public async Task Text_format_json_schema_constrains_the_answer_as_response_format_does()
     {
         using var gpud = new GpudFactory();
@@ -84,8 +134,9 @@ public sealed class ResponsesApiTests
 
     public static TheoryData<string, int, string, string?> BadRequests => new()
     {
-        { """{"model":"gpud-tiny","input":"x","previous_response_id":"resp_1"}""", 400, "previous_response_id", "unsupported_parameter" },
-        { """{"model":"gpud-tiny","input":"x","store":true}""", 400, "store", "unsupported_parameter" },
+        { """{"model":"gpud-tiny","input":"x","previous_response_id":"resp_nope"}""", 400, "previous_response_id", "previous_response_not_found" },
+        { """{"model":"gpud-tiny","input":"x","conversation":"conv_1"}""", 400, "conversation", "unsupported_parameter" },
+        { """{"model":"gpud-tiny","input":"x","store":"yes"}""", 400, "store", "invalid_type" },
         { """{"model":"gpud-tiny","input":"x","reasoning":{"effort":"low"}}""", 400, "reasoning", "unsupported_parameter" },
         { """{"model":"gpud-tiny","input":"x","n":2}""", 400, "n", "unknown_parameter" },
         { """{"model":"gpud-tiny"}""", 400, "input", null },

@@ -56,8 +56,8 @@ public sealed record ResponseReasoningText(string Type, string Text);
 
 /// <summary>
 /// The body of <c>POST /v1/responses</c> (documentation; the endpoint reads the JSON itself). <c>input</c> is a string
-/// (one user message) or a list of input items: messages, function calls and their outputs. gpud keeps no responses:
-/// <c>store</c> is false or absent.
+/// (one user message) or a list of input items: messages, function calls and their outputs; <c>previous_response_id</c>
+/// continues a stored response; <c>store</c> (default true) keeps this one.
 /// </summary>
 public sealed record CreateResponseRequest(
     string Model,
@@ -72,6 +72,7 @@ public sealed record CreateResponseRequest(
     object? ToolChoice,
     bool? ParallelToolCalls,
     bool? Store,
+    string? PreviousResponseId,
     Dictionary<string, string>? Metadata,
     string? User);
 
@@ -79,3 +80,8 @@ public sealed record CreateResponseRequest(
 public sealed record ResponseTextSettings(object? Format);
 
 public sealed record ResponseFunctionTool(string Type, string Name, string? Description, object? Parameters, bool? Strict);
+
+public sealed record ResponseDeleted(string Id, string Object, bool Deleted);
+
+/// <summary>A page of a response's input items (messages, function calls and outputs, each with an id).</summary>
+public sealed record ResponseItemList(string Object, IReadOnlyList<JsonElement> Data, string? FirstId, string? LastId, bool HasMore);

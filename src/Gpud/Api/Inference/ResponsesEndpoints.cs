@@ -11,15 +11,18 @@ using Gpud.Engine.Templates;
 using Gpud.Services.Errors;
 using Gpud.Services.Ids;
 using Gpud.Services.Inference;
+using Gpud.Services.Responses;
+using Gpud.Api.Lists;
+using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Http.Json;
 using Microsoft.Extensions.Options;
 
 namespace Gpud.Api.Inference;
 
 /// <summary>
-/// OpenAI's Responses API (<c>POST /v1/responses</c>) over the chat pipeline: the request is read as a chat completion
-/// (<see cref="ResponseRequest"/>), the answer comes back as output items — reasoning, a message, function calls —
-/// whole or as the API's typed stream events. Nothing is stored (<c>store</c> is false).
+/// OpenAI's Responses API over the chat pipeline: the request is read as a chat completion (<see cref="ResponseRequest"/>),
+/// the answer comes back as output items — reasoning, a message, function calls — whole or as the API's typed stream
+/// events, and is stored (unless <c>store</c> is false) to be retrieved, listed by input item, deleted, or continued.
 /// </summary>
 internal static class ResponsesEndpoints
 {
@@ -30,14 +33,23 @@ internal static class ResponsesEndpoints
             .Produces<ResponseObject>(StatusCodes.Status200OK, "application/json", "text/event-stream")
             .Produces<ErrorResponse>(StatusCodes.Status429TooManyRequests)
             .WithName("createResponse")
-            .WithSummary("Answer input items (the Responses API) with a base model, a fine-tuned model, a checkpoint or an adapter; nothing is stored.");
+            .WithSummary("Answer input items (the Responses API) with a base model, a fine-tuned model, a checkpoint or an adapter.");
+        v1.MapGet("/responses/{response_id}", Get).WithTags("Responses")
+            .Produces<ResponseObject>(StatusCodes.Status200OK, "application/json")
+            .WithName("getResponse").WithSummary("Retrieve a stored response.");
+        v1.MapDelete("/responses/{response_id}", Delete).WithTags("Responses")
+            .WithName("deleteResponse").WithSummary("Delete a stored response (a response that continues it can no longer be continued further).");
+        v1.MapGet("/responses/{response_id}/input_items", InputItems).WithTags("Responses")
+            .Produces<ResponseItemList>(StatusCodes.Status200OK, "application/json")
+            .WithName("listInputItems").WithSummary("List a stored response's input items (those of its own request).");
         return v1;
     }
 
     private static async Task<IResult> Create(JsonElement body, ClaimsPrincipal user, ModelResolver models, InferenceService inference,
-        IOptions<JsonOptions> json, HttpContext context)
+        ResponseStore store, IOptions<JsonOptions> json, HttpContext context)
     {
-        var parsed = ResponseRequest.Parse(body);
+        var project = user.Project();
+        var parsed = ResponseRequest.Parse(body, previous => store.Conversation(project, previous));
         TextGenerationRequest request;
         try
         {
@@ -48,8 +60,12 @@ internal static class ResponsesEndpoints
             throw ResponseRequest.Translate(e);
         }
         var run = inference.Submit(request.Model, request.Inputs, context.RequestAborted);
-        var shape = new ResponseShape(ResourceId.New("resp_"), DateTimeOffset.UtcNow.ToUnixTimeSeconds(), request, parsed.Echo, json.Value.SerializerOptions);
-        if (parsed.Stream) return TypedResults.ServerSentEvents(StreamEvents(shape, run, context.RequestAborted));
+        var shape = new ResponseShape(ResourceId.New("resp_"), DateTimeOffset.UtcNow.ToUnixTimeSeconds(), request, parsed.Echo, parsed.Store, json.Value.SerializerOptions);
+        // Stored once complete (a client that goes away mid-stream leaves nothing).
+        Action<ResponseObject> save = parsed.Store
+            ? r => store.Save(project, r.Id, r.CreatedAt, parsed.Echo.PreviousResponseId, parsed.Input, JsonSerializer.Serialize(r, shape.Json))
+            : _ => { };
+        if (parsed.Stream) return TypedResults.ServerSentEvents(StreamEvents(shape, run, save, context.RequestAborted));
 
         var result = await TextGenerationEndpoints.Collect(run, request, context.RequestAborted);
         var choice = result.Best(0, request).Single();
@@ -59,7 +75,29 @@ internal static class ResponsesEndpoints
         var calls = TextGenerationEndpoints.Allowed(answer.Calls, request);
         if (calls.Count == 0 || answer.Content.Length > 0) output.Add(MessageItem(ResourceId.New("msg_"), answer.Content, Status(choice.Reason)));
         output.AddRange(calls.Select(c => FunctionCallItem(c, "completed")));
-        return TypedResults.Json(shape.Response(Status(choice.Reason), output, choice.Tokens), shape.Json);
+        var response = shape.Response(Status(choice.Reason), output, choice.Tokens);
+        save(response);
+        return TypedResults.Json(response, shape.Json);
+    }
+
+    private static ContentHttpResult Get(string response_id, ClaimsPrincipal user, ResponseStore store) =>
+        TypedResults.Text(store.Get(user.Project(), response_id), "application/json");
+
+    private static Ok<ResponseDeleted> Delete(string response_id, ClaimsPrincipal user, ResponseStore store)
+    {
+        store.Delete(user.Project(), response_id);
+        return TypedResults.Ok(new ResponseDeleted(response_id, "response", true));
+    }
+
+    private static Results<Ok<ResponseItemList>, JsonHttpResult<ErrorResponse>> InputItems(string response_id, ClaimsPrincipal user, ResponseStore store,
+        string? limit, string? order, string? after)
+    {
+        if (!ListQuery.TryParseLimit(limit, out var take, out var error)) return error;
+        if (take is < 1 or > 100) return ApiErrors.Result(400, "limit must be between 1 and 100.", "limit", "integer_out_of_range");
+        if (order is not (null or "asc" or "desc")) return ApiErrors.Result(400, "order must be 'asc' or 'desc'.", "order");
+        var (items, more) = store.InputItems(user.Project(), response_id, take ?? 20, order == "asc", after);
+        string? Id(JsonElement item) => item.TryGetProperty("id", out var id) ? id.GetString() : null;
+        return TypedResults.Ok(new ResponseItemList("list", items, items.Count > 0 ? Id(items[0]) : null, items.Count > 0 ? Id(items[^1]) : null, more));
     }
 
     /// <summary>
@@ -67,7 +105,8 @@ internal static class ResponsesEndpoints
     /// (reasoning text as it comes, the message's text as it comes, function calls whole once the answer is complete),
     /// then response.completed (or .incomplete when max_output_tokens cut it). Every event carries its sequence number.
     /// </summary>
-    private static async IAsyncEnumerable<SseItem<string>> StreamEvents(ResponseShape shape, GenerationRun run, [EnumeratorCancellation] CancellationToken cancellationToken)
+    private static async IAsyncEnumerable<SseItem<string>> StreamEvents(ResponseShape shape, GenerationRun run, Action<ResponseObject> save,
+        [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         var writer = new EventWriter(shape);
         yield return writer.Lifecycle("response.created", shape.Response("in_progress", [], null));
@@ -98,7 +137,9 @@ internal static class ResponsesEndpoints
                     .Concat(calls.Count == 0 || writer.HasMessage ? writer.CloseMessage(status) : [])
                     .Concat(calls.SelectMany(writer.FunctionCall));
                 foreach (var item in events) yield return item;
-                yield return writer.Lifecycle(status == "completed" ? "response.completed" : "response.incomplete", shape.Response(status, writer.Output, tokens));
+                var response = shape.Response(status, writer.Output, tokens);
+                save(response);
+                yield return writer.Lifecycle(status == "completed" ? "response.completed" : "response.incomplete", response);
             }
         }
     }
@@ -115,7 +156,7 @@ internal static class ResponsesEndpoints
         new(ResourceId.New("fc_"), "function_call", status, ResourceId.New("call_"), call.Name, call.Arguments);
 
     /// <summary>One response's identity and the request it answers: builds the response object at any stage.</summary>
-    private sealed class ResponseShape(string id, long createdAt, TextGenerationRequest request, ResponseEcho echo, JsonSerializerOptions json)
+    private sealed class ResponseShape(string id, long createdAt, TextGenerationRequest request, ResponseEcho echo, bool store, JsonSerializerOptions json)
     {
         private static readonly JsonElement TextFormat = JsonSerializer.SerializeToElement(new { format = new { type = "text" } });
         private static readonly JsonElement Empty = JsonSerializer.SerializeToElement(new { });
@@ -135,7 +176,7 @@ internal static class ResponsesEndpoints
             var input = request.Inputs[0].Prompt.Count;
             var usage = outputTokens is { } n ? new ResponseUsage(input, new ResponseInputTokensDetails(0), n, new ResponseOutputTokensDetails(0), input + n) : null;
             return new ResponseObject(id, "response", createdAt, status, null, status == "incomplete" ? new ResponseIncompleteDetails("max_output_tokens") : null,
-                echo.Instructions, echo.MaxOutputTokens, request.Model.Id, output, echo.ParallelToolCalls, null, new ResponseReasoningSettings(null, null), false,
+                echo.Instructions, echo.MaxOutputTokens, request.Model.Id, output, echo.ParallelToolCalls, echo.PreviousResponseId, new ResponseReasoningSettings(null, null), store,
                 echo.Temperature, echo.Text ?? TextFormat, echo.ToolChoice ?? Auto, echo.Tools ?? NoTools, echo.TopP, "disabled", usage, echo.User, echo.Metadata ?? Empty);
         }
     }

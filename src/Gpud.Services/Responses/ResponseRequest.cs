@@ -3,23 +3,22 @@ using System.Text.Json.Nodes;
 using Gpud.Services.Errors;
 using static Gpud.Services.Errors.RequestFields;
 
-namespace Gpud.Services.Inference;
+namespace Gpud.Services.Responses;
 
 /// <summary>
-/// A <c>/v1/responses</c> request (OpenAI's Responses API) read as the chat completion it asks for: <c>instructions</c>
-/// and the <c>input</c> items become messages (function calls and their outputs included), function <c>tools</c> take
-/// the chat form, <c>text.format</c> becomes <c>response_format</c>, <c>max_output_tokens</c> the completion budget.
-/// gpud keeps no responses: <c>store</c> is false and a conversation travels whole in <c>input</c>, so
-/// <c>previous_response_id</c> and <c>store: true</c> are refused by name, as is anything else gpud does not do.
+/// A <c>/v1/responses</c> request (OpenAI's Responses API) read as the chat completion it asks for: the items of the
+/// responses it continues (<c>previous_response_id</c>), <c>instructions</c> and the <c>input</c> items become messages
+/// (function calls and their outputs included), function <c>tools</c> take the chat form, <c>text.format</c> becomes
+/// <c>response_format</c>, <c>max_output_tokens</c> the completion budget. What gpud does not do is refused by name.
 /// </summary>
 /// <param name="Chat">The equivalent <c>/v1/chat/completions</c> body.</param>
+/// <param name="Input">This request's input items, each with an id, as the response stores them.</param>
 /// <param name="Echo">What the response object repeats of the request (instructions, tools, text, …), as sent.</param>
-public sealed record ResponseRequest(JsonElement Chat, ResponseEcho Echo, bool Stream)
+public sealed record ResponseRequest(JsonElement Chat, JsonArray Input, ResponseEcho Echo, bool Stream, bool Store)
 {
     private static readonly (string From, string To)[] Renamed =
         [("max_output_tokens", "max_completion_tokens"), ("temperature", "temperature"), ("top_p", "top_p"), ("parallel_tool_calls", "parallel_tool_calls"), ("user", "user")];
 
-    private static readonly string[] Stateful = ["previous_response_id", "conversation"];
     private static readonly string[] Refused = ["reasoning", "prompt", "max_tool_calls", "top_logprobs"];
     private static readonly string[] Strings = ["instructions", "user", "service_tier", "prompt_cache_key", "safety_identifier"];
 
@@ -31,8 +30,10 @@ public sealed record ResponseRequest(JsonElement Chat, ResponseEcho Echo, bool S
         "top_logprobs",
     ];
 
-    public static ResponseRequest Parse(JsonElement body)
+    /// <param name="history">The items of a stored response's conversation, its own output included.</param>
+    public static ResponseRequest Parse(JsonElement body, Func<string, IReadOnlyList<JsonElement>> history)
     {
+        ArgumentNullException.ThrowIfNull(history);
         if (body.ValueKind != JsonValueKind.Object) throw GpudException.Invalid("The request body must be a JSON object.", null);
         var fields = new Dictionary<string, JsonElement>(StringComparer.Ordinal);
         foreach (var property in body.EnumerateObject())
@@ -43,12 +44,14 @@ public sealed record ResponseRequest(JsonElement Chat, ResponseEcho Echo, bool S
         }
         JsonElement? Field(string name) => fields.TryGetValue(name, out var v) ? v : null;
 
-        foreach (var name in Stateful.Where(fields.ContainsKey))
-            throw Unsupported(name, $"'{name}' is not supported: gpud keeps no responses (store is false); send the whole conversation as 'input'.");
-        if (Field("store") is { } store && Boolean(store, "store"))
-            throw Unsupported("store", "gpud keeps no responses: leave 'store' out or set it to false, and send the whole conversation as 'input'.");
+        if (Field("conversation") is not null)
+            throw Unsupported("conversation", "Conversation objects are not supported by gpud: continue a stored response with 'previous_response_id'.");
+        var store = Field("store") is not { } storeField || Boolean(storeField, "store"); // stored unless told not to, as OpenAI does
+        string? previous = null;
+        if (Field("previous_response_id") is { } previousField)
+            previous = previousField.ValueKind == JsonValueKind.String ? previousField.GetString() : throw Invalid("previous_response_id", "must be a string", "invalid_type");
         if (Field("background") is { } background && Boolean(background, "background"))
-            throw Unsupported("background", "Background responses are not supported by gpud: they need stored responses.");
+            throw Unsupported("background", "Background responses are not supported by gpud: a response is answered while its request waits.");
         foreach (var name in Refused.Where(fields.ContainsKey))
             throw Unsupported(name, $"'{name}' is not supported by gpud's Responses API.");
         if (Field("include") is { } include && !(include.ValueKind == JsonValueKind.Array && include.GetArrayLength() == 0))
@@ -67,7 +70,9 @@ public sealed record ResponseRequest(JsonElement Chat, ResponseEcho Echo, bool S
         var messages = new JsonArray();
         if (Field("instructions") is { } instructions) messages.Add(new JsonObject { ["role"] = "system", ["content"] = instructions.GetString() });
         if (Field("input") is not { } input) throw GpudException.Invalid("You must provide 'input'.", "input");
-        Messages(input, messages);
+        var items = Items(input);
+        var earlier = previous is null ? [] : history(previous).Select(item => (item, "previous_response_id"));
+        Messages(earlier.Concat(items.Select((item, i) => (item, $"input[{i}]"))), messages);
         chat["messages"] = messages;
         foreach (var (from, to) in Renamed)
         {
@@ -82,8 +87,9 @@ public sealed record ResponseRequest(JsonElement Chat, ResponseEcho Echo, bool S
 
         var echo = new ResponseEcho(Field("instructions")?.GetString(), Field("max_output_tokens"), Field("temperature"), Field("top_p"),
             Field("tools"), Field("tool_choice"), Field("parallel_tool_calls") is not { } p || Boolean(p, "parallel_tool_calls"), Field("text"),
-            Field("metadata"), Field("user")?.GetString());
-        return new ResponseRequest(JsonSerializer.SerializeToElement(chat), echo, stream);
+            Field("metadata"), Field("user")?.GetString(), previous);
+        var stored = new JsonArray([.. items.Select(i => (JsonNode)WithId(i))]);
+        return new ResponseRequest(JsonSerializer.SerializeToElement(chat), stored, echo, stream, store);
     }
 
     /// <summary>
@@ -109,19 +115,43 @@ public sealed record ResponseRequest(JsonElement Chat, ResponseEcho Echo, bool S
         return new GpudException(e.Kind, message, Rename(e.Param), e.Code);
     }
 
-    /// <summary>A string is one user message; a list holds messages, function calls and their outputs, in order.</summary>
-    private static void Messages(JsonElement input, JsonArray messages)
+    /// <summary>The input as items: a string is one user message.</summary>
+    private static List<JsonElement> Items(JsonElement input)
     {
         if (input.ValueKind == JsonValueKind.String)
-        {
-            messages.Add(new JsonObject { ["role"] = "user", ["content"] = input.GetString() });
-            return;
-        }
+            return [JsonSerializer.SerializeToElement(new { type = "message", role = "user", content = new[] { new { type = "input_text", text = input.GetString() } } })];
         if (input.ValueKind != JsonValueKind.Array || input.GetArrayLength() == 0)
             throw GpudException.Invalid("'input' must be a string or a non-empty array of input items.", "input");
-        foreach (var (item, i) in input.EnumerateArray().Select((item, i) => (item, i)))
+        return [.. input.EnumerateArray()];
+    }
+
+    /// <summary>
+    /// An input item as stored and listed, in the API's full form: with an id (<c>msg_…</c> for a message) if it came
+    /// without one, a <c>type</c>, and a message's text as a list of content parts.
+    /// </summary>
+    private static JsonObject WithId(JsonElement item)
+    {
+        var given = JsonNode.Parse(item.GetRawText())!.AsObject();
+        var type = (string?)given["type"] ?? "message";
+        var stored = new JsonObject
         {
-            var at = $"input[{i}]";
+            ["id"] = given["id"]?.DeepClone() ?? Ids.ResourceId.New(type switch { "function_call" => "fc_", "function_call_output" => "fco_", "reasoning" => "rs_", _ => "msg_" }),
+            ["type"] = type,
+        };
+        foreach (var (name, value) in given.Where(p => p.Key is not ("id" or "type")))
+        {
+            stored[name] = type == "message" && name == "content" && value is JsonValue text
+                ? new JsonArray(new JsonObject { ["type"] = (string?)given["role"] == "assistant" ? "output_text" : "input_text", ["text"] = text.DeepClone() })
+                : value?.DeepClone();
+        }
+        return stored;
+    }
+
+    /// <summary>Messages, function calls and their outputs, in order, as chat messages.</summary>
+    private static void Messages(IEnumerable<(JsonElement Item, string At)> items, JsonArray messages)
+    {
+        foreach (var (item, at) in items)
+        {
             if (item.ValueKind != JsonValueKind.Object) throw Invalid(at, "must be an object", "invalid_type");
             var type = item.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString() : item.TryGetProperty("role", out _) ? "message" : null;
             switch (type)
@@ -260,4 +290,5 @@ public sealed record ResponseEcho(
     bool ParallelToolCalls,
     JsonElement? Text,
     JsonElement? Metadata,
-    string? User);
+    string? User,
+    string? PreviousResponseId);

@@ -1,0 +1,72 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Gpud.Services.Errors;
+using Gpud.Storage.Responses;
+
+namespace Gpud.Services.Responses;
+
+/// <summary>
+/// Stored responses (<c>store</c>, on by default as at OpenAI), per project: retrieved, deleted, listed by input
+/// item, and continued with <c>previous_response_id</c>, which replays the chain's items in order.
+/// </summary>
+public sealed class ResponseStore(ResponseRepository responses)
+{
+    /// <summary>Chains longer than this are refused rather than replayed (each link is a stored request).</summary>
+    public const int MaxChain = 10_000;
+
+    public void Save(string project, string id, long createdAt, string? previousId, JsonArray input, string response) =>
+        responses.Insert(new ResponseRecord(id, project, createdAt, previousId, input.ToJsonString(), response));
+
+    /// <summary>The stored response object (JSON), or a 404.</summary>
+    public string Get(string project, string id) => Find(project, id).Response;
+
+    public void Delete(string project, string id)
+    {
+        if (!responses.Delete(project, id)) throw NotFound(id);
+    }
+
+    /// <summary>
+    /// The conversation up to and including the response: for each response of its chain, oldest first, its input
+    /// items then its output items.
+    /// </summary>
+    public IReadOnlyList<JsonElement> Conversation(string project, string id)
+    {
+        var chain = new List<ResponseRecord>();
+        for (string? at = id; at is not null; at = chain[^1].PreviousId)
+        {
+            if (chain.Count == MaxChain)
+                throw GpudException.Invalid($"The response chain is longer than {MaxChain} responses.", "previous_response_id");
+            chain.Add(responses.Find(project, at)
+                      ?? throw GpudException.Invalid($"Previous response with id '{at}' not found.", "previous_response_id", "previous_response_not_found"));
+        }
+        chain.Reverse();
+        var items = new List<JsonElement>();
+        foreach (var record in chain)
+        {
+            using var input = JsonDocument.Parse(record.Input);
+            using var response = JsonDocument.Parse(record.Response);
+            items.AddRange(input.RootElement.EnumerateArray().Select(i => i.Clone()));
+            items.AddRange(response.RootElement.GetProperty("output").EnumerateArray().Select(i => i.Clone()));
+        }
+        return items;
+    }
+
+    /// <summary>The response's own input items, newest first unless <paramref name="ascending"/>, after the cursor.</summary>
+    public (List<JsonElement> Items, bool HasMore) InputItems(string project, string id, int limit, bool ascending, string? after)
+    {
+        using var document = JsonDocument.Parse(Find(project, id).Input);
+        var items = document.RootElement.EnumerateArray().Select(i => i.Clone()).ToList();
+        if (!ascending) items.Reverse();
+        if (after is not null)
+        {
+            var at = items.FindIndex(i => i.TryGetProperty("id", out var itemId) && itemId.GetString() == after);
+            if (at < 0) throw GpudException.Invalid($"No input item {after} in response {id} (the 'after' cursor).", "after");
+            items = items[(at + 1)..];
+        }
+        return (items.Take(limit).ToList(), items.Count > limit);
+    }
+
+    private ResponseRecord Find(string project, string id) => responses.Find(project, id) ?? throw NotFound(id);
+
+    private static GpudException NotFound(string id) => GpudException.NotFound($"No response with id '{id}' found.", "response_id");
+}
