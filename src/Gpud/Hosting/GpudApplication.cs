@@ -5,6 +5,7 @@ using Gpud.Api.Models;
 using Gpud.Api.Health;
 using Gpud.Api.Inference;
 using Gpud.Api.Observability;
+using Gpud.Api.Responses;
 using Gpud.Api.System;
 using Microsoft.Extensions.Options;
 using Prometheus;

@@ -1,6 +1,6 @@
 using System.Text.Json;
 
-namespace Gpud.Api.Inference;
+namespace Gpud.Api.Responses;
 
 // OpenAI's Responses API objects (snake_case on the wire), as much of them as gpud fills.
 

@@ -6,18 +6,19 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Gpud.Api.Auth;
 using Gpud.Api.Errors;
+using Gpud.Api.Inference;
+using Gpud.Api.Lists;
 using Gpud.Engine.Generation;
 using Gpud.Engine.Templates;
 using Gpud.Services.Errors;
 using Gpud.Services.Ids;
 using Gpud.Services.Inference;
 using Gpud.Services.Responses;
-using Gpud.Api.Lists;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Http.Json;
 using Microsoft.Extensions.Options;
 
-namespace Gpud.Api.Inference;
+namespace Gpud.Api.Responses;
 
 /// <summary>
 /// OpenAI's Responses API over the chat pipeline: the request is read as a chat completion (<see cref="ResponseRequest"/>),
