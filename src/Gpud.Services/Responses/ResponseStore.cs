@@ -9,7 +9,9 @@ namespace Gpud.Services.Responses;
 /// Stored responses (<c>store</c>, on by default as at OpenAI), per project: retrieved, deleted, listed by input
 /// item, and continued with <c>previous_response_id</c>, which replays the chain's items in order.
 /// </summary>
-public sealed class ResponseStore(ResponseRepository responses)
+/// <param name="retention">How long a response is kept; null: until deleted. Past it, a response is gone at once
+/// (<see cref="Find"/> no longer sees it) and its row is removed by the next <see cref="DeleteExpired"/>.</param>
+public sealed class ResponseStore(ResponseRepository responses, TimeProvider time, TimeSpan? retention)
 {
     /// <summary>Chains longer than this are refused rather than replayed (each link is a stored request).</summary>
     public const int MaxChain = 10_000;
@@ -36,7 +38,7 @@ public sealed class ResponseStore(ResponseRepository responses)
         {
             if (chain.Count == MaxChain)
                 throw GpudException.Invalid($"The response chain is longer than {MaxChain} responses.", "previous_response_id");
-            chain.Add(responses.Find(project, at)
+            chain.Add(Live(project, at)
                       ?? throw GpudException.Invalid($"Previous response with id '{at}' not found.", "previous_response_id", "previous_response_not_found"));
         }
         chain.Reverse();
@@ -66,7 +68,15 @@ public sealed class ResponseStore(ResponseRepository responses)
         return (items.Take(limit).ToList(), items.Count > limit);
     }
 
-    private ResponseRecord Find(string project, string id) => responses.Find(project, id) ?? throw NotFound(id);
+    /// <summary>Removes the rows of expired responses; returns how many.</summary>
+    public int DeleteExpired() => retention is { } keep ? responses.DeleteCreatedBefore(Cutoff(keep)) : 0;
+
+    private ResponseRecord Find(string project, string id) => Live(project, id) ?? throw NotFound(id);
+
+    private ResponseRecord? Live(string project, string id) =>
+        responses.Find(project, id) is { } record && (retention is not { } keep || record.CreatedAt >= Cutoff(keep)) ? record : null;
+
+    private long Cutoff(TimeSpan keep) => (time.GetUtcNow() - keep).ToUnixTimeSeconds();
 
     private static GpudException NotFound(string id) => GpudException.NotFound($"No response with id '{id}' found.", "response_id");
 }

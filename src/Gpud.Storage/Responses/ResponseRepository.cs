@@ -40,6 +40,16 @@ public sealed class ResponseRepository(GpudDatabase database)
         return reader.Read() ? new ResponseRecord(reader.GetString(0), reader.GetString(1), reader.GetInt64(2), reader.IsDBNull(3) ? null : reader.GetString(3), reader.GetString(4), reader.GetString(5)) : null;
     }
 
+    /// <summary>Removes the responses created before <paramref name="cutoff"/> (Unix seconds); returns how many.</summary>
+    public int DeleteCreatedBefore(long cutoff)
+    {
+        using var connection = database.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "DELETE FROM responses WHERE created_at < $cutoff";
+        command.Parameters.AddWithValue("$cutoff", cutoff);
+        return command.ExecuteNonQuery();
+    }
+
     public bool Delete(string project, string id)
     {
         using var connection = database.Open();

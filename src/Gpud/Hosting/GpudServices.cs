@@ -94,7 +94,12 @@ internal static class GpudServices
         services.AddSingleton<InferenceService>();
         services.AddSingleton<AdapterRepository>();
         services.AddSingleton<Gpud.Storage.Responses.ResponseRepository>();
-        services.AddSingleton<Gpud.Services.Responses.ResponseStore>();
+        services.AddSingleton(sp =>
+        {
+            var days = sp.GetRequiredService<IOptions<InferenceOptions>>().Value.Inference.StoredResponseDays;
+            return new Gpud.Services.Responses.ResponseStore(sp.GetRequiredService<Gpud.Storage.Responses.ResponseRepository>(),
+                sp.GetRequiredService<TimeProvider>(), days == 0 ? null : TimeSpan.FromDays(days));
+        });
         services.AddSingleton<ModelsService>();
         services.AddSingleton<AdaptersService>();
         services.AddSingleton(sp => new ModelResolver(
@@ -108,6 +113,7 @@ internal static class GpudServices
         services.AddHostedService<ComputeBackendLoader>();
         services.AddHostedService<ModelCatalogLoader>();
         services.AddHostedService<FileExpiryService>();
+        services.AddHostedService<ResponseExpiryService>();
         services.AddHostedService(sp => sp.GetRequiredService<JobValidationWorker>());
         services.AddHostedService(sp => sp.GetRequiredService<JobScheduler>());
         services.AddSingleton<IHttpContextFactory, Gpud.Api.Observability.RequestIdContextFactory>();

@@ -44,6 +44,9 @@ public sealed class InferenceOptions
 
         /// <summary>Prompt tokens (padded to the longest) prefilled together in one forward pass.</summary>
         public int MaxPrefillTokens { get; set; } = 2048;
+
+        /// <summary>Days a stored response (the Responses API) is kept, as OpenAI keeps them; 0: until deleted.</summary>
+        public int StoredResponseDays { get; set; } = 30;
     }
 }
 
@@ -64,6 +67,7 @@ internal sealed class InferenceOptionsValidator : IValidateOptions<InferenceOpti
         Range(nameof(s.MaxHostAdapters), s.MaxHostAdapters, 1, 100_000);
         Range(nameof(s.MaxLoraRank), s.MaxLoraRank, 1, 1024);
         Range(nameof(s.MaxPrefillTokens), s.MaxPrefillTokens, 1, 1 << 24);
+        Range(nameof(s.StoredResponseDays), s.StoredResponseDays, 0, 36_500);
         if (s.Device is { } device && !Engine.Compute.ComputeDevice.IsValidId(device))
             failures.Add($"Gpud:Inference:Device must be 'cpu' or 'cuda:N' (got '{device}').");
         foreach (var (adapter, entry) in options.Adapters)

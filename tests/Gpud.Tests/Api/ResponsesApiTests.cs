@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Gpud.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace Gpud.Tests.Api;
 
@@ -114,6 +115,31 @@ public sealed class ResponsesApiTests
         await (await client.GetAsync($"/v1/responses/{unstored.GetProperty("id").GetString()}")).AssertError(HttpStatusCode.NotFound, "response_id");
 
         static JsonElement events(List<(string Name, JsonElement Data)> e) => e[^1].Data.GetProperty("response");
+    }
+
+    [Theory]
+    [InlineData(null, true)] // the default: 30 days
+    [InlineData("0", false)] // kept until deleted
+    public async Task A_stored_response_expires_after_the_configured_days(string? days, bool expires)
+    {
+        var time = new ManualTime(DateTimeOffset.UtcNow);
+        using var gpud = new GpudFactory(days is null ? null : new Dictionary<string, string?> { ["Gpud:Inference:StoredResponseDays"] = days }, time: time);
+        var client = gpud.Client();
+        var id = (await (await client.PostAsJsonAsync("/v1/responses", new { model = "gpud-tiny", input = "hi", max_output_tokens = 2 })).Json()).GetProperty("id").GetString();
+        time.Advance(TimeSpan.FromDays(29));
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync($"/v1/responses/{id}")).StatusCode);
+        time.Advance(TimeSpan.FromDays(2));
+        var store = gpud.Services.GetRequiredService<Gpud.Services.Responses.ResponseStore>();
+        if (!expires)
+        {
+            Assert.Equal(HttpStatusCode.OK, (await client.GetAsync($"/v1/responses/{id}")).StatusCode);
+            Assert.Equal(0, store.DeleteExpired());
+            return;
+        }
+        // Gone at once from the API, and from the database at the next sweep.
+        await (await client.GetAsync($"/v1/responses/{id}")).AssertError(HttpStatusCode.NotFound, "response_id");
+        await (await client.PostAsJsonAsync("/v1/responses", new { model = "gpud-tiny", input = "x", previous_response_id = id })).AssertError(HttpStatusCode.BadRequest, "previous_response_id", "previous_response_not_found");
+        Assert.Equal(1, store.DeleteExpired());
     }
 
     [Fact]

@@ -47,7 +47,7 @@ internal static class ResponsesEndpoints
     }
 
     private static async Task<IResult> Create(JsonElement body, ClaimsPrincipal user, ModelResolver models, InferenceService inference,
-        ResponseStore store, IOptions<JsonOptions> json, HttpContext context)
+        ResponseStore store, TimeProvider time, IOptions<JsonOptions> json, HttpContext context)
     {
         var project = user.Project();
         var parsed = ResponseRequest.Parse(body, previous => store.Conversation(project, previous));
@@ -61,7 +61,7 @@ internal static class ResponsesEndpoints
             throw ResponseRequest.Translate(e);
         }
         var run = inference.Submit(request.Model, request.Inputs, context.RequestAborted);
-        var shape = new ResponseShape(ResourceId.New("resp_"), DateTimeOffset.UtcNow.ToUnixTimeSeconds(), request, parsed.Echo, parsed.Store, json.Value.SerializerOptions);
+        var shape = new ResponseShape(ResourceId.New("resp_"), time.GetUtcNow().ToUnixTimeSeconds(), request, parsed.Echo, parsed.Store, json.Value.SerializerOptions);
         // Stored once complete (a client that goes away mid-stream leaves nothing).
         Action<ResponseObject> save = parsed.Store
             ? r => store.Save(project, r.Id, r.CreatedAt, parsed.Echo.PreviousResponseId, parsed.Input, JsonSerializer.Serialize(r, shape.Json))
