@@ -112,8 +112,7 @@ internal static class GpudServices
         services.AddHostedService<StateInitializer>();
         services.AddHostedService<ComputeBackendLoader>();
         services.AddHostedService<ModelCatalogLoader>();
-        services.AddHostedService<FileExpiryService>();
-        services.AddHostedService<ResponseExpiryService>();
+        services.AddHostedService<ExpiryService>();
         services.AddHostedService(sp => sp.GetRequiredService<JobValidationWorker>());
         services.AddHostedService(sp => sp.GetRequiredService<JobScheduler>());
         services.AddSingleton<IHttpContextFactory, Gpud.Api.Observability.RequestIdContextFactory>();

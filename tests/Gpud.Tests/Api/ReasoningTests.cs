@@ -48,23 +48,9 @@ public sealed class ReasoningTests : IClassFixture<ReasoningTests.TrainedModel>
     }
 
     /// <summary>The model and adapter of <see cref="Thinker"/>, trained once for the class.</summary>
-    public sealed class TrainedModel : IDisposable
+    public sealed class TrainedModel() : TinyChatModel.Fixture(Base, Adapter, Thinker.Prepare)
     {
         public const string Base = "tiny-thinker";
         public const string Adapter = "tiny-thinker-lora";
-
-        private readonly TempDir _dir = new();
-        private readonly (string Base, string Adapter) _paths;
-
-        public TrainedModel() => _paths = Thinker.Prepare(_dir.Path);
-
-        public GpudFactory Factory() => new(new Dictionary<string, string?>
-        {
-            [$"Gpud:Models:{Base}:Path"] = _paths.Base,
-            [$"Gpud:Adapters:{Adapter}:Path"] = _paths.Adapter,
-            [$"Gpud:Adapters:{Adapter}:BaseModel"] = Base,
-        });
-
-        public void Dispose() => _dir.Dispose();
     }
 }

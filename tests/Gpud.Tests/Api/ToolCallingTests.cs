@@ -242,23 +242,9 @@ public sealed class ToolCallingTests : IClassFixture<ToolCallingTests.TrainedMod
     }
 
     /// <summary>The model and adapter of <see cref="ToolCaller"/>, trained once for the class.</summary>
-    public sealed class TrainedModel : IDisposable
+    public sealed class TrainedModel() : TinyChatModel.Fixture(Base, Adapter, ToolCaller.Prepare)
     {
         public const string Base = "tiny-tools";
         public const string Adapter = "tiny-tools-caller";
-
-        private readonly TempDir _dir = new();
-        private readonly (string Base, string Adapter) _paths;
-
-        public TrainedModel() => _paths = ToolCaller.Prepare(_dir.Path);
-
-        public GpudFactory Factory() => new(new Dictionary<string, string?>
-        {
-            [$"Gpud:Models:{Base}:Path"] = _paths.Base,
-            [$"Gpud:Adapters:{Adapter}:Path"] = _paths.Adapter,
-            [$"Gpud:Adapters:{Adapter}:BaseModel"] = Base,
-        });
-
-        public void Dispose() => _dir.Dispose();
     }
 }

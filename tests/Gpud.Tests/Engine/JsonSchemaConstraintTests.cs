@@ -37,6 +37,20 @@ public sealed class JsonSchemaConstraintTests
         Assert.Equal((Encoding.UTF8.GetByteCount(acceptedPrefix), false), Read(schema, text));
     }
 
+    /// <summary>
+    /// Values of one property <c>p</c> of schema <paramref name="value"/> (with <paramref name="quoted"/>, the characters
+    /// of a string, written inside quotes): every one of <paramref name="valid"/> reads, and every
+    /// <c>value{arrow}prefix</c> of <paramref name="invalid"/> is refused right after the prefix.
+    /// </summary>
+    private static void AssertValues(string value, string valid, string invalid, char separator = '|', string arrow = "=>", bool quoted = false)
+    {
+        var schema = $$"""{"type": "object", "properties": {"p": {{value}}}, "required": ["p"]}""";
+        string Text(string v) => quoted ? $"{{\"p\":\"{v}" : $"{{\"p\":{v}";
+        foreach (var v in valid.Split(separator)) AssertReads(schema, Text(v) + (quoted ? "\"}" : "}"));
+        foreach (var (v, prefix) in invalid.Split(separator).Select(r => (r[..r.IndexOf(arrow, StringComparison.Ordinal)], r[(r.IndexOf(arrow, StringComparison.Ordinal) + arrow.Length)..])))
+            AssertRefusedAfter(schema, Text(v) + (quoted ? "\"}" : "}"), Text(prefix));
+    }
+
     [Theory]
     [InlineData("""{"name":"Zoë 🙂","age":42,"tags":["a","b\"c"],"role":"admin","nick":null}""")]
     [InlineData("""{"name":"","age":-7,"tags":[],"role":"user","nick":"Z"}""")]
@@ -140,10 +154,7 @@ public sealed class JsonSchemaConstraintTests
     [InlineData("""{"type": "array", "prefixItems": [{"type": "integer"}], "items": false, "minItems": 1}""", "[3]", "[]=>[|[3,4]=>[3")]
     public void Tuples_give_each_position_its_own_schema(string array, string valid, string invalid)
     {
-        var schema = $$"""{"type": "object", "properties": {"t": {{array}}}, "required": ["t"]}""";
-        foreach (var value in valid.Split('|')) AssertReads(schema, $$"""{"t":{{value}}}""");
-        foreach (var (value, prefix) in invalid.Split('|').Select(r => (r[..r.IndexOf("=>", StringComparison.Ordinal)], r[(r.IndexOf("=>", StringComparison.Ordinal) + 2)..])))
-            AssertRefusedAfter(schema, $$"""{"t":{{value}}}""", $$"""{"t":{{prefix}}""");
+        AssertValues(array, valid, invalid);
     }
 
     [Fact]
@@ -199,11 +210,8 @@ public sealed class JsonSchemaConstraintTests
     [InlineData("""{"type": "number", "multipleOf": 2.5, "exclusiveMinimum": 2.5, "exclusiveMaximum": 10}""", "5 7.5 5.0", "2.5: 10: 6:")]
     public void Numbers_are_kept_inside_their_minimum_and_maximum_and_on_their_step(string number, string inRange, string refused)
     {
-        var schema = $$"""{"type": "object", "properties": {"v": {{number}}}, "required": ["v"]}""";
-        foreach (var value in inRange.Split(' ')) AssertReads(schema, $$"""{"v":{{value}}}""");
         // value:prefix — the text is refused right after the prefix (a number refused at its end stops before the '}').
-        foreach (var (value, prefix) in refused.Split(' ').Select(r => (r[..r.IndexOf(':')], r[(r.IndexOf(':') + 1)..])))
-            AssertRefusedAfter(schema, $$"""{"v":{{value}}}""", $$"""{"v":{{prefix}}""");
+        AssertValues(number, inRange, refused, ' ', ":");
     }
 
     [Fact]
@@ -244,10 +252,7 @@ public sealed class JsonSchemaConstraintTests
     [InlineData("^.+@.+\\..+$", "a@b.c", "a@b:a@b")]
     public void Patterns_are_matched_character_by_character(string pattern, string matching, string refused)
     {
-        var schema = """{"type": "object", "properties": {"s": {"type": "string", "pattern": PATTERN}}, "required": ["s"]}""".Replace("PATTERN", JsonSerializer.Serialize(pattern), StringComparison.Ordinal);
-        foreach (var value in matching.Split('|')) AssertReads(schema, $$"""{"s":"{{value}}"}""");
-        foreach (var (value, prefix) in refused.Split('|').Select(r => (r[..r.IndexOf(':')], r[(r.IndexOf(':') + 1)..])))
-            AssertRefusedAfter(schema, $$"""{"s":"{{value}}"}""", $$"""{"s":"{{prefix}}""");
+        AssertValues($$"""{"type": "string", "pattern": {{JsonSerializer.Serialize(pattern)}}}""", matching, refused, arrow: ":", quoted: true);
     }
 
     [Theory]
@@ -263,10 +268,7 @@ public sealed class JsonSchemaConstraintTests
     [InlineData("duration", "P3Y6M4DT12H30M5S|P1W|PT0S|P1D|PT36H|P2M10D", "P=>P|PT=>PT|P1H=>P1|P1W2D=>P1W|P1DT=>P1DT|P1.5D=>P1")]
     public void Formats_are_enforced_as_their_validators_check_them(string format, string valid, string invalid)
     {
-        var schema = """{"type": "object", "properties": {"s": {"type": "string", "format": "FORMAT"}}, "required": ["s"]}""".Replace("FORMAT", format, StringComparison.Ordinal);
-        foreach (var value in valid.Split('|')) AssertReads(schema, $$"""{"s":"{{value}}"}""");
-        foreach (var (value, prefix) in invalid.Split('|').Select(r => (r[..r.IndexOf("=>", StringComparison.Ordinal)], r[(r.IndexOf("=>", StringComparison.Ordinal) + 2)..])))
-            AssertRefusedAfter(schema, $$"""{"s":"{{value}}"}""", $$"""{"s":"{{prefix}}""");
+        AssertValues($$"""{"type": "string", "format": "{{format}}"}""", valid, invalid, quoted: true);
     }
 
     [Fact]
@@ -297,10 +299,7 @@ public sealed class JsonSchemaConstraintTests
     [InlineData("^(?!abc)[a-z]+$", "abd|ab|xyz", "abc:ab|abcd:ab")]
     public void Lookaheads_after_a_leading_caret_must_match_as_well(string pattern, string matching, string refused)
     {
-        var schema = """{"type": "object", "properties": {"s": {"type": "string", "pattern": PATTERN}}, "required": ["s"]}""".Replace("PATTERN", JsonSerializer.Serialize(pattern), StringComparison.Ordinal);
-        foreach (var value in matching.Split('|')) AssertReads(schema, $$"""{"s":"{{value}}"}""");
-        foreach (var (value, prefix) in refused.Split('|').Select(r => (r[..r.IndexOf(':')], r[(r.IndexOf(':') + 1)..])))
-            AssertRefusedAfter(schema, $$"""{"s":"{{value}}"}""", $$"""{"s":"{{prefix}}""");
+        AssertValues($$"""{"type": "string", "pattern": {{JsonSerializer.Serialize(pattern)}}}""", matching, refused, arrow: ":", quoted: true);
     }
 
     [Fact]

@@ -1,9 +1,13 @@
 using Gpud.Services.Files;
+using Gpud.Services.Responses;
 
 namespace Gpud.Hosting;
 
-/// <summary>Deletes expired files' bytes every few minutes (expired files are hidden from the API the moment they expire).</summary>
-internal sealed class FileExpiryService(FilesService files, TimeProvider time) : BackgroundService
+/// <summary>
+/// Every few minutes, removes what has expired: files' bytes and stored responses' rows (both are hidden from the API
+/// the moment they expire).
+/// </summary>
+internal sealed class ExpiryService(FilesService files, ResponseStore responses, TimeProvider time) : BackgroundService
 {
     private static readonly TimeSpan Interval = TimeSpan.FromMinutes(5);
 
@@ -13,6 +17,7 @@ internal sealed class FileExpiryService(FilesService files, TimeProvider time) :
         do
         {
             files.DeleteExpired();
+            responses.DeleteExpired();
         }
         while (await timer.WaitForNextTickAsync(stoppingToken));
     }
