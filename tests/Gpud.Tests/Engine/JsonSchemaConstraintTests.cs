@@ -292,6 +292,11 @@ public sealed class JsonSchemaConstraintTests
     }
 
     [Theory]
+    [InlineData("""{"type": "string", "pattern": "^(ab|cdef)$", "minLength": 3}""", "cdef", "ab=>|cde=>cde")] // "ab" could never reach 3
+    [InlineData("""{"type": "string", "format": "email", "maxLength": 9, "minLength": 8}""", "ab@cd.ef|a@bcd.efg", "a@b.cd=>a@b.cd|ab@cd.efgh=>ab@cd.efg")]
+    public void A_minLength_and_a_pattern_are_met_together(string value, string valid, string invalid) => AssertValues(value, valid, invalid, quoted: true);
+
+    [Theory]
     [InlineData("^(?=.*\\d)(?=.*[A-Z]).{6,8}$", "abc1Def|ABCDEF12|a1B.....", "abcdefg1A:abcdef|abc1def:abc1def|aB1:aB1")]
     [InlineData("^(?=.{1,10}$)[a-z]+(\\.[a-z]+)*$", "a.b|abcdefghij", "abcdefghijk:abcdefghij|abcdefghi.x:abcdefghi")]
     [InlineData("^(?=ab)", "ab|abc", "ba:|a:a")]
@@ -361,6 +366,7 @@ public sealed class JsonSchemaConstraintTests
     [InlineData("""{"type": "object", "properties": {"p": {"type": "string", "pattern": "^(?!)"}}}""", "#/properties/p/pattern", "matches no string")]
     [InlineData("""{"type": "object", "properties": {"p": {"type": "string", "pattern": "^a(?<=a)"}}}""", "#/properties/p/pattern", "lookaround is not supported")]
     [InlineData("""{"type": "object", "properties": {"p": {"type": "string", "pattern": "^\\d{5}$", "maxLength": 3}}}""", "#/properties/p/pattern", "its shortest match has 5 characters, more than 'maxLength' (3)")]
+    [InlineData("""{"type": "object", "properties": {"p": {"type": "string", "pattern": "^[A-Z]{2}$", "minLength": 3}}}""", "#/properties/p/pattern", "its longest match has 2 characters, fewer than 'minLength' (3)")]
     [InlineData("""{"type": "object", "properties": {"p": {"type": "string", "format": "date", "pattern": "^x"}}}""", "#/properties/p", "no string matches everything it asks together")]
     [InlineData("""{"type": "object", "properties": {"p": {"type": "string", "pattern": "^(?=a)b"}}}""", "#/properties/p/pattern", "no string matches everything it asks together")]
     [InlineData("""{"type": "object", "properties": {"p": {"type": "string", "pattern": "(a)\\1"}}}""", "#/properties/p/pattern", "backreferences are not supported")]

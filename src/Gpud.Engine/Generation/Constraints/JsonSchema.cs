@@ -286,6 +286,8 @@ public sealed class JsonSchema
                     ? "no string matches everything it asks together (its format, pattern and lookaheads)"
                     : $"its shortest match has {shortest} characters, more than 'maxLength' ({max})");
             }
+            if (pattern is not null && min > 0 && pattern.Longest(pattern.Start) is var longest && longest != StringPattern.Unbounded && longest < min)
+                throw new JsonSchemaException(at + (expressions.Count == 1 && schema.TryGetProperty("pattern", out _) ? "/pattern" : ""), $"its longest match has {longest} characters, fewer than 'minLength' ({min})");
             return min == 0 && max is null && pattern is null ? _string : new StringNode(min, max, pattern);
         }
 

@@ -290,8 +290,10 @@ internal sealed class SchemaFrame : IEquatable<SchemaFrame>
         var (lead, owed, partial) = (f.Index & 0xFF, f.Index >> 8 & 3, f.Index >> 10);
         var (escape, count) = (f.Sub & 7, f.Sub >> 3);
         var room = node.MaxLength is not { } max || count < max; // another character may start
-        // Characters the pattern may still take after the next one, so that it can finish within maxLength.
+        // Characters the pattern may still take after the next one, so that it can finish within maxLength, and must
+        // still take to reach minLength.
         var budget = node.MaxLength is { } most ? most - count - 1 : StringPattern.Unreachable;
+        var need = node.MinLength - count - 1;
         // The frame after this byte: inside a character (its escape or UTF-8 state), or after one (counted, matched).
         SchemaFrame Inside(int nextEscape, int nextIndex)
         {
@@ -301,7 +303,8 @@ internal sealed class SchemaFrame : IEquatable<SchemaFrame>
         SchemaFrame? After(int codePoint)
         {
             var matched = f.Matched;
-            if (node.Pattern is { } pattern && ((matched = pattern.Step(f.Matched!, codePoint)) is null || budget != StringPattern.Unreachable && pattern.Distance(matched) > budget))
+            if (node.Pattern is { } pattern && ((matched = pattern.Step(f.Matched!, codePoint)) is null || budget != StringPattern.Unreachable && pattern.Distance(matched) > budget
+                                                || need > 0 && pattern.Longest(matched) < need))
                 return null;
             var sub = (node.CountCap > 0 ? Math.Min(count + 1, node.CountCap) : count) << 3;
             return sub == f.Sub && f.Index == 0 && Equals(matched, f.Matched) ? f : new SchemaFrame(node, 0, 0, sub, 0, f.Parent, matched: matched);
@@ -310,7 +313,7 @@ internal sealed class SchemaFrame : IEquatable<SchemaFrame>
         {
             if (!JsonLexis.IsContinuation(c, lead)) return;
             var codePoint = node.Pattern is null ? 0 : partial << 6 | c & 0x3F;
-            if (owed > 1 && node.Pattern is { } open && !open.CanStep(f.Matched!, codePoint << 6 * (owed - 1), (codePoint + 1 << 6 * (owed - 1)) - 1, budget)) return;
+            if (owed > 1 && node.Pattern is { } open && !open.CanStep(f.Matched!, codePoint << 6 * (owed - 1), (codePoint + 1 << 6 * (owed - 1)) - 1, budget, need)) return;
             into.AddIf(owed == 1 ? After(codePoint) : Inside(0, codePoint << 10 | (owed - 1) << 8));
             return;
         }
@@ -330,12 +333,12 @@ internal sealed class SchemaFrame : IEquatable<SchemaFrame>
                     // The characters this lead byte can begin, without the overlong forms and surrogates UTF-8 refuses.
                     var first = Math.Max(bits << 6 * continuation, continuation switch { 1 => 0x80, 2 => 0x800, _ => 0x10000 });
                     var last = Math.Min((bits + 1 << 6 * continuation) - 1, c == 0xED ? 0xD7FF : 0x10FFFF);
-                    if (!starting.CanStep(f.Matched!, first, last, budget)) return;
+                    if (!starting.CanStep(f.Matched!, first, last, budget, need)) return;
                 }
                 into.AddIf(Inside(0, (node.Pattern is null ? 0 : bits << 10) | continuation << 8 | c));
                 return;
             case 0 when c == '\\':
-                if (node.Pattern is { } escaping && !"\"\\/\b\f\n\r\t".Any(e => escaping.CanStep(f.Matched!, e, e, budget))) return;
+                if (node.Pattern is { } escaping && !"\"\\/\b\f\n\r\t".Any(e => escaping.CanStep(f.Matched!, e, e, budget, need))) return;
                 into.AddIf(Inside(1, 0));
                 return;
             case 0:

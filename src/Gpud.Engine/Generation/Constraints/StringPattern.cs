@@ -96,24 +96,24 @@ internal sealed class StringPattern
     }
 
     /// <summary>
-    /// Some character of [lo, hi] moves the pattern on, with at most <paramref name="budget"/> more characters to
-    /// complete it afterwards: checked at a UTF-8 lead byte (the characters it can begin) and at a '\' (the characters
-    /// an escape can give), so that no token ends where no character can complete.
+    /// Some character of [lo, hi] moves the pattern on, after which it can complete in at most <paramref name="budget"/>
+    /// and at least <paramref name="need"/> more characters: checked at a UTF-8 lead byte (the characters it can begin)
+    /// and at a '\' (the characters an escape can give), so that no token ends where no character can complete.
     /// </summary>
-    public bool CanStep(PatternStates states, int lo, int hi, int budget = Unreachable)
+    public bool CanStep(PatternStates states, int lo, int hi, int budget = Unreachable, int need = 0)
     {
-        if (_canStep.TryGetValue((states, lo, hi, budget), out var known)) return known;
+        if (_canStep.TryGetValue((states, lo, hi, budget, need), out var known)) return known;
         if (_canStep.Count >= MaxRemembered) _canStep.Clear();
         var can = false;
         foreach (var c in Representatives(states, lo, hi))
         {
-            if (Step(states, c) is { } next && (budget == Unreachable || Distance(next) <= budget))
+            if (Step(states, c) is { } next && (budget == Unreachable || Distance(next) <= budget) && (need <= 0 || Longest(next) >= need))
             {
                 can = true;
                 break;
             }
         }
-        return _canStep[(states, lo, hi, budget)] = can;
+        return _canStep[(states, lo, hi, budget, need)] = can;
     }
 
     /// <summary>
@@ -167,6 +167,68 @@ internal sealed class StringPattern
         return _distance[states] = Search(states);
     }
 
+    /// <summary>
+    /// The most characters after which every expression can accept (<see cref="Unbounded"/> when a loop allows any
+    /// number, or when the search is cut short), or -1 if they never can: a minLength leaves the pattern room to reach it.
+    /// </summary>
+    public int Longest(PatternStates states)
+    {
+        if (_longest.TryGetValue(states, out var known)) return known;
+        if (_longest.Count >= MaxRemembered) _longest.Clear();
+        return _longest[states] = LongestPath(states);
+    }
+
+    /// <summary>No bound on how long the completion may be (<see cref="Longest"/>).</summary>
+    public const int Unbounded = int.MaxValue;
+
+    /// <summary>The graph of sets reachable from <paramref name="from"/>; then the longest path to acceptance over it.</summary>
+    private int LongestPath(PatternStates from)
+    {
+        var edges = new Dictionary<PatternStates, List<PatternStates>>();
+        var order = new List<PatternStates> { from };
+        edges[from] = [];
+        for (var i = 0; i < order.Count; i++)
+        {
+            foreach (var c in Representatives(order[i], 0, 0x10FFFF))
+            {
+                if (Advance(order[i], c) is not { } next) continue;
+                edges[order[i]].Add(next);
+                if (edges.ContainsKey(next)) continue;
+                if (order.Count == MaxSearch) return Unbounded;
+                edges[next] = [];
+                order.Add(next);
+            }
+        }
+        // The sets that lead to acceptance; a loop among them means any length.
+        var useful = new HashSet<PatternStates>(order.Where(Accepts));
+        for (var changed = true; changed;)
+        {
+            changed = false;
+            foreach (var set in order)
+            {
+                if (!useful.Contains(set) && edges[set].Any(useful.Contains)) changed = useful.Add(set);
+            }
+        }
+        if (!useful.Contains(from)) return -1;
+        var longest = new Dictionary<PatternStates, int>();
+        var onPath = new HashSet<PatternStates>();
+        int Visit(PatternStates set)
+        {
+            if (longest.TryGetValue(set, out var known)) return known;
+            if (!onPath.Add(set)) return Unbounded;
+            var best = Accepts(set) ? 0 : -1;
+            foreach (var next in edges[set].Where(useful.Contains))
+            {
+                var rest = Visit(next);
+                best = rest == Unbounded ? Unbounded : Math.Max(best, rest + 1);
+                if (best == Unbounded) break;
+            }
+            onPath.Remove(set);
+            return longest[set] = best;
+        }
+        return Visit(from);
+    }
+
     /// <summary>Breadth first over the sets of states the expressions reach together, one character per level.</summary>
     private int Search(PatternStates from)
     {
@@ -210,8 +272,9 @@ internal sealed class StringPattern
     private const int MaxRemembered = 1 << 16;
 
     private readonly System.Collections.Concurrent.ConcurrentDictionary<(PatternStates, int), PatternStates?> _steps = new();
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<(PatternStates, int, int, int), bool> _canStep = new();
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<(PatternStates, int, int, int, int), bool> _canStep = new();
     private readonly System.Collections.Concurrent.ConcurrentDictionary<PatternStates, int> _distance = new();
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<PatternStates, int> _longest = new();
     private readonly System.Collections.Concurrent.ConcurrentDictionary<PatternStates, PatternStates> _interned = new();
 
     /// <summary>
