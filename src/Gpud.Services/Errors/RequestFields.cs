@@ -9,6 +9,24 @@ namespace Gpud.Services.Errors;
 /// </summary>
 public static class RequestFields
 {
+    /// <summary>
+    /// A request body's fields by name, nulls left out (an absent field and a null one mean the same). A body that is
+    /// not an object, or a field the endpoint does not know, is a 400 as OpenAI words it: never silently ignored.
+    /// </summary>
+    public static Dictionary<string, JsonElement> Known(JsonElement body, IReadOnlySet<string> known)
+    {
+        ArgumentNullException.ThrowIfNull(known);
+        if (body.ValueKind != JsonValueKind.Object) throw GpudException.Invalid("The request body must be a JSON object.", null);
+        var fields = new Dictionary<string, JsonElement>(StringComparer.Ordinal);
+        foreach (var property in body.EnumerateObject())
+        {
+            if (!known.Contains(property.Name))
+                throw GpudException.Invalid($"Unrecognized request argument supplied: {property.Name}", property.Name, "unknown_parameter");
+            if (property.Value.ValueKind != JsonValueKind.Null) fields[property.Name] = property.Value;
+        }
+        return fields;
+    }
+
     public static int Integer(JsonElement value, string param, int min, int max)
     {
         if (value.ValueKind != JsonValueKind.Number || !value.TryGetInt64(out var n))

@@ -58,16 +58,8 @@ public sealed record TextGenerationRequest(
     {
         ArgumentNullException.ThrowIfNull(resolve);
         ArgumentNullException.ThrowIfNull(inference);
-        if (body.ValueKind != JsonValueKind.Object) throw GpudException.Invalid("The request body must be a JSON object.", null);
         var chat = kind == TextGenerationKind.Chat;
-        var known = chat ? ChatFields : CompletionFields;
-        var fields = new Dictionary<string, JsonElement>(StringComparer.Ordinal);
-        foreach (var property in body.EnumerateObject())
-        {
-            if (!known.Contains(property.Name))
-                throw GpudException.Invalid($"Unrecognized request argument supplied: {property.Name}", property.Name, "unknown_parameter");
-            if (property.Value.ValueKind != JsonValueKind.Null) fields[property.Name] = property.Value;
-        }
+        var fields = Known(body, chat ? ChatFields : CompletionFields);
         JsonElement? Field(string name) => fields.TryGetValue(name, out var v) ? v : null;
 
         foreach (var name in Unsupported.Where(fields.ContainsKey))

@@ -34,14 +34,7 @@ public sealed record ResponseRequest(JsonElement Chat, JsonArray Input, Response
     public static ResponseRequest Parse(JsonElement body, Func<string, IReadOnlyList<JsonElement>> history)
     {
         ArgumentNullException.ThrowIfNull(history);
-        if (body.ValueKind != JsonValueKind.Object) throw GpudException.Invalid("The request body must be a JSON object.", null);
-        var fields = new Dictionary<string, JsonElement>(StringComparer.Ordinal);
-        foreach (var property in body.EnumerateObject())
-        {
-            if (!Fields.Contains(property.Name))
-                throw GpudException.Invalid($"Unrecognized request argument supplied: {property.Name}", property.Name, "unknown_parameter");
-            if (property.Value.ValueKind != JsonValueKind.Null) fields[property.Name] = property.Value;
-        }
+        var fields = Known(body, Fields);
         JsonElement? Field(string name) => fields.TryGetValue(name, out var v) ? v : null;
 
         if (Field("conversation") is not null)

@@ -277,8 +277,10 @@ internal static class ResponsesEndpoints
         private SseItem<string> Event(string type, object fields)
         {
             var data = new JsonObject { ["type"] = type, ["sequence_number"] = _sequence++ };
-            foreach (var (name, value) in JsonSerializer.SerializeToNode(fields, shape.Json)!.AsObject().ToList())
-                data[name] = value?.DeepClone();
+            var serialized = JsonSerializer.SerializeToNode(fields, shape.Json)!.AsObject();
+            var properties = serialized.ToList();
+            serialized.Clear(); // detached, the nodes move over without a copy
+            foreach (var (name, value) in properties) data[name] = value;
             return new SseItem<string>(data.ToJsonString(shape.Json), type);
         }
     }
