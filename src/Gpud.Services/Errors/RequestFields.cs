@@ -27,6 +27,29 @@ public static class RequestFields
         return fields;
     }
 
+    public const int MaxMetadataPairs = 16;
+    public const int MaxMetadataKeyLength = 64;
+    public const int MaxMetadataValueLength = 512;
+
+    /// <summary>OpenAI's <c>metadata</c>: at most 16 string pairs, keys up to 64 characters, values up to 512; null when null.</summary>
+    public static Dictionary<string, string>? Metadata(JsonElement value)
+    {
+        if (value.ValueKind == JsonValueKind.Null) return null;
+        if (value.ValueKind != JsonValueKind.Object) throw GpudException.Invalid("metadata must be an object of string values.", "metadata");
+        var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var pair in value.EnumerateObject())
+        {
+            if (pair.Name.Length is 0 or > MaxMetadataKeyLength)
+                throw GpudException.Invalid($"metadata keys must be 1 to {MaxMetadataKeyLength} characters.", "metadata");
+            if (pair.Value.ValueKind != JsonValueKind.String || pair.Value.GetString()!.Length > MaxMetadataValueLength)
+                throw GpudException.Invalid($"metadata values must be strings of at most {MaxMetadataValueLength} characters ('{pair.Name}').", "metadata");
+            metadata[pair.Name] = pair.Value.GetString()!;
+        }
+        if (metadata.Count > MaxMetadataPairs)
+            throw GpudException.Invalid($"metadata can have at most {MaxMetadataPairs} pairs.", "metadata");
+        return metadata;
+    }
+
     public static int Integer(JsonElement value, string param, int min, int max)
     {
         if (value.ValueKind != JsonValueKind.Number || !value.TryGetInt64(out var n))

@@ -104,14 +104,19 @@ public sealed partial class FilesService(
         return record;
     }
 
-    /// <summary>Stores a file gpud produced (a job's result CSV) in <paramref name="project"/>, as atomically as an upload.</summary>
-    public async Task<FileRecord> CreateGeneratedAsync(string project, string filename, string purpose, byte[] content, CancellationToken cancellationToken)
+    /// <summary>
+    /// Stores a file gpud produced (a job's result CSV, a batch's output) in <paramref name="project"/>, as atomically as
+    /// an upload; it expires <paramref name="expiresAfterSeconds"/> after now if given.
+    /// </summary>
+    public async Task<FileRecord> CreateGeneratedAsync(string project, string filename, string purpose, byte[] content, CancellationToken cancellationToken,
+        long? expiresAfterSeconds = null)
     {
         ArgumentNullException.ThrowIfNull(content);
         using var stream = new MemoryStream(content, writable: false);
         using var blob = await blobs.StageAsync(stream, long.MaxValue, null, cancellationToken);
+        var now = time.GetUtcNow().ToUnixTimeSeconds();
         var record = new FileRecord(ResourceId.New("file-"), project, filename, purpose, blob.Length, blob.Sha256,
-            time.GetUtcNow().ToUnixTimeSeconds(), null, "processed", null, null, null);
+            now, now + expiresAfterSeconds, "processed", null, null, null);
         blobs.Commit(blob, record.BlobKey);
         try
         {

@@ -28,9 +28,6 @@ public sealed partial class FineTuningJobsService(
     ILogger<FineTuningJobsService> logger)
 {
     public const int MaxSuffixLength = 64;
-    public const int MaxMetadataPairs = 16;
-    public const int MaxMetadataKeyLength = 64;
-    public const int MaxMetadataValueLength = 512;
     public const int MaxListLimit = 1000;
 
     public FineTuningJobView Create(string project, JsonElement body)
@@ -45,7 +42,7 @@ public sealed partial class FineTuningJobsService(
         if (suffix is not null && (suffix.Length is 0 or > MaxSuffixLength || !suffix.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.')))
             throw GpudException.Invalid($"suffix must be 1 to {MaxSuffixLength} characters of letters, digits, '-', '_' or '.' (it becomes part of the model name).", "suffix");
         var seed = Seed(body);
-        var metadata = Metadata(body);
+        var metadata = body.TryGetProperty("metadata", out var metadataField) ? RequestFields.Metadata(metadataField) : null;
         if (body.TryGetProperty("integrations", out var integrations)
             && !(integrations.ValueKind == JsonValueKind.Null || integrations.ValueKind == JsonValueKind.Array && integrations.GetArrayLength() == 0))
             throw GpudException.Invalid("integrations are not supported by gpud; watch jobs through their events and /metrics.", "integrations");
@@ -264,24 +261,6 @@ public sealed partial class FineTuningJobsService(
         if (seed is < 0 or > int.MaxValue)
             throw GpudException.Invalid($"seed must be between 0 and {int.MaxValue}.", "seed", "integer_out_of_range");
         return seed;
-    }
-
-    private static Dictionary<string, string>? Metadata(JsonElement body)
-    {
-        if (!body.TryGetProperty("metadata", out var value) || value.ValueKind == JsonValueKind.Null) return null;
-        if (value.ValueKind != JsonValueKind.Object) throw GpudException.Invalid("metadata must be an object of string values.", "metadata");
-        var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
-        foreach (var pair in value.EnumerateObject())
-        {
-            if (pair.Name.Length is 0 or > MaxMetadataKeyLength)
-                throw GpudException.Invalid($"metadata keys must be 1 to {MaxMetadataKeyLength} characters.", "metadata");
-            if (pair.Value.ValueKind != JsonValueKind.String || pair.Value.GetString()!.Length > MaxMetadataValueLength)
-                throw GpudException.Invalid($"metadata values must be strings of at most {MaxMetadataValueLength} characters ('{pair.Name}').", "metadata");
-            metadata[pair.Name] = pair.Value.GetString()!;
-        }
-        if (metadata.Count > MaxMetadataPairs)
-            throw GpudException.Invalid($"metadata can have at most {MaxMetadataPairs} pairs.", "metadata");
-        return metadata;
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Fine-tuning job {JobId} created in project {Project}: model {Model}, training file {TrainingFile}")]

@@ -46,8 +46,10 @@ public sealed class GenerationRun
     private int _open;
     private int _firstToken;
 
-    internal GenerationRun(string modelLabel, IReadOnlyList<GenerationInput> inputs, TextTokenizer tokenizer, InferenceMetrics metrics, CancellationToken cancellationToken)
+    internal GenerationRun(string modelLabel, IReadOnlyList<GenerationInput> inputs, TextTokenizer tokenizer, InferenceMetrics metrics, CancellationToken cancellationToken,
+        bool background = false)
     {
+        Background = background;
         _metrics = metrics;
         _label = modelLabel;
         _generated = metrics.GenerationTokens.WithLabels(modelLabel);
@@ -58,6 +60,9 @@ public sealed class GenerationRun
         CancellationToken = cancellationToken;
         Sinks = inputs.Select((input, i) => new PromptSink(this, i, input, tokenizer)).ToList();
     }
+
+    /// <summary>A Batch API request: it waits behind every interactive request for a free row.</summary>
+    public bool Background { get; }
 
     public IReadOnlyList<GenerationInput> Inputs { get; }
 

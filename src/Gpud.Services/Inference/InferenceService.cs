@@ -32,11 +32,14 @@ public sealed class InferenceService(
         return Math.Min(settings.MaxModelLength, model.Config.MaxPositionEmbeddings);
     }
 
-    /// <summary>Queues a request's prompts; read the returned run's events for the output.</summary>
-    public GenerationRun Submit(ServedModel model, IReadOnlyList<GenerationInput> inputs, CancellationToken cancellationToken)
+    /// <summary>
+    /// Queues a request's prompts; read the returned run's events for the output. A <paramref name="background"/> run
+    /// (the Batch API) is admitted only when no interactive request is waiting.
+    /// </summary>
+    public GenerationRun Submit(ServedModel model, IReadOnlyList<GenerationInput> inputs, CancellationToken cancellationToken, bool background = false)
     {
         ArgumentNullException.ThrowIfNull(model);
-        var run = new GenerationRun(model.Base.Name, inputs, model.Base.Tokenizer, metrics, cancellationToken);
+        var run = new GenerationRun(model.Base.Name, inputs, model.Base.Tokenizer, metrics, cancellationToken, background);
         Server(model.Base).Submit(run, model.AdapterDirectory);
         return run;
     }

@@ -172,7 +172,13 @@ internal sealed partial class ModelServer : IDisposable
     {
         lock (_gate)
         {
-            _queue.AddRange(_incoming);
+            // Interactive requests queue ahead of every background (Batch API) one, in arrival order among themselves.
+            var firstBackground = _queue.FindIndex(p => p.Run.Background);
+            foreach (var pending in _incoming)
+            {
+                if (pending.Run.Background || firstBackground < 0) _queue.Add(pending);
+                else _queue.Insert(firstBackground++, pending);
+            }
             _incoming.Clear();
             foreach (var directory in _forget)
             {

@@ -119,6 +119,38 @@ public static class Schema
                 response    TEXT    NOT NULL
             );
             """),
+        new(7, "batches (the Batch API)", """
+            CREATE TABLE batches (
+                seq                  INTEGER PRIMARY KEY AUTOINCREMENT,
+                id                   TEXT    NOT NULL UNIQUE,
+                project              TEXT    NOT NULL,
+                endpoint             TEXT    NOT NULL,
+                input_file_id        TEXT    NOT NULL,
+                completion_window    TEXT    NOT NULL,
+                status               TEXT    NOT NULL,
+                created_at           INTEGER NOT NULL,
+                expires_at           INTEGER NOT NULL,
+                metadata             TEXT,
+                output_expires_after INTEGER,
+                model                TEXT,
+                in_progress_at       INTEGER,
+                finalizing_at        INTEGER,
+                completed_at         INTEGER,
+                failed_at            INTEGER,
+                expired_at           INTEGER,
+                cancelling_at        INTEGER,
+                cancelled_at         INTEGER,
+                output_file_id       TEXT,
+                error_file_id        TEXT,
+                total                INTEGER NOT NULL DEFAULT 0,
+                completed            INTEGER NOT NULL DEFAULT 0,
+                failed               INTEGER NOT NULL DEFAULT 0,
+                input_tokens         INTEGER NOT NULL DEFAULT 0,
+                output_tokens        INTEGER NOT NULL DEFAULT 0,
+                errors               TEXT
+            );
+            CREATE INDEX batches_by_status ON batches (status, seq);
+            """),
     ];
 
     public static int LatestVersion => Migrations[^1].Version;

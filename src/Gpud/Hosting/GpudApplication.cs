@@ -1,3 +1,4 @@
+using Gpud.Api.Batches;
 using Gpud.Api.Errors;
 using Gpud.Api.Files;
 using Gpud.Api.FineTuning;
@@ -72,6 +73,7 @@ internal static class GpudApplication
         v1.MapModels();
         v1.MapTextGeneration();
         v1.MapResponses();
+        v1.MapBatches();
         v1.MapAdapters();
         v1.MapSystem();
         return app;

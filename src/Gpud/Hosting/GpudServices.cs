@@ -4,6 +4,7 @@ using Gpud.Api.Errors;
 using Gpud.Api.Health;
 using Gpud.Engine.Compute;
 using Gpud.Engine.Demo;
+using Gpud.Services.Batches;
 using Gpud.Services.Devices;
 using Gpud.Services.Models;
 using Gpud.Services.Files;
@@ -100,6 +101,19 @@ internal static class GpudServices
             return new Gpud.Services.Responses.ResponseStore(sp.GetRequiredService<Gpud.Storage.Responses.ResponseRepository>(),
                 sp.GetRequiredService<TimeProvider>(), days == 0 ? null : TimeSpan.FromDays(days));
         });
+        services.AddSingleton<Gpud.Storage.Batches.BatchRepository>();
+        services.AddSingleton(sp => new BatchSettings(sp.GetRequiredService<IOptions<GpudOptions>>().Value.DataDir,
+            sp.GetRequiredService<IOptions<InferenceOptions>>().Value.Inference.BatchRequestsInFlight));
+        services.AddSingleton<BatchMetrics>();
+        // The Batch API answers each line through the route's own code: the API layer supplies the endpoints.
+        services.AddSingleton<IBatchEndpoint>(sp => new Api.Inference.TextGenerationBatchEndpoint(TextGenerationKind.Chat,
+            sp.GetRequiredService<ModelResolver>(), sp.GetRequiredService<InferenceService>(), Json(sp), sp.GetRequiredService<TimeProvider>()));
+        services.AddSingleton<IBatchEndpoint>(sp => new Api.Inference.TextGenerationBatchEndpoint(TextGenerationKind.Completion,
+            sp.GetRequiredService<ModelResolver>(), sp.GetRequiredService<InferenceService>(), Json(sp), sp.GetRequiredService<TimeProvider>()));
+        services.AddSingleton<IBatchEndpoint>(sp => new Api.Responses.ResponsesBatchEndpoint(sp.GetRequiredService<ModelResolver>(),
+            sp.GetRequiredService<InferenceService>(), sp.GetRequiredService<Gpud.Services.Responses.ResponseStore>(), Json(sp), sp.GetRequiredService<TimeProvider>()));
+        services.AddSingleton<BatchRunner>();
+        services.AddSingleton<BatchesService>();
         services.AddSingleton<ModelsService>();
         services.AddSingleton<AdaptersService>();
         services.AddSingleton(sp => new ModelResolver(
@@ -115,6 +129,7 @@ internal static class GpudServices
         services.AddHostedService<ExpiryService>();
         services.AddHostedService(sp => sp.GetRequiredService<JobValidationWorker>());
         services.AddHostedService(sp => sp.GetRequiredService<JobScheduler>());
+        services.AddHostedService(sp => sp.GetRequiredService<BatchRunner>());
         services.AddSingleton<IHttpContextFactory, Gpud.Api.Observability.RequestIdContextFactory>();
         services.AddSystemd();
         services.AddHostedService<SystemdWatchdog>();
@@ -169,4 +184,7 @@ internal static class GpudServices
         });
         return services;
     }
+
+    private static JsonSerializerOptions Json(IServiceProvider services) =>
+        services.GetRequiredService<IOptions<Microsoft.AspNetCore.Http.Json.JsonOptions>>().Value.SerializerOptions;
 }

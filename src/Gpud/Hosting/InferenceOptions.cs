@@ -47,6 +47,9 @@ public sealed class InferenceOptions
 
         /// <summary>Days a stored response (the Responses API) is kept, as OpenAI keeps them; 0: until deleted.</summary>
         public int StoredResponseDays { get; set; } = 30;
+
+        /// <summary>Requests of a Batch API batch in flight at once (each waits behind interactive requests for a row).</summary>
+        public int BatchRequestsInFlight { get; set; } = 16;
     }
 }
 
@@ -68,6 +71,7 @@ internal sealed class InferenceOptionsValidator : IValidateOptions<InferenceOpti
         Range(nameof(s.MaxLoraRank), s.MaxLoraRank, 1, 1024);
         Range(nameof(s.MaxPrefillTokens), s.MaxPrefillTokens, 1, 1 << 24);
         Range(nameof(s.StoredResponseDays), s.StoredResponseDays, 0, 36_500);
+        Range(nameof(s.BatchRequestsInFlight), s.BatchRequestsInFlight, 1, 100_000);
         if (s.Device is { } device && !Engine.Compute.ComputeDevice.IsValidId(device))
             failures.Add($"Gpud:Inference:Device must be 'cpu' or 'cuda:N' (got '{device}').");
         foreach (var (adapter, entry) in options.Adapters)

@@ -47,7 +47,12 @@ internal static class TextGenerationEndpoints
     {
         var (request, run, id, created) = Start(TextGenerationKind.Completion, "cmpl-", body, user, models, inference, context);
         if (request.Stream) return Stream(CompletionChunks(request, run, id, created, json.Value.SerializerOptions, context.RequestAborted));
-        var result = await Collect(run, request, context.RequestAborted);
+        return TypedResults.Ok(CompletionBody(request, await Collect(run, request, context.RequestAborted), id, created));
+    }
+
+    /// <summary>A whole completion: every prompt's choices (with best_of, its best n), echo and logprobs as asked.</summary>
+    internal static CompletionResponse CompletionBody(TextGenerationRequest request, CollectedRun result, string id, long created)
+    {
         var tokenizer = request.Model.Base.Tokenizer;
         var choices = new List<CompletionChoice>();
         for (var p = 0; p < request.Inputs.Count; p++)
@@ -60,7 +65,7 @@ internal static class TextGenerationEndpoints
                     FinishReason(choice.Reason)));
             }
         }
-        return TypedResults.Ok(new CompletionResponse(id, "text_completion", created, request.Model.Id, Fingerprint, choices, result.Usage(request)));
+        return new CompletionResponse(id, "text_completion", created, request.Model.Id, Fingerprint, choices, result.Usage(request));
     }
 
     private static async Task<IResult> Chat(JsonElement body, ClaimsPrincipal user, ModelResolver models, InferenceService inference,
@@ -68,7 +73,12 @@ internal static class TextGenerationEndpoints
     {
         var (request, run, id, created) = Start(TextGenerationKind.Chat, "chatcmpl-", body, user, models, inference, context);
         if (request.Stream) return Stream(ChatChunks(request, run, id, created, json.Value.SerializerOptions, context.RequestAborted));
-        var result = await Collect(run, request, context.RequestAborted);
+        return TypedResults.Ok(ChatBody(request, await Collect(run, request, context.RequestAborted), id, created));
+    }
+
+    /// <summary>A whole chat completion: each choice's message, split into reasoning, content and tool calls.</summary>
+    internal static ChatCompletionResponse ChatBody(TextGenerationRequest request, CollectedRun result, string id, long created)
+    {
         var tokenizer = request.Model.Base.Tokenizer;
         var reasons = request.Model.Base.ChatTemplate?.Reasons ?? false;
         var choices = result.Best(0, request).Select((c, i) =>
@@ -82,7 +92,7 @@ internal static class TextGenerationEndpoints
                 request.Logprobs is { } k ? new ChatLogprobs(c.Logprobs.Select(l => ChatLogprob(tokenizer, l, k)).ToList(), null) : null,
                 reason);
         }).ToList();
-        return TypedResults.Ok(new ChatCompletionResponse(id, "chat.completion", created, request.Model.Id, Fingerprint, choices, result.Usage(request)));
+        return new ChatCompletionResponse(id, "chat.completion", created, request.Model.Id, Fingerprint, choices, result.Usage(request));
     }
 
     /// <summary>Validates and queues the request (every 4xx happens here, before a stream could start).</summary>

@@ -49,26 +49,44 @@ internal static class ResponsesEndpoints
     private static async Task<IResult> Create(JsonElement body, ClaimsPrincipal user, ModelResolver models, InferenceService inference,
         ResponseStore store, TimeProvider time, IOptions<JsonOptions> json, HttpContext context)
     {
-        var project = user.Project();
+        var call = Start(body, user.Project(), models, inference, store, time, json.Value.SerializerOptions, background: false, context.RequestAborted);
+        if (call.Stream) return TypedResults.ServerSentEvents(StreamEvents(call.Shape, call.Run, call.Save, context.RequestAborted));
+        return TypedResults.Json(await Whole(call, context.RequestAborted), call.Shape.Json);
+    }
+
+    /// <summary>A response under way: what it answers, its run, and how it is stored once complete.</summary>
+    internal sealed record ResponseCall(ResponseShape Shape, GenerationRun Run, Action<ResponseObject> Save, bool Stream);
+
+    /// <summary>Validates and queues a request (every 4xx happens here, before a stream could start).</summary>
+    internal static ResponseCall Start(JsonElement body, string project, ModelResolver models, InferenceService inference, ResponseStore store,
+        TimeProvider time, JsonSerializerOptions json, bool background, CancellationToken cancellationToken)
+    {
         var parsed = ResponseRequest.Parse(body, previous => store.Conversation(project, previous));
         TextGenerationRequest request;
         try
         {
-            request = TextGenerationRequest.Parse(TextGenerationKind.Chat, parsed.Chat, name => models.Resolve(user.Project(), name), inference);
+            request = TextGenerationRequest.Parse(TextGenerationKind.Chat, parsed.Chat, name => models.Resolve(project, name), inference);
         }
         catch (GpudException e)
         {
             throw ResponseRequest.Translate(e);
         }
-        var run = inference.Submit(request.Model, request.Inputs, context.RequestAborted);
-        var shape = new ResponseShape(ResourceId.New("resp_"), time.GetUtcNow().ToUnixTimeSeconds(), request, parsed.Echo, parsed.Store, json.Value.SerializerOptions);
+        if (background && parsed.Stream) throw Batches.BatchAnswers.NoStreaming();
+        var run = inference.Submit(request.Model, request.Inputs, cancellationToken, background);
+        var shape = new ResponseShape(ResourceId.New("resp_"), time.GetUtcNow().ToUnixTimeSeconds(), request, parsed.Echo, parsed.Store, json);
         // Stored once complete (a client that goes away mid-stream leaves nothing).
         Action<ResponseObject> save = parsed.Store
             ? r => store.Save(project, r.Id, r.CreatedAt, parsed.Echo.PreviousResponseId, parsed.Input, JsonSerializer.Serialize(r, shape.Json))
             : _ => { };
-        if (parsed.Stream) return TypedResults.ServerSentEvents(StreamEvents(shape, run, save, context.RequestAborted));
+        return new ResponseCall(shape, run, save, parsed.Stream);
+    }
 
-        var result = await TextGenerationEndpoints.Collect(run, request, context.RequestAborted);
+    /// <summary>The whole response once the run ends: reasoning, the message, function calls; stored if asked.</summary>
+    internal static async Task<ResponseObject> Whole(ResponseCall call, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(call);
+        var (shape, request) = (call.Shape, call.Shape.Request);
+        var result = await TextGenerationEndpoints.Collect(call.Run, request, cancellationToken);
         var choice = result.Best(0, request).Single();
         var answer = ChatAnswerStream.Read(choice.Text, shape.Reasons, request.Tools, complete: choice.Reason == FinishReason.Stop);
         var output = new List<object>();
@@ -77,8 +95,8 @@ internal static class ResponsesEndpoints
         if (calls.Count == 0 || answer.Content.Length > 0) output.Add(MessageItem(ResourceId.New("msg_"), answer.Content, Status(choice.Reason)));
         output.AddRange(calls.Select(c => FunctionCallItem(c, "completed")));
         var response = shape.Response(Status(choice.Reason), output, choice.Tokens);
-        save(response);
-        return TypedResults.Json(response, shape.Json);
+        call.Save(response);
+        return response;
     }
 
     private static ContentHttpResult Get(string response_id, ClaimsPrincipal user, ResponseStore store) =>
@@ -157,7 +175,7 @@ internal static class ResponsesEndpoints
         new(ResourceId.New("fc_"), "function_call", status, ResourceId.New("call_"), call.Name, call.Arguments);
 
     /// <summary>One response's identity and the request it answers: builds the response object at any stage.</summary>
-    private sealed class ResponseShape(string id, long createdAt, TextGenerationRequest request, ResponseEcho echo, bool store, JsonSerializerOptions json)
+    internal sealed class ResponseShape(string id, long createdAt, TextGenerationRequest request, ResponseEcho echo, bool store, JsonSerializerOptions json)
     {
         private static readonly JsonElement TextFormat = JsonSerializer.SerializeToElement(new { format = new { type = "text" } });
         private static readonly JsonElement Empty = JsonSerializer.SerializeToElement(new { });

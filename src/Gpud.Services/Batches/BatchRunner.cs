@@ -1,0 +1,459 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Text;
+using System.Text.Json;
+using Gpud.Services.Errors;
+using Gpud.Services.Files;
+using Gpud.Services.Ids;
+using Gpud.Storage.Batches;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Prometheus;
+
+namespace Gpud.Services.Batches;
+
+/// <summary>Where batches keep their journals, and how many of a batch's requests run at once.</summary>
+public sealed record BatchSettings(string DataDir, int RequestsInFlight)
+{
+    public string JournalPath(string batchId) => Path.Combine(DataDir, "batches", batchId, "results.jsonl");
+}
+
+/// <summary>Batch API metrics for Prometheus (the endpoint and outcome label a request; a batch id never does).</summary>
+public sealed class BatchMetrics(IMetricFactory factory)
+{
+    public Counter Requests { get; } = factory.CreateCounter("gpud_batch_requests_total", "Batch API requests answered, by endpoint and outcome.", ["endpoint", "outcome"]);
+
+    public Counter Batches { get; } = factory.CreateCounter("gpud_batches_total", "Batches that ended, by status.", ["status"]);
+}
+
+/// <summary>
+/// Runs batches in creation order, one at a time, up to <see cref="BatchSettings.RequestsInFlight"/> of its requests at
+/// once, each queued behind interactive traffic. Validation runs alongside, so a new batch learns its request count
+/// (or its input errors) while another runs. A restart resumes a batch from its journal; nothing is kept in memory
+/// that the database and the journal do not hold.
+/// </summary>
+public sealed partial class BatchRunner(
+    BatchRepository batches,
+    FilesService files,
+    IEnumerable<IBatchEndpoint> endpoints,
+    BatchSettings settings,
+    BatchMetrics metrics,
+    TimeProvider time,
+    ILogger<BatchRunner> logger) : BackgroundService
+{
+    private static readonly TimeSpan ReportInterval = TimeSpan.FromSeconds(1);
+    private static readonly TimeSpan BusyRetry = TimeSpan.FromSeconds(1);
+
+    private readonly Dictionary<string, IBatchEndpoint> _endpoints = endpoints.ToDictionary(e => e.Url, StringComparer.Ordinal);
+    private readonly SemaphoreSlim _validate = new(0);
+    private readonly SemaphoreSlim _run = new(0);
+    private readonly ConcurrentDictionary<string, CancellationTokenSource> _running = new(StringComparer.Ordinal);
+
+    /// <summary>Signals new work (a created batch).</summary>
+    public void Wake()
+    {
+        if (_validate.CurrentCount == 0) _validate.Release();
+        if (_run.CurrentCount == 0) _run.Release();
+    }
+
+    /// <summary>Stops the batch's requests in flight (it has been marked <c>cancelling</c>); the runner then finalizes it.</summary>
+    public void Stop(string batchId)
+    {
+        if (_running.TryGetValue(batchId, out var running)) running.Cancel();
+        Wake();
+    }
+
+    public override void Dispose()
+    {
+        _validate.Dispose();
+        _run.Dispose();
+        base.Dispose();
+    }
+
+    protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
+        Task.WhenAll(Task.Run(() => ValidateLoop(stoppingToken), CancellationToken.None), Task.Run(() => RunLoop(stoppingToken), CancellationToken.None));
+
+    private async Task ValidateLoop(CancellationToken stoppingToken)
+    {
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            foreach (var batch in batches.WithStatus(BatchStatus.Validating))
+            {
+                try
+                {
+                    Validate(batch);
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    LogBatchFailed(logger, batch.Id, e);
+                    Fail(batch, [new BatchInputError("server_error", $"The input file could not be read: {e.Message}", "input_file_id", null)]);
+                }
+            }
+            try
+            {
+                await _validate.WaitAsync(TimeSpan.FromSeconds(30), stoppingToken);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+    }
+
+    private async Task RunLoop(CancellationToken stoppingToken)
+    {
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            var next = batches.WithStatus(BatchStatus.InProgress, BatchStatus.Finalizing, BatchStatus.Cancelling).FirstOrDefault();
+            try
+            {
+                if (next is null) await _run.WaitAsync(TimeSpan.FromSeconds(30), stoppingToken);
+                else await Advance(next, stoppingToken);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception e)
+            {
+                // A batch the runner cannot take further would block every batch behind it: it fails, with the reason.
+                LogBatchFailed(logger, next?.Id ?? "?", e);
+                if (next is not null)
+                {
+                    batches.Transition(next.Id, [next.Status], new BatchChanges(BatchStatus.Failed)
+                    {
+                        FailedAt = time.GetUtcNow().ToUnixTimeSeconds(),
+                        Errors = ErrorsJson([new BatchInputError("server_error", $"The batch could not be run: {e.Message}", null, null)]),
+                    });
+                    metrics.Batches.WithLabels(BatchStatus.Failed).Inc();
+                }
+            }
+        }
+    }
+
+    private void Validate(BatchRecord batch)
+    {
+        BatchInput input;
+        try
+        {
+            input = ReadInput(batch);
+        }
+        catch (GpudException e)
+        {
+            Fail(batch, [new BatchInputError("invalid_input_file", e.Message, "input_file_id", null)]);
+            return;
+        }
+        if (input.Errors.Count > 0)
+        {
+            Fail(batch, input.Errors);
+            return;
+        }
+        var started = batches.Transition(batch.Id, [BatchStatus.Validating], new BatchChanges(BatchStatus.InProgress)
+        {
+            InProgressAt = time.GetUtcNow().ToUnixTimeSeconds(),
+            Total = input.Requests.Count,
+            Model = input.Model,
+        });
+        if (started is null) return; // cancelled meanwhile
+        LogValidated(logger, batch.Id, input.Requests.Count);
+        if (_run.CurrentCount == 0) _run.Release();
+    }
+
+    private void Fail(BatchRecord batch, IReadOnlyList<BatchInputError> errors)
+    {
+        var failed = batches.Transition(batch.Id, [BatchStatus.Validating], new BatchChanges(BatchStatus.Failed)
+        {
+            FailedAt = time.GetUtcNow().ToUnixTimeSeconds(),
+            Errors = ErrorsJson(errors),
+        });
+        if (failed is null) return;
+        metrics.Batches.WithLabels(BatchStatus.Failed).Inc();
+        LogInvalid(logger, batch.Id, errors.Count, errors[0].Message);
+    }
+
+    private BatchInput ReadInput(BatchRecord batch)
+    {
+        var (_, content) = files.OpenContent(batch.Project, batch.InputFileId);
+        using (content) return BatchInput.Read(content, batch.Endpoint);
+    }
+
+    private async Task Advance(BatchRecord batch, CancellationToken stoppingToken)
+    {
+        switch (batch.Status)
+        {
+            case BatchStatus.Cancelling:
+                await Finalize(batch, BatchStatus.Cancelled, stoppingToken);
+                break;
+            case BatchStatus.Finalizing:
+                await Finalize(batch, BatchStatus.Completed, stoppingToken);
+                break;
+            case BatchStatus.InProgress when Expired(batch):
+                await Finalize(batch, BatchStatus.Expired, stoppingToken);
+                break;
+            case BatchStatus.InProgress:
+                await Execute(batch, stoppingToken);
+                break;
+        }
+    }
+
+    private bool Expired(BatchRecord batch) => time.GetUtcNow().ToUnixTimeSeconds() >= batch.ExpiresAt;
+
+    /// <summary>Runs the requests the journal lacks, then hands the batch to finalization (unless gpud is stopping).</summary>
+    private async Task Execute(BatchRecord batch, CancellationToken stoppingToken)
+    {
+        var endpoint = _endpoints[batch.Endpoint];
+        var input = ReadInput(batch);
+        using var cancel = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+        _running[batch.Id] = cancel;
+        try
+        {
+            // A cancel that landed before the batch was registered: leave it to the next turn of the loop.
+            if (batches.Get(batch.Id) is not { Status: BatchStatus.InProgress }) return;
+            using var journal = BatchJournal.Open(settings.JournalPath(batch.Id));
+            var progress = new Progress(batches, journal, batch.Id);
+            if (journal.Totals() is { Completed: > 0 } or { Failed: > 0 }) LogResumed(logger, batch.Id, journal.Results.Count, input.Requests.Count);
+            using var slots = new SemaphoreSlim(settings.RequestsInFlight);
+            var inFlight = new List<Task>();
+            foreach (var request in input.Requests)
+            {
+                if (journal.Has(request.Index)) continue;
+                if (Expired(batch)) break;
+                try
+                {
+                    await slots.WaitAsync(cancel.Token);
+                }
+                catch (OperationCanceledException)
+                {
+                    break;
+                }
+                inFlight.Add(Answer(endpoint, batch, request, journal, progress, slots, cancel.Token));
+            }
+            await Task.WhenAll(inFlight);
+            progress.Report(force: true);
+        }
+        finally
+        {
+            _running.TryRemove(batch.Id, out _);
+        }
+        if (stoppingToken.IsCancellationRequested) return; // resumed from the journal at the next start
+        var now = batches.Get(batch.Id)!;
+        if (now.Status != BatchStatus.InProgress) return; // cancelling: the loop finalizes it
+        if (Expired(now))
+        {
+            await Finalize(now, BatchStatus.Expired, stoppingToken);
+            return;
+        }
+        var finalizing = batches.Transition(batch.Id, [BatchStatus.InProgress], new BatchChanges(BatchStatus.Finalizing)
+        {
+            FinalizingAt = time.GetUtcNow().ToUnixTimeSeconds(),
+        });
+        if (finalizing is not null) await Finalize(finalizing, BatchStatus.Completed, stoppingToken);
+    }
+
+    /// <summary>Answers one request and journals the answer; a request stopped by cancel or shutdown leaves nothing.</summary>
+    private async Task Answer(IBatchEndpoint endpoint, BatchRecord batch, BatchRequest request, BatchJournal journal, Progress progress,
+        SemaphoreSlim slots, CancellationToken cancellationToken)
+    {
+        await Task.Yield();
+        try
+        {
+            while (true)
+            {
+                BatchAnswer answer;
+                try
+                {
+                    answer = await endpoint.AnswerAsync(batch.Project, request.Body, cancellationToken);
+                }
+                catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+                {
+                    return;
+                }
+                catch (Exception e)
+                {
+                    LogRequestFailed(logger, batch.Id, request.CustomId, e);
+                    answer = new BatchAnswer(500, ErrorBody($"The request failed: {e.Message}", "server_error", null));
+                }
+                if (cancellationToken.IsCancellationRequested) return; // possibly cut short: it runs again or not at all
+                if (answer.StatusCode == 429)
+                {
+                    // The model's queue is full of interactive requests: wait for room rather than fail the line.
+                    try
+                    {
+                        await Task.Delay(BusyRetry, cancellationToken);
+                    }
+                    catch (OperationCanceledException)
+                    {
+                        return;
+                    }
+                    continue;
+                }
+                var succeeded = answer.StatusCode == 200;
+                journal.Append(new BatchResult(request.Index, succeeded, answer.InputTokens, answer.OutputTokens,
+                    OutputLine(request.CustomId, answer.StatusCode, answer.Body, null)));
+                metrics.Requests.WithLabels(batch.Endpoint, succeeded ? "succeeded" : "failed").Inc();
+                progress.Report(force: false);
+                return;
+            }
+        }
+        finally
+        {
+            slots.Release();
+        }
+    }
+
+    /// <summary>
+    /// Writes the output file (answers with status 200) and the error file (the others; on expiry, a
+    /// <c>batch_expired</c> line for each request that never ran), both in input order, then ends the batch. Each file
+    /// is recorded as soon as it exists, so a finalization redone after a crash does not write it twice.
+    /// </summary>
+    private async Task Finalize(BatchRecord batch, string outcome, CancellationToken cancellationToken)
+    {
+        var path = settings.JournalPath(batch.Id);
+        IReadOnlyList<BatchResult> results = [];
+        if (File.Exists(path))
+        {
+            using var journal = BatchJournal.Open(path);
+            results = journal.Results;
+        }
+        var errors = results.Where(r => !r.Succeeded).Select(r => (r.Index, r.Line)).ToList();
+        if (outcome == BatchStatus.Expired && batch.Total > results.Count)
+        {
+            try
+            {
+                var done = results.Select(r => r.Index).ToHashSet();
+                errors.AddRange(ReadInput(batch).Requests.Where(r => !done.Contains(r.Index)).Select(r => (r.Index, OutputLine(r.CustomId, null, null,
+                    ("batch_expired", "This request could not be executed before the completion window expired.")))));
+                errors.Sort((a, b) => a.Index.CompareTo(b.Index));
+            }
+            catch (GpudException e)
+            {
+                LogExpiredInputGone(logger, batch.Id, e.Message);
+            }
+        }
+        var succeeded = results.Where(r => r.Succeeded).Select(r => r.Line).ToList();
+        if (batch.OutputFileId is null && succeeded.Count > 0)
+        {
+            var file = await files.CreateGeneratedAsync(batch.Project, $"{batch.Id}_output.jsonl", FilePurposes.BatchOutput, Jsonl(succeeded),
+                cancellationToken, batch.OutputExpiresAfter);
+            batches.SetFile(batch.Id, "output_file_id", file.Id);
+        }
+        if (batch.ErrorFileId is null && errors.Count > 0)
+        {
+            var file = await files.CreateGeneratedAsync(batch.Project, $"{batch.Id}_error.jsonl", FilePurposes.BatchOutput,
+                Jsonl(errors.Select(e => e.Line)), cancellationToken, batch.OutputExpiresAfter);
+            batches.SetFile(batch.Id, "error_file_id", file.Id);
+        }
+        batches.SetProgress(batch.Id, succeeded.Count, errors.Count, results.Sum(r => (long)r.InputTokens), results.Sum(r => (long)r.OutputTokens));
+        var now = time.GetUtcNow().ToUnixTimeSeconds();
+        var changes = outcome switch
+        {
+            BatchStatus.Completed => new BatchChanges(outcome) { CompletedAt = now },
+            BatchStatus.Cancelled => new BatchChanges(outcome) { CancelledAt = now },
+            _ => new BatchChanges(outcome) { ExpiredAt = now },
+        };
+        if (batches.Transition(batch.Id, [batch.Status], changes) is null) return; // changed meanwhile (a cancel): the loop goes on from there
+        metrics.Batches.WithLabels(outcome).Inc();
+        LogEnded(logger, batch.Id, outcome, succeeded.Count, errors.Count);
+        try
+        {
+            Directory.Delete(Path.GetDirectoryName(path)!, recursive: true);
+        }
+        catch (DirectoryNotFoundException)
+        {
+        }
+    }
+
+    private static byte[] Jsonl(IEnumerable<string> lines)
+    {
+        var text = new StringBuilder();
+        foreach (var line in lines) text.Append(line).Append('\n');
+        return Encoding.UTF8.GetBytes(text.ToString());
+    }
+
+    /// <summary>
+    /// A line of the output or error file: <c>{"id", "custom_id", "response": {"status_code", "request_id", "body"},
+    /// "error"}</c>, <c>response</c> null when the request never ran (then <c>error</c> says why).
+    /// </summary>
+    private static string OutputLine(string customId, int? status, string? body, (string Code, string Message)? error)
+    {
+        using var stream = new MemoryStream();
+        using (var writer = new Utf8JsonWriter(stream))
+        {
+            writer.WriteStartObject();
+            writer.WriteString("id", ResourceId.New("batch_req_"));
+            writer.WriteString("custom_id", customId);
+            if (status is { } code)
+            {
+                writer.WriteStartObject("response");
+                writer.WriteNumber("status_code", code);
+                writer.WriteString("request_id", ResourceId.New("req_"));
+                writer.WritePropertyName("body");
+                writer.WriteRawValue(body!);
+                writer.WriteEndObject();
+            }
+            else
+            {
+                writer.WriteNull("response");
+            }
+            if (error is { } e)
+            {
+                writer.WriteStartObject("error");
+                writer.WriteString("code", e.Code);
+                writer.WriteString("message", e.Message);
+                writer.WriteEndObject();
+            }
+            else
+            {
+                writer.WriteNull("error");
+            }
+            writer.WriteEndObject();
+        }
+        return Encoding.UTF8.GetString(stream.ToArray());
+    }
+
+    private static string ErrorBody(string message, string type, string? code) =>
+        JsonSerializer.Serialize(new Dictionary<string, object?> { ["error"] = new Dictionary<string, object?> { ["message"] = message, ["type"] = type, ["param"] = null, ["code"] = code } });
+
+    private static string ErrorsJson(IReadOnlyList<BatchInputError> errors) =>
+        JsonSerializer.Serialize(errors.Select(e => new Dictionary<string, object?> { ["code"] = e.Code, ["message"] = e.Message, ["param"] = e.Param, ["line"] = e.Line }));
+
+    /// <summary>Writes the counts to the database at most once a second (and forces the journal to disk with them).</summary>
+    private sealed class Progress(BatchRepository batches, BatchJournal journal, string batchId)
+    {
+        private readonly Lock _gate = new();
+        private long _last = Stopwatch.GetTimestamp();
+
+        public void Report(bool force)
+        {
+            lock (_gate)
+            {
+                if (!force && Stopwatch.GetElapsedTime(_last) < ReportInterval) return;
+                _last = Stopwatch.GetTimestamp();
+                journal.Sync();
+                var (completed, failed, input, output) = journal.Totals();
+                batches.SetProgress(batchId, completed, failed, input, output);
+            }
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Batch {BatchId} validated: {Requests} requests")]
+    private static partial void LogValidated(ILogger logger, string batchId, int requests);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Batch {BatchId} failed validation: {Errors} problem(s) in its input file, the first: {First}")]
+    private static partial void LogInvalid(ILogger logger, string batchId, int errors, string first);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Batch {BatchId} resumed: {Done} of {Total} requests already answered")]
+    private static partial void LogResumed(ILogger logger, string batchId, int done, int total);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Batch {BatchId}: request {CustomId} failed")]
+    private static partial void LogRequestFailed(ILogger logger, string batchId, string customId, Exception exception);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Batch {BatchId} {Status}: {Succeeded} answers in its output file, {Failed} in its error file")]
+    private static partial void LogEnded(ILogger logger, string batchId, string status, int succeeded, int failed);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Batch {BatchId} expired and its input file is gone ({Reason}): the requests that never ran are not listed")]
+    private static partial void LogExpiredInputGone(ILogger logger, string batchId, string reason);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Batch {BatchId} could not be run and is marked failed")]
+    private static partial void LogBatchFailed(ILogger logger, string batchId, Exception exception);
+}

@@ -1,0 +1,124 @@
+using System.Text.Json;
+using Gpud.Services.Errors;
+using Gpud.Services.Files;
+using Gpud.Services.Ids;
+using Gpud.Storage.Batches;
+using Gpud.Storage.Common;
+using Microsoft.Extensions.Logging;
+
+namespace Gpud.Services.Batches;
+
+/// <summary>
+/// OpenAI's Batch API. Creating a batch checks the request and stores it (<c>validating</c>); the
+/// <see cref="BatchRunner"/> reads the input file, runs its requests in the background and writes the output and error
+/// files. Every change is committed to SQLite before the caller sees it.
+/// </summary>
+public sealed partial class BatchesService(
+    BatchRepository batches,
+    FilesService files,
+    IEnumerable<IBatchEndpoint> endpoints,
+    BatchRunner runner,
+    TimeProvider time,
+    ILogger<BatchesService> logger)
+{
+    /// <summary>The only window OpenAI offers; gpud runs a batch as soon as the requests before it are done.</summary>
+    public const string CompletionWindow = "24h";
+    public const int MaxListLimit = 100;
+
+    private static readonly HashSet<string> Fields = new(StringComparer.Ordinal)
+    {
+        "input_file_id", "endpoint", "completion_window", "metadata", "output_expires_after",
+    };
+
+    private readonly string[] _urls = endpoints.Select(e => e.Url).Order(StringComparer.Ordinal).ToArray();
+
+    public BatchRecord Create(string project, JsonElement body)
+    {
+        var fields = RequestFields.Known(body, Fields);
+        var inputFileId = Required(fields, "input_file_id");
+        var endpoint = Required(fields, "endpoint");
+        if (!_urls.Contains(endpoint, StringComparer.Ordinal))
+            throw GpudException.Invalid($"Invalid value for 'endpoint': gpud runs batches of {string.Join(", ", _urls)} (got '{endpoint}').",
+                "endpoint", "invalid_value");
+        var window = Required(fields, "completion_window");
+        if (window != CompletionWindow)
+            throw GpudException.Invalid($"Invalid value for 'completion_window': it must be '{CompletionWindow}'.", "completion_window", "invalid_value");
+        var metadata = fields.TryGetValue("metadata", out var m) ? RequestFields.Metadata(m) : null;
+        var outputExpiresAfter = fields.TryGetValue("output_expires_after", out var e) ? OutputExpiresAfter(e) : (long?)null;
+
+        var file = files.Get(project, inputFileId);
+        if (file.Purpose != FilePurposes.Batch)
+            throw GpudException.Invalid($"The input file {inputFileId} has purpose '{file.Purpose}'; a batch reads a file uploaded with purpose 'batch'.",
+                "input_file_id", "invalid_file_purpose");
+
+        var now = time.GetUtcNow().ToUnixTimeSeconds();
+        var record = new BatchRecord(ResourceId.New("batch_"), project, endpoint, inputFileId, window, BatchStatus.Validating, now,
+            now + (long)TimeSpan.FromHours(24).TotalSeconds, metadata is null ? null : JsonSerializer.Serialize(metadata), outputExpiresAfter);
+        batches.Insert(record);
+        LogCreated(logger, record.Id, project, endpoint, inputFileId);
+        runner.Wake();
+        return record;
+    }
+
+    public BatchRecord Get(string project, string id) => batches.Find(project, id) ?? throw NotFound(id);
+
+    public Page<BatchRecord> List(string project, int? limit, string? after)
+    {
+        var take = limit ?? 20;
+        if (take is < 1 or > MaxListLimit)
+            throw GpudException.Invalid($"limit must be between 1 and {MaxListLimit}.", "limit", "integer_out_of_range");
+        return batches.List(project, take, after) ?? throw GpudException.Invalid($"No such batch: {after} (the 'after' cursor).", "after");
+    }
+
+    /// <summary>
+    /// Stops a batch: <c>cancelling</c> at once (its requests in flight are stopped, none starts), then <c>cancelled</c>,
+    /// with the answers it has in its output and error files. Cancelling a batch that is already cancelling changes nothing.
+    /// </summary>
+    public BatchRecord Cancel(string project, string id)
+    {
+        var batch = Get(project, id);
+        if (batch.Status == BatchStatus.Cancelling) return batch;
+        var cancelling = batches.Transition(id, [BatchStatus.Validating, BatchStatus.InProgress],
+            new BatchChanges(BatchStatus.Cancelling) { CancellingAt = time.GetUtcNow().ToUnixTimeSeconds() });
+        if (cancelling is null)
+        {
+            var now = batches.Find(project, id) ?? batch;
+            throw GpudException.Invalid($"Cannot cancel batch {id}: its status is '{now.Status}'.", "id", "invalid_batch_state");
+        }
+        LogCancelling(logger, id);
+        runner.Stop(id);
+        return cancelling;
+    }
+
+    public static GpudException NotFound(string id) => GpudException.NotFound($"No such batch: {id}", "id");
+
+    private static string Required(Dictionary<string, JsonElement> fields, string name)
+    {
+        if (!fields.TryGetValue(name, out var value))
+            throw GpudException.Invalid($"Missing required parameter: '{name}'.", name, "missing_required_parameter");
+        if (value.ValueKind != JsonValueKind.String || value.GetString() is not { Length: > 0 } text)
+            throw RequestFields.Invalid(name, "must be a non-empty string", "invalid_type");
+        return text;
+    }
+
+    /// <summary><c>{"anchor": "created_at", "seconds": 3600..2592000}</c>: the output and error files expire that long after they are written.</summary>
+    private static long OutputExpiresAfter(JsonElement value)
+    {
+        const string param = "output_expires_after";
+        if (value.ValueKind != JsonValueKind.Object) throw RequestFields.Invalid(param, "must be an object with anchor and seconds", "invalid_type");
+        if (!value.TryGetProperty("anchor", out var anchor) || anchor.ValueKind != JsonValueKind.String || anchor.GetString() != "created_at")
+            throw RequestFields.Invalid($"{param}.anchor", "must be 'created_at'");
+        if (!value.TryGetProperty("seconds", out var seconds))
+            throw GpudException.Invalid($"Missing required parameter: '{param}.seconds'.", $"{param}.seconds", "missing_required_parameter");
+        var n = RequestFields.Integer(seconds, $"{param}.seconds", (int)FilesService.MinExpirySeconds, (int)FilesService.MaxExpirySeconds);
+        if (value.EnumerateObject().Select(p => p.Name).FirstOrDefault(name => name is not ("anchor" or "seconds")) is { } unknown)
+            throw GpudException.Invalid($"Unrecognized request argument supplied: {param}.{unknown}", $"{param}.{unknown}", "unknown_parameter");
+        return n;
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Batch {BatchId} created in project {Project}: {Endpoint} over file {InputFileId}")]
+    private static partial void LogCreated(ILogger logger, string batchId, string project, string endpoint, string inputFileId);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Batch {BatchId} cancelling: its requests in flight stop and no more start")]
+    private static partial void LogCancelling(ILogger logger, string batchId);
+}
