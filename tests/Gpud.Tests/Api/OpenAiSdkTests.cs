@@ -17,6 +17,9 @@ public sealed class OpenAiSdkTests
     public Task The_official_openai_node_sdk_drives_the_fine_tuning_workflow() => RunAsync("fine_tuning.test.mjs", passes: 3);
 
     [Fact]
+    public Task The_official_openai_node_sdk_drives_the_batch_api() => RunAsync("batches.test.mjs", passes: 3);
+
+    [Fact]
     public Task The_official_openai_node_sdk_drives_inference_with_fine_tuned_models_checkpoints_and_adapters() =>
         RunAsync("inference.test.mjs", passes: 11, dir =>
         {
