@@ -28,6 +28,10 @@ public sealed partial class ObservabilityTests
         Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync("/v1/models/no-such-model")).StatusCode);
         var tooSmall = await client.UploadTrainingFileAsync(Jobs.CapitalsJsonl(5)); // fails: fewer than 10 examples
         Assert.Equal("failed", (await client.WaitForJobAsync((await client.CreateJobAsync(tooSmall)).GetProperty("id").GetString()!)).Status());
+        var line = JsonSerializer.Serialize(new { custom_id = "a", method = "POST", url = "/v1/completions", body = new { model = "gpud-tiny", prompt = "hi", max_tokens = 2 } });
+        var batchFile = (await (await client.PostAsync("/v1/files", Requests.UploadForm(line + "\n", "batch"))).Json()).GetProperty("id").GetString();
+        var batch = (await (await client.PostAsJsonAsync("/v1/batches", new { input_file_id = batchFile, endpoint = "/v1/completions", completion_window = "24h" })).Json()).GetProperty("id").GetString();
+        for (var i = 0; i < 400 && (await (await client.GetAsync($"/v1/batches/{batch}")).Json()).GetProperty("status").GetString() != "completed"; i++) await Task.Delay(50);
         var metrics = await client.GetStringAsync("/metrics");
 
         // Every metric a panel queries is declared, and has samples unless it is GPU telemetry (no GPU here).
@@ -49,7 +53,7 @@ public sealed partial class ObservabilityTests
                 Assert.True(declared.Contains(name) || declared.Contains(family), $"panel '{panel}' queries {name}, which /metrics does not declare");
                 if (!NoSamplesHere.Contains(name) && !name.StartsWith("gpud_gpu_", StringComparison.Ordinal))
                     Assert.True(sampled.Contains(name) || sampled.Contains(name + "_bucket") || sampled.Contains(name + "_count"),
-                        $"panel '{panel}' queries {name}, which has no samples after a job and a completion");
+                        $"panel '{panel}' queries {name}, which has no samples after a job, a completion and a batch");
             }
         }
 
