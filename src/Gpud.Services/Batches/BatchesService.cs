@@ -46,7 +46,15 @@ public sealed partial class BatchesService(
         var metadata = fields.TryGetValue("metadata", out var m) ? RequestFields.Metadata(m) : null;
         var outputExpiresAfter = fields.TryGetValue("output_expires_after", out var e) ? OutputExpiresAfter(e) : (long?)null;
 
-        var file = files.Get(project, inputFileId);
+        Storage.Files.FileRecord file;
+        try
+        {
+            file = files.Get(project, inputFileId);
+        }
+        catch (GpudException missing) when (missing.Kind == ErrorKind.NotFound)
+        {
+            throw GpudException.NotFound(missing.Message, "input_file_id");
+        }
         if (file.Purpose != FilePurposes.Batch)
             throw GpudException.Invalid($"The input file {inputFileId} has purpose '{file.Purpose}'; a batch reads a file uploaded with purpose 'batch'.",
                 "input_file_id", "invalid_file_purpose");

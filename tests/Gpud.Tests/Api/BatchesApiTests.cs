@@ -146,7 +146,7 @@ public sealed class BatchesApiTests
         await (await Create(new { input_file_id = batchFile, endpoint = "/v1/completions", completion_window = "24h", output_expires_after = new { anchor = "created_at", seconds = 60 } }))
             .AssertError(HttpStatusCode.BadRequest, "output_expires_after.seconds", "integer_out_of_range");
         await (await Create(new { input_file_id = "file-missing", endpoint = "/v1/completions", completion_window = "24h" }))
-            .AssertError(HttpStatusCode.NotFound, "id");
+            .AssertError(HttpStatusCode.NotFound, "input_file_id");
         await (await client.GetAsync("/v1/batches/batch_missing")).AssertError(HttpStatusCode.NotFound, "id");
         await (await client.GetAsync("/v1/batches?limit=0")).AssertError(HttpStatusCode.BadRequest, "limit", "integer_out_of_range");
         Assert.Empty((await (await client.GetAsync("/v1/batches")).Json()).GetProperty("data").EnumerateArray());
