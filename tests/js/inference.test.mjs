@@ -203,6 +203,29 @@ test('responses: stored, continued with previous_response_id, retrieved, listed 
   await assert.rejects(client.responses.retrieve(first.id), (e) => e instanceof NotFoundError);
 });
 
+test('stored chat completions: store, retrieve, list by metadata, messages, update, delete', async () => {
+  const created = await client.chat.completions.create({
+    model: 'gpud-tiny', messages: [{ role: 'system', content: 'brief' }, { role: 'user', content: 'hi' }], max_tokens: 4,
+    store: true, metadata: { suite: 'sdk-stored' },
+  });
+  const retrieved = await client.chat.completions.retrieve(created.id);
+  assert.deepEqual(retrieved.choices, created.choices);
+  assert.deepEqual(retrieved.metadata, { suite: 'sdk-stored' });
+
+  const listed = [];
+  for await (const c of client.chat.completions.list({ metadata: { suite: 'sdk-stored' }, limit: 1 })) listed.push(c.id);
+  assert.deepEqual(listed, [created.id]);
+
+  const messages = [];
+  for await (const m of client.chat.completions.messages.list(created.id, { limit: 1 })) messages.push([m.id, m.role, m.content]);
+  assert.deepEqual(messages, [[`${created.id}-0`, 'system', 'brief'], [`${created.id}-1`, 'user', 'hi']]);
+
+  const updated = await client.chat.completions.update(created.id, { metadata: { suite: 'sdk-done' } });
+  assert.deepEqual(updated.metadata, { suite: 'sdk-done' });
+  assert.deepEqual(await client.chat.completions.delete(created.id), { object: 'chat.completion.deleted', id: created.id, deleted: true });
+  await assert.rejects(client.chat.completions.retrieve(created.id), (e) => e instanceof NotFoundError && e.param === 'completion_id');
+});
+
 test('responses: parse() with zodTextFormat gives a typed object that ajv validates', async () => {
   const Pick = z.object({ city: z.enum(['Paris', 'Lyon']), coastal: z.boolean(), rank: z.int().min(1).max(3) });
   const format = zodTextFormat(Pick, 'pick');

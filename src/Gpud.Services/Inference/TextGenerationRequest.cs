@@ -36,6 +36,12 @@ public sealed record TextGenerationRequest(
     IReadOnlySet<string>? Tools = null,
     bool ParallelToolCalls = true)
 {
+    /// <summary>Chat: <c>store</c> — the completion is kept, to be listed, retrieved and deleted (stored chat completions).</summary>
+    public bool Store { get; init; }
+
+    /// <summary>Chat: <c>metadata</c> of a stored completion (validated either way; kept only with <see cref="Store"/>).</summary>
+    public IReadOnlyDictionary<string, string>? Metadata { get; init; }
+
     private static readonly HashSet<string> CompletionFields =
     [
         "model", "prompt", "max_tokens", "temperature", "top_p", "n", "stream", "stream_options", "logprobs", "echo", "stop",
@@ -193,7 +199,11 @@ public sealed record TextGenerationRequest(
                 Constraint: constraint)).ToList();
             inputs.Add(new GenerationInput(tokens, choices, stops, echo && logprobs is { } k ? k : null));
         }
-        return new TextGenerationRequest(kind, model, inputs, prompts.Select(p => p.Text).ToList(), n, bestOf, echo, logprobs, stream, includeUsage, tools, parallel);
+        return new TextGenerationRequest(kind, model, inputs, prompts.Select(p => p.Text).ToList(), n, bestOf, echo, logprobs, stream, includeUsage, tools, parallel)
+        {
+            Store = Field("store") is { } storeField && Boolean(storeField, "store"),
+            Metadata = Field("metadata") is { } metadataField ? RequestFields.Metadata(metadataField) : null,
+        };
     }
 
     /// <summary>

@@ -151,6 +151,19 @@ public static class Schema
             );
             CREATE INDEX batches_by_status ON batches (status, seq);
             """),
+        new(8, "stored chat completions", """
+            CREATE TABLE chat_completions (
+                seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+                id         TEXT    NOT NULL UNIQUE,
+                project    TEXT    NOT NULL,
+                created_at INTEGER NOT NULL,
+                model      TEXT    NOT NULL,
+                metadata   TEXT,
+                messages   TEXT    NOT NULL,
+                completion TEXT    NOT NULL
+            );
+            CREATE INDEX chat_completions_by_project ON chat_completions (project, seq);
+            """),
     ];
 
     public static int LatestVersion => Migrations[^1].Version;

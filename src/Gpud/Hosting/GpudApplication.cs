@@ -72,6 +72,7 @@ internal static class GpudApplication
         v1.MapFineTuning();
         v1.MapModels();
         v1.MapTextGeneration();
+        v1.MapStoredChatCompletions();
         v1.MapResponses();
         v1.MapBatches();
         v1.MapAdapters();

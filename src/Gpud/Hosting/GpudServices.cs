@@ -5,6 +5,7 @@ using Gpud.Api.Health;
 using Gpud.Engine.Compute;
 using Gpud.Engine.Demo;
 using Gpud.Services.Batches;
+using Gpud.Services.ChatCompletions;
 using Gpud.Services.Devices;
 using Gpud.Services.Models;
 using Gpud.Services.Files;
@@ -101,15 +102,22 @@ internal static class GpudServices
             return new Gpud.Services.Responses.ResponseStore(sp.GetRequiredService<Gpud.Storage.Responses.ResponseRepository>(),
                 sp.GetRequiredService<TimeProvider>(), days == 0 ? null : TimeSpan.FromDays(days));
         });
+        services.AddSingleton<Gpud.Storage.ChatCompletions.ChatCompletionRepository>();
+        services.AddSingleton(sp =>
+        {
+            var days = sp.GetRequiredService<IOptions<InferenceOptions>>().Value.Inference.StoredResponseDays;
+            return new ChatCompletionStore(sp.GetRequiredService<Gpud.Storage.ChatCompletions.ChatCompletionRepository>(),
+                sp.GetRequiredService<TimeProvider>(), days == 0 ? null : TimeSpan.FromDays(days));
+        });
         services.AddSingleton<Gpud.Storage.Batches.BatchRepository>();
         services.AddSingleton(sp => new BatchSettings(sp.GetRequiredService<IOptions<GpudOptions>>().Value.DataDir,
             sp.GetRequiredService<IOptions<InferenceOptions>>().Value.Inference.BatchRequestsInFlight));
         services.AddSingleton<BatchMetrics>();
         // The Batch API answers each line through the route's own code: the API layer supplies the endpoints.
         services.AddSingleton<IBatchEndpoint>(sp => new Api.Inference.TextGenerationBatchEndpoint(TextGenerationKind.Chat,
-            sp.GetRequiredService<ModelResolver>(), sp.GetRequiredService<InferenceService>(), Json(sp), sp.GetRequiredService<TimeProvider>()));
+            sp.GetRequiredService<ModelResolver>(), sp.GetRequiredService<InferenceService>(), sp.GetRequiredService<ChatCompletionStore>(), Json(sp), sp.GetRequiredService<TimeProvider>()));
         services.AddSingleton<IBatchEndpoint>(sp => new Api.Inference.TextGenerationBatchEndpoint(TextGenerationKind.Completion,
-            sp.GetRequiredService<ModelResolver>(), sp.GetRequiredService<InferenceService>(), Json(sp), sp.GetRequiredService<TimeProvider>()));
+            sp.GetRequiredService<ModelResolver>(), sp.GetRequiredService<InferenceService>(), sp.GetRequiredService<ChatCompletionStore>(), Json(sp), sp.GetRequiredService<TimeProvider>()));
         services.AddSingleton<IBatchEndpoint>(sp => new Api.Responses.ResponsesBatchEndpoint(sp.GetRequiredService<ModelResolver>(),
             sp.GetRequiredService<InferenceService>(), sp.GetRequiredService<Gpud.Services.Responses.ResponseStore>(), Json(sp), sp.GetRequiredService<TimeProvider>()));
         services.AddSingleton<BatchRunner>();

@@ -37,14 +37,7 @@ internal static class FineTuningEndpoints
         HttpContext context, ClaimsPrincipal user, FineTuningJobsService jobs, string? after, string? limit)
     {
         if (!ListQuery.TryParseLimit(limit, out var take, out var error)) return error;
-        // metadata[key]=value, as the SDKs encode an object in a query string.
-        var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
-        foreach (var (key, value) in context.Request.Query)
-        {
-            if (key.StartsWith("metadata[", StringComparison.Ordinal) && key.EndsWith(']') && key.Length > "metadata[]".Length)
-                metadata[key["metadata[".Length..^1]] = value.ToString();
-        }
-        var (data, hasMore) = jobs.List(user.Project(), take, string.IsNullOrEmpty(after) ? null : after, metadata);
+        var (data, hasMore) = jobs.List(user.Project(), take, string.IsNullOrEmpty(after) ? null : after, ListQuery.Metadata(context.Request.Query));
         return TypedResults.Ok(new FineTuningJobList("list", data.Select(FineTuningJobObject.From).ToList(), hasMore));
     }
 

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Gpud.Api.Batches;
 using Gpud.Services.Batches;
+using Gpud.Services.ChatCompletions;
 using Gpud.Services.Ids;
 using Gpud.Services.Inference;
 
@@ -8,7 +9,7 @@ namespace Gpud.Api.Inference;
 
 /// <summary><c>/v1/completions</c> or <c>/v1/chat/completions</c> for the Batch API: the route's own parsing and answer.</summary>
 internal sealed class TextGenerationBatchEndpoint(TextGenerationKind kind, ModelResolver models, InferenceService inference,
-    JsonSerializerOptions json, TimeProvider time) : IBatchEndpoint
+    ChatCompletionStore store, JsonSerializerOptions json, TimeProvider time) : IBatchEndpoint
 {
     public string Url => kind == TextGenerationKind.Chat ? "/v1/chat/completions" : "/v1/completions";
 
@@ -20,9 +21,13 @@ internal sealed class TextGenerationBatchEndpoint(TextGenerationKind kind, Model
         var result = await TextGenerationEndpoints.Collect(run, request, cancellationToken);
         var created = time.GetUtcNow().ToUnixTimeSeconds();
         var usage = result.Usage(request);
-        var response = kind == TextGenerationKind.Chat
-            ? JsonSerializer.Serialize(TextGenerationEndpoints.ChatBody(request, result, ResourceId.New("chatcmpl-"), created), json)
-            : JsonSerializer.Serialize(TextGenerationEndpoints.CompletionBody(request, result, ResourceId.New("cmpl-"), created), json);
-        return new BatchAnswer(200, response, usage.PromptTokens, usage.CompletionTokens);
+        if (kind == TextGenerationKind.Completion)
+        {
+            var completion = TextGenerationEndpoints.CompletionBody(request, result, ResourceId.New("cmpl-"), created);
+            return new BatchAnswer(200, JsonSerializer.Serialize(completion, json), usage.PromptTokens, usage.CompletionTokens);
+        }
+        var chat = TextGenerationEndpoints.ChatBody(request, result, ResourceId.New("chatcmpl-"), created);
+        TextGenerationEndpoints.Saver(request, body, project, store, json)(chat);
+        return new BatchAnswer(200, JsonSerializer.Serialize(chat, json), usage.PromptTokens, usage.CompletionTokens);
     });
 }

@@ -8,6 +8,7 @@ using Gpud.Api.Errors;
 using Gpud.Engine.Generation;
 using Gpud.Engine.Templates;
 using Gpud.Engine.Tokenization;
+using Gpud.Services.ChatCompletions;
 using Gpud.Services.Errors;
 using Gpud.Services.Ids;
 using Gpud.Services.Inference;
@@ -69,11 +70,23 @@ internal static class TextGenerationEndpoints
     }
 
     private static async Task<IResult> Chat(JsonElement body, ClaimsPrincipal user, ModelResolver models, InferenceService inference,
-        IOptions<JsonOptions> json, HttpContext context)
+        ChatCompletionStore store, IOptions<JsonOptions> json, HttpContext context)
     {
         var (request, run, id, created) = Start(TextGenerationKind.Chat, "chatcmpl-", body, user, models, inference, context);
-        if (request.Stream) return Stream(ChatChunks(request, run, id, created, json.Value.SerializerOptions, context.RequestAborted));
-        return TypedResults.Ok(ChatBody(request, await Collect(run, request, context.RequestAborted), id, created));
+        var save = Saver(request, body, user.Project(), store, json.Value.SerializerOptions);
+        if (request.Stream) return Stream(ChatChunks(request, run, id, created, json.Value.SerializerOptions, save, context.RequestAborted));
+        var response = ChatBody(request, await Collect(run, request, context.RequestAborted), id, created);
+        save(response);
+        return TypedResults.Ok(response);
+    }
+
+    /// <summary>With <c>store: true</c>, keeps a complete answer with the request's messages (a client gone mid-stream leaves nothing).</summary>
+    internal static Action<ChatCompletionResponse> Saver(TextGenerationRequest request, JsonElement body, string project, ChatCompletionStore store,
+        JsonSerializerOptions json)
+    {
+        if (!request.Store) return _ => { };
+        var messages = body.GetProperty("messages").GetRawText();
+        return response => store.Save(project, response.Id, response.Created, response.Model, request.Metadata, messages, JsonSerializer.Serialize(response, json));
     }
 
     /// <summary>A whole chat completion: each choice's message, split into reasoning, content and tool calls.</summary>
@@ -155,10 +168,12 @@ internal static class TextGenerationEndpoints
     }
 
     private static async IAsyncEnumerable<string> ChatChunks(TextGenerationRequest request, GenerationRun run, string id, long created,
-        JsonSerializerOptions json, [EnumeratorCancellation] CancellationToken cancellationToken)
+        JsonSerializerOptions json, Action<ChatCompletionResponse> save, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         var tokenizer = request.Model.Base.Tokenizer;
         int? completionTokens = request.IncludeUsage ? 0 : null;
+        var generated = 0;
+        var whole = request.Store ? new StreamedChoice[request.N] : null; // what a stored completion keeps of the stream
         string Chunk(ChatChunkChoice choice) => JsonSerializer.Serialize(new ChatCompletionChunk(id, "chat.completion.chunk", created, request.Model.Id, Fingerprint, [choice], null), json);
         for (var c = 0; c < request.N; c++) yield return Chunk(new ChatChunkChoice(c, new ChatDelta("assistant", ""), null, null));
         // Reasoning is split off as reasoning_content; with tools, text that may be a call is held back until the answer
@@ -176,8 +191,11 @@ internal static class TextGenerationEndpoints
             if (ev.Kind == GenerationEventKind.Token)
             {
                 completionTokens++;
+                generated++;
                 var logprobs = request.Logprobs is { } k && ev.Logprob is { } lp ? new ChatLogprobs([ChatLogprob(tokenizer, lp, k)], null) : null;
+                if (whole is not null && logprobs is not null) (whole[ev.Choice] ??= new()).Logprobs.AddRange(logprobs.Content);
                 var (reasoning, text) = answers[ev.Choice].Push(ev.Text);
+                if (whole is not null) (whole[ev.Choice] ??= new()).Add(reasoning, text);
                 if (reasoning.Length > 0) yield return Chunk(new ChatChunkChoice(ev.Choice, new ChatDelta(null, null, ReasoningContent: reasoning), null, null));
                 if (text.Length > 0 || logprobs is not null) yield return Chunk(new ChatChunkChoice(ev.Choice, new ChatDelta(null, text), logprobs, null));
             }
@@ -189,19 +207,60 @@ internal static class TextGenerationEndpoints
                 if (reasoning.Length > 0) yield return Chunk(new ChatChunkChoice(ev.Choice, new ChatDelta(null, null, ReasoningContent: reasoning), null, null));
                 var text = sent + end.Content;
                 var made = Allowed(end.Calls, request);
+                var calls = made.Select(ToolCall).ToList();
+                if (whole is not null)
+                {
+                    var kept = whole[ev.Choice] ??= new();
+                    kept.Add(reasoning, text);
+                    kept.End(calls, calls.Count == 0 ? FinishReason(ev.Reason) : "tool_calls");
+                }
                 if (made.Count == 0)
                 {
                     yield return Chunk(new ChatChunkChoice(ev.Choice, new ChatDelta(null, text.Length > 0 ? text : null), null, FinishReason(ev.Reason)));
                     continue;
                 }
                 if (text.Length > 0) yield return Chunk(new ChatChunkChoice(ev.Choice, new ChatDelta(null, text), null, null));
-                var deltas = made.Select((call, i) => { var full = ToolCall(call); return new ChatToolCallDelta(i, full.Id, full.Type, full.Function); }).ToList();
+                var deltas = calls.Select((full, i) => new ChatToolCallDelta(i, full.Id, full.Type, full.Function)).ToList();
                 yield return Chunk(new ChatChunkChoice(ev.Choice, new ChatDelta(null, null, deltas), null, null));
                 yield return Chunk(new ChatChunkChoice(ev.Choice, new ChatDelta(null, null), null, "tool_calls"));
             }
         }
+        if (whole is not null && whole.All(c => c?.Message is not null))
+        {
+            var choices = whole.Select((c, i) => new ChatChoice(i, c.Message!, request.Logprobs is null ? null : new ChatLogprobs(c.Logprobs, null), c.FinishReason!)).ToList();
+            save(new ChatCompletionResponse(id, "chat.completion", created, request.Model.Id, Fingerprint, choices, UsageOf(request, generated)));
+        }
         if (completionTokens is { } completed)
             yield return JsonSerializer.Serialize(new ChatCompletionChunk(id, "chat.completion.chunk", created, request.Model.Id, Fingerprint, [], UsageOf(request, completed)), json);
+    }
+
+    /// <summary>A streamed choice as a stored completion keeps it: its whole message (as a non-streamed answer gives it), logprobs, finish reason.</summary>
+    private sealed class StreamedChoice
+    {
+        private readonly StringBuilder _reasoning = new();
+        private readonly StringBuilder _content = new();
+
+        public ChatMessage? Message { get; private set; }
+
+        public List<ChatTokenLogprob> Logprobs { get; } = [];
+
+        public string? FinishReason { get; private set; }
+
+        public void Add(string reasoning, string content)
+        {
+            _reasoning.Append(reasoning);
+            _content.Append(content);
+        }
+
+        public void End(List<ChatToolCall> calls, string finishReason)
+        {
+            var reasoning = _reasoning.Length > 0 ? _reasoning.ToString() : null;
+            var content = _content.ToString();
+            Message = calls.Count == 0
+                ? new ChatMessage("assistant", content, null, ReasoningContent: reasoning)
+                : new ChatMessage("assistant", content.Length == 0 ? null : content, null, calls, reasoning);
+            FinishReason = finishReason;
+        }
     }
 
     /// <summary>The run's events; a failure becomes one OpenAI error chunk (the stream has already started).</summary>

@@ -21,4 +21,17 @@ internal static class ListQuery
         error = ApiErrors.Result(400, "limit must be an integer.", "limit", "invalid_type");
         return false;
     }
+
+    /// <summary><c>metadata[key]=value</c> filters, as the SDKs encode an object in a query string.</summary>
+    public static Dictionary<string, string> Metadata(IQueryCollection query)
+    {
+        ArgumentNullException.ThrowIfNull(query);
+        var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var (key, value) in query)
+        {
+            if (key.StartsWith("metadata[", StringComparison.Ordinal) && key.EndsWith(']') && key.Length > "metadata[]".Length)
+                metadata[key["metadata[".Length..^1]] = value.ToString();
+        }
+        return metadata;
+    }
 }
