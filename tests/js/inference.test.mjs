@@ -226,6 +226,27 @@ test('stored chat completions: store, retrieve, list by metadata, messages, upda
   await assert.rejects(client.chat.completions.retrieve(created.id), (e) => e instanceof NotFoundError && e.param === 'completion_id');
 });
 
+test('responses: a background response is polled to its end; a queued one can be cancelled', async () => {
+  const queued = await client.responses.create({ model: 'gpud-tiny', input: 'later', max_output_tokens: 8, background: true });
+  assert.equal(queued.status, 'queued');
+  assert.equal(queued.background, true);
+  let done = queued;
+  for (let i = 0; i < 400 && ['queued', 'in_progress'].includes(done.status); i++) {
+    await new Promise((r) => setTimeout(r, 25));
+    done = await client.responses.retrieve(queued.id);
+  }
+  assert.ok(['completed', 'incomplete'].includes(done.status), done.status);
+  assert.equal(done.output.at(-1).type, 'message');
+
+  const long = await client.responses.create({ model: 'gpud-tiny', input: 'long', max_output_tokens: 1000, background: true });
+  const cancelled = await client.responses.cancel(long.id);
+  assert.equal(cancelled.status, 'cancelled');
+  assert.equal((await client.responses.retrieve(long.id)).status, 'cancelled');
+  const err = await client.responses.create({ model: 'gpud-tiny', input: 'x', background: true, store: false }).catch((e) => e);
+  assert.ok(err instanceof BadRequestError);
+  assert.equal(err.param, 'store');
+});
+
 test('responses: parse() with zodTextFormat gives a typed object that ajv validates', async () => {
   const Pick = z.object({ city: z.enum(['Paris', 'Lyon']), coastal: z.boolean(), rank: z.int().min(1).max(3) });
   const format = zodTextFormat(Pick, 'pick');

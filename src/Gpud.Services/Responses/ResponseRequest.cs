@@ -14,7 +14,8 @@ namespace Gpud.Services.Responses;
 /// <param name="Chat">The equivalent <c>/v1/chat/completions</c> body.</param>
 /// <param name="Input">This request's input items, each with an id, as the response stores them.</param>
 /// <param name="Echo">What the response object repeats of the request (instructions, tools, text, …), as sent.</param>
-public sealed record ResponseRequest(JsonElement Chat, JsonArray Input, ResponseEcho Echo, bool Stream, bool Store)
+/// <param name="Background">Answered after the request returns (status <c>queued</c>), fetched by id once done.</param>
+public sealed record ResponseRequest(JsonElement Chat, JsonArray Input, ResponseEcho Echo, bool Stream, bool Store, bool Background = false)
 {
     private static readonly (string From, string To)[] Renamed =
         [("max_output_tokens", "max_completion_tokens"), ("temperature", "temperature"), ("top_p", "top_p"), ("parallel_tool_calls", "parallel_tool_calls"), ("user", "user")];
@@ -43,8 +44,9 @@ public sealed record ResponseRequest(JsonElement Chat, JsonArray Input, Response
         string? previous = null;
         if (Field("previous_response_id") is { } previousField)
             previous = previousField.ValueKind == JsonValueKind.String ? previousField.GetString() : throw Invalid("previous_response_id", "must be a string", "invalid_type");
-        if (Field("background") is { } background && Boolean(background, "background"))
-            throw Unsupported("background", "Background responses are not supported by gpud: a response is answered while its request waits.");
+        var background = Field("background") is { } backgroundField && Boolean(backgroundField, "background");
+        if (background && !store)
+            throw GpudException.Invalid("A background response must be stored (it is fetched by id once done): leave 'store' out or set it to true.", "store");
         foreach (var name in Refused.Where(fields.ContainsKey))
             throw Unsupported(name, $"'{name}' is not supported by gpud's Responses API.");
         if (Field("include") is { } include && !(include.ValueKind == JsonValueKind.Array && include.GetArrayLength() == 0))
@@ -77,12 +79,14 @@ public sealed record ResponseRequest(JsonElement Chat, JsonArray Input, Response
         var stream = Field("stream") is { } streamField && Boolean(streamField, "stream");
         if (Field("stream_options") is { } options && !stream)
             throw GpudException.Invalid("The 'stream_options' parameter is only allowed when 'stream' is enabled.", "stream_options");
+        if (background && stream)
+            throw Unsupported("stream", "gpud does not stream background responses: poll GET /v1/responses/{id} until its status is final.");
 
         var echo = new ResponseEcho(Field("instructions")?.GetString(), Field("max_output_tokens"), Field("temperature"), Field("top_p"),
             Field("tools"), Field("tool_choice"), Field("parallel_tool_calls") is not { } p || Boolean(p, "parallel_tool_calls"), Field("text"),
             Field("metadata"), Field("user")?.GetString(), previous);
         var stored = new JsonArray([.. items.Select(i => (JsonNode)WithId(i))]);
-        return new ResponseRequest(JsonSerializer.SerializeToElement(chat), stored, echo, stream, store);
+        return new ResponseRequest(JsonSerializer.SerializeToElement(chat), stored, echo, stream, store, background);
     }
 
     /// <summary>

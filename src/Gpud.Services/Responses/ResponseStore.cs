@@ -19,6 +19,56 @@ public sealed class ResponseStore(ResponseRepository responses, TimeProvider tim
     public void Save(string project, string id, long createdAt, string? previousId, JsonArray input, string response) =>
         responses.Insert(new ResponseRecord(id, project, createdAt, previousId, input.ToJsonString(), response));
 
+    /// <summary>Stores a background response as it starts: <c>queued</c>, no output yet.</summary>
+    public void SaveBackground(string project, string id, long createdAt, string? previousId, JsonArray input, string response) =>
+        responses.Insert(new ResponseRecord(id, project, createdAt, previousId, input.ToJsonString(), response, BackgroundStatus.Queued));
+
+    /// <summary>Records a background response's progress or end; false when a cancel (or the end) got there first.</summary>
+    public bool AdvanceBackground(string id, string status, string response) =>
+        responses.AdvanceBackground(id, status == BackgroundStatus.InProgress ? [BackgroundStatus.Queued] : BackgroundStatus.Pending, status, response);
+
+    /// <summary>
+    /// Cancels a queued or running background response (its JSON says <c>cancelled</c> at once; the run is stopped by
+    /// the caller). Cancelling a cancelled one changes nothing; any other response is a 400.
+    /// </summary>
+    public string Cancel(string project, string id)
+    {
+        var record = Find(project, id);
+        if (record.BackgroundStatus is null)
+            throw GpudException.Invalid($"Response {id} was not created with background: true; only background responses can be cancelled.", "response_id");
+        if (record.BackgroundStatus == BackgroundStatus.Cancelled) return record.Response;
+        if (BackgroundStatus.Pending.Contains(record.BackgroundStatus)
+            && responses.AdvanceBackground(id, BackgroundStatus.Pending, BackgroundStatus.Cancelled, WithStatus(record.Response, BackgroundStatus.Cancelled, null)))
+            return Find(project, id).Response;
+        var now = Find(project, id);
+        if (now.BackgroundStatus == BackgroundStatus.Cancelled) return now.Response;
+        throw GpudException.Invalid($"Cannot cancel response {id}: its status is '{now.BackgroundStatus}'.", "response_id", "invalid_response_state");
+    }
+
+    /// <summary>
+    /// After a restart: background responses that were queued or running when gpud stopped fail, saying so (their
+    /// runs died with the process). Returns how many.
+    /// </summary>
+    public int FailInterrupted()
+    {
+        var failed = 0;
+        foreach (var record in responses.WithBackgroundStatus(BackgroundStatus.Pending))
+        {
+            var error = new JsonObject { ["code"] = "server_error", ["message"] = "gpud stopped before this background response finished; create it again." };
+            if (responses.AdvanceBackground(record.Id, BackgroundStatus.Pending, BackgroundStatus.Failed, WithStatus(record.Response, BackgroundStatus.Failed, error))) failed++;
+        }
+        return failed;
+    }
+
+    /// <summary>The response JSON with another status (and error).</summary>
+    public static string WithStatus(string response, string status, JsonObject? error)
+    {
+        var node = JsonNode.Parse(response)!.AsObject();
+        node["status"] = status;
+        if (error is not null) node["error"] = error;
+        return node.ToJsonString();
+    }
+
     /// <summary>The stored response object (JSON), or a 404.</summary>
     public string Get(string project, string id) => Find(project, id).Response;
 
@@ -38,8 +88,12 @@ public sealed class ResponseStore(ResponseRepository responses, TimeProvider tim
         {
             if (chain.Count == MaxChain)
                 throw GpudException.Invalid($"The response chain is longer than {MaxChain} responses.", "previous_response_id");
-            chain.Add(Live(project, at)
-                      ?? throw GpudException.Invalid($"Previous response with id '{at}' not found.", "previous_response_id", "previous_response_not_found"));
+            var link = Live(project, at)
+                       ?? throw GpudException.Invalid($"Previous response with id '{at}' not found.", "previous_response_id", "previous_response_not_found");
+            if (link.BackgroundStatus is { } status && status != BackgroundStatus.Completed && status != BackgroundStatus.Incomplete)
+                throw GpudException.Invalid($"Previous response '{at}' is a background response with status '{status}'; only a finished one can be continued.",
+                    "previous_response_id");
+            chain.Add(link);
         }
         chain.Reverse();
         var items = new List<JsonElement>();
@@ -79,4 +133,18 @@ public sealed class ResponseStore(ResponseRepository responses, TimeProvider tim
     private long Cutoff(TimeSpan keep) => (time.GetUtcNow() - keep).ToUnixTimeSeconds();
 
     private static GpudException NotFound(string id) => GpudException.NotFound($"No response with id '{id}' found.", "response_id");
+}
+
+/// <summary>A background response's statuses, as the Responses API names them.</summary>
+public static class BackgroundStatus
+{
+    public const string Queued = "queued";
+    public const string InProgress = "in_progress";
+    public const string Completed = "completed";
+    public const string Incomplete = "incomplete";
+    public const string Failed = "failed";
+    public const string Cancelled = "cancelled";
+
+    /// <summary>Not final: a run may still change it.</summary>
+    public static readonly string[] Pending = [Queued, InProgress];
 }

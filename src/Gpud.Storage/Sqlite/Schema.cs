@@ -164,6 +164,10 @@ public static class Schema
             );
             CREATE INDEX chat_completions_by_project ON chat_completions (project, seq);
             """),
+        new(9, "background responses", """
+            ALTER TABLE responses ADD COLUMN background_status TEXT;
+            CREATE INDEX responses_by_background_status ON responses (background_status) WHERE background_status IS NOT NULL;
+            """),
     ];
 
     public static int LatestVersion => Migrations[^1].Version;

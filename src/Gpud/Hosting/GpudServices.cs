@@ -102,6 +102,7 @@ internal static class GpudServices
             return new Gpud.Services.Responses.ResponseStore(sp.GetRequiredService<Gpud.Storage.Responses.ResponseRepository>(),
                 sp.GetRequiredService<TimeProvider>(), days == 0 ? null : TimeSpan.FromDays(days));
         });
+        services.AddSingleton<Gpud.Services.Responses.BackgroundResponses>();
         services.AddSingleton<Gpud.Storage.ChatCompletions.ChatCompletionRepository>();
         services.AddSingleton(sp =>
         {
@@ -138,6 +139,7 @@ internal static class GpudServices
         services.AddHostedService(sp => sp.GetRequiredService<JobValidationWorker>());
         services.AddHostedService(sp => sp.GetRequiredService<JobScheduler>());
         services.AddHostedService(sp => sp.GetRequiredService<BatchRunner>());
+        services.AddHostedService(sp => sp.GetRequiredService<Gpud.Services.Responses.BackgroundResponses>());
         services.AddSingleton<IHttpContextFactory, Gpud.Api.Observability.RequestIdContextFactory>();
         services.AddSystemd();
         services.AddHostedService<SystemdWatchdog>();

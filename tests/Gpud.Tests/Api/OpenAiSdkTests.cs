@@ -21,7 +21,7 @@ public sealed class OpenAiSdkTests
 
     [Fact]
     public Task The_official_openai_node_sdk_drives_inference_with_fine_tuned_models_checkpoints_and_adapters() =>
-        RunAsync("inference.test.mjs", passes: 12, dir =>
+        RunAsync("inference.test.mjs", passes: 13, dir =>
         {
             // An adapter "trained elsewhere": PEFT files for gpud-tiny, registered from configuration.
             var model = DemoModel.EnsureCreated(Path.Combine(dir, "models", DemoModel.Name));

@@ -10,6 +10,7 @@ public sealed record ResponseObject(
     string Object,
     long CreatedAt,
     string Status,
+    bool Background,
     object? Error,
     ResponseIncompleteDetails? IncompleteDetails,
     string? Instructions,

@@ -14,7 +14,7 @@ internal sealed class ResponsesBatchEndpoint(ModelResolver models, InferenceServ
 
     public Task<BatchAnswer> AnswerAsync(string project, JsonElement body, CancellationToken cancellationToken) => BatchAnswers.Answer(json, async () =>
     {
-        var call = ResponsesEndpoints.Start(body, project, models, inference, store, time, json, background: true, cancellationToken);
+        var call = ResponsesEndpoints.Start(body, project, models, inference, store, time, json, batchPriority: true, cancellationToken);
         var response = await ResponsesEndpoints.Whole(call, cancellationToken);
         return new BatchAnswer(200, JsonSerializer.Serialize(response, json), response.Usage?.InputTokens ?? 0, response.Usage?.OutputTokens ?? 0);
     });

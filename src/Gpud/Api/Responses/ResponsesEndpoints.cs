@@ -40,6 +40,9 @@ internal static class ResponsesEndpoints
             .WithName("getResponse").WithSummary("Retrieve a stored response.");
         v1.MapDelete("/responses/{response_id}", Delete).WithTags("Responses")
             .WithName("deleteResponse").WithSummary("Delete a stored response (a response that continues it can no longer be continued further).");
+        v1.MapPost("/responses/{response_id}/cancel", Cancel).WithTags("Responses")
+            .Produces<ResponseObject>(StatusCodes.Status200OK, "application/json")
+            .WithName("cancelResponse").WithSummary("Cancel a background response that is queued or running.");
         v1.MapGet("/responses/{response_id}/input_items", InputItems).WithTags("Responses")
             .Produces<ResponseItemList>(StatusCodes.Status200OK, "application/json")
             .WithName("listInputItems").WithSummary("List a stored response's input items (those of its own request).");
@@ -47,19 +50,62 @@ internal static class ResponsesEndpoints
     }
 
     private static async Task<IResult> Create(JsonElement body, ClaimsPrincipal user, ModelResolver models, InferenceService inference,
-        ResponseStore store, TimeProvider time, IOptions<JsonOptions> json, HttpContext context)
+        ResponseStore store, BackgroundResponses background, TimeProvider time, IOptions<JsonOptions> json, HttpContext context)
     {
-        var call = Start(body, user.Project(), models, inference, store, time, json.Value.SerializerOptions, background: false, context.RequestAborted);
+        var call = Start(body, user.Project(), models, inference, store, time, json.Value.SerializerOptions, batchPriority: false, context.RequestAborted, background);
+        if (call.Background)
+        {
+            RunInBackground(call, store, background);
+            return TypedResults.Json(call.Shape.Response("queued", [], null), call.Shape.Json);
+        }
         if (call.Stream) return TypedResults.ServerSentEvents(StreamEvents(call.Shape, call.Run, call.Save, context.RequestAborted));
         return TypedResults.Json(await Whole(call, context.RequestAborted), call.Shape.Json);
     }
 
-    /// <summary>A response under way: what it answers, its run, and how it is stored once complete.</summary>
-    internal sealed record ResponseCall(ResponseShape Shape, GenerationRun Run, Action<ResponseObject> Save, bool Stream);
+    /// <summary>
+    /// A background response's run: <c>in_progress</c> once it starts, then its final object (completed, incomplete or
+    /// failed with the error); a cancel has already written <c>cancelled</c>, and a shutdown leaves it to the next start.
+    /// </summary>
+    private static void RunInBackground(ResponseCall call, ResponseStore store, BackgroundResponses background)
+    {
+        var shape = call.Shape;
+        background.Run(shape.Id, async cancellationToken =>
+        {
+            store.AdvanceBackground(shape.Id, BackgroundStatus.InProgress, JsonSerializer.Serialize(shape.Response(BackgroundStatus.InProgress, [], null), shape.Json));
+            try
+            {
+                await Whole(call, cancellationToken);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                // Cancelled (already recorded) or gpud is stopping (the next start marks it failed).
+            }
+            catch (Exception e)
+            {
+                var error = new JsonObject { ["code"] = e is GpudException { Code: { } code } ? code : "server_error", ["message"] = e.Message };
+                var failed = ResponseStore.WithStatus(JsonSerializer.Serialize(shape.Response(BackgroundStatus.Failed, [], null), shape.Json), BackgroundStatus.Failed, error);
+                store.AdvanceBackground(shape.Id, BackgroundStatus.Failed, failed);
+            }
+        });
+    }
 
-    /// <summary>Validates and queues a request (every 4xx happens here, before a stream could start).</summary>
+    private static ContentHttpResult Cancel(string response_id, ClaimsPrincipal user, ResponseStore store, BackgroundResponses background)
+    {
+        var response = store.Cancel(user.Project(), response_id);
+        background.Cancel(response_id);
+        return TypedResults.Text(response, "application/json");
+    }
+
+    /// <summary>A response under way: what it answers, its run, and how it is stored once complete.</summary>
+    internal sealed record ResponseCall(ResponseShape Shape, GenerationRun Run, Action<ResponseObject> Save, bool Stream, bool Background);
+
+    /// <summary>
+    /// Validates and queues a request (every 4xx happens here, before a stream could start). A background request is
+    /// stored as <c>queued</c> and runs under its own token, not the request's; <paramref name="batchPriority"/> queues
+    /// it behind interactive requests (a Batch API line).
+    /// </summary>
     internal static ResponseCall Start(JsonElement body, string project, ModelResolver models, InferenceService inference, ResponseStore store,
-        TimeProvider time, JsonSerializerOptions json, bool background, CancellationToken cancellationToken)
+        TimeProvider time, JsonSerializerOptions json, bool batchPriority, CancellationToken cancellationToken, BackgroundResponses? background = null)
     {
         var parsed = ResponseRequest.Parse(body, previous => store.Conversation(project, previous));
         TextGenerationRequest request;
@@ -71,14 +117,37 @@ internal static class ResponsesEndpoints
         {
             throw ResponseRequest.Translate(e);
         }
-        if (background && parsed.Stream) throw Batches.BatchAnswers.NoStreaming();
-        var run = inference.Submit(request.Model, request.Inputs, cancellationToken, background);
-        var shape = new ResponseShape(ResourceId.New("resp_"), time.GetUtcNow().ToUnixTimeSeconds(), request, parsed.Echo, parsed.Store, json);
-        // Stored once complete (a client that goes away mid-stream leaves nothing).
-        Action<ResponseObject> save = parsed.Store
-            ? r => store.Save(project, r.Id, r.CreatedAt, parsed.Echo.PreviousResponseId, parsed.Input, JsonSerializer.Serialize(r, shape.Json))
-            : _ => { };
-        return new ResponseCall(shape, run, save, parsed.Stream);
+        if (batchPriority && parsed.Stream) throw Batches.BatchAnswers.NoStreaming();
+        if (batchPriority && parsed.Background)
+            throw GpudException.Invalid("A batch line cannot ask for a background response: the batch already runs in the background.", "background");
+        var shape = new ResponseShape(ResourceId.New("resp_"), time.GetUtcNow().ToUnixTimeSeconds(), request, parsed.Echo, parsed.Store, parsed.Background, json);
+        GenerationRun run;
+        if (parsed.Background)
+        {
+            ArgumentNullException.ThrowIfNull(background);
+            try
+            {
+                run = inference.Submit(request.Model, request.Inputs, background.Register(shape.Id), batchPriority);
+            }
+            catch
+            {
+                background.Forget(shape.Id); // refused (a full queue): nothing was stored, nothing runs
+                throw;
+            }
+            store.SaveBackground(project, shape.Id, shape.CreatedAt, parsed.Echo.PreviousResponseId, parsed.Input,
+                JsonSerializer.Serialize(shape.Response(BackgroundStatus.Queued, [], null), json));
+        }
+        else
+        {
+            run = inference.Submit(request.Model, request.Inputs, cancellationToken, batchPriority);
+        }
+        // Stored once complete (a client that goes away mid-stream leaves nothing); a background one is updated in place.
+        Action<ResponseObject> save = parsed.Background
+            ? r => store.AdvanceBackground(r.Id, r.Status, JsonSerializer.Serialize(r, shape.Json))
+            : parsed.Store
+                ? r => store.Save(project, r.Id, r.CreatedAt, parsed.Echo.PreviousResponseId, parsed.Input, JsonSerializer.Serialize(r, shape.Json))
+                : _ => { };
+        return new ResponseCall(shape, run, save, parsed.Stream, parsed.Background);
     }
 
     /// <summary>The whole response once the run ends: reasoning, the message, function calls; stored if asked.</summary>
@@ -175,7 +244,8 @@ internal static class ResponsesEndpoints
         new(ResourceId.New("fc_"), "function_call", status, ResourceId.New("call_"), call.Name, call.Arguments);
 
     /// <summary>One response's identity and the request it answers: builds the response object at any stage.</summary>
-    internal sealed class ResponseShape(string id, long createdAt, TextGenerationRequest request, ResponseEcho echo, bool store, JsonSerializerOptions json)
+    internal sealed class ResponseShape(string id, long createdAt, TextGenerationRequest request, ResponseEcho echo, bool store, bool background,
+        JsonSerializerOptions json)
     {
         private static readonly JsonElement TextFormat = JsonSerializer.SerializeToElement(new { format = new { type = "text" } });
         private static readonly JsonElement Empty = JsonSerializer.SerializeToElement(new { });
@@ -183,6 +253,8 @@ internal static class ResponsesEndpoints
         private static readonly JsonElement Auto = JsonSerializer.SerializeToElement("auto");
 
         public string Id => id;
+
+        public long CreatedAt => createdAt;
 
         public TextGenerationRequest Request => request;
 
@@ -194,7 +266,7 @@ internal static class ResponsesEndpoints
         {
             var input = request.Inputs[0].Prompt.Count;
             var usage = outputTokens is { } n ? new ResponseUsage(input, new ResponseInputTokensDetails(0), n, new ResponseOutputTokensDetails(0), input + n) : null;
-            return new ResponseObject(id, "response", createdAt, status, null, status == "incomplete" ? new ResponseIncompleteDetails("max_output_tokens") : null,
+            return new ResponseObject(id, "response", createdAt, status, background, null, status == "incomplete" ? new ResponseIncompleteDetails("max_output_tokens") : null,
                 echo.Instructions, echo.MaxOutputTokens, request.Model.Id, output, echo.ParallelToolCalls, echo.PreviousResponseId, new ResponseReasoningSettings(null, null), store,
                 echo.Temperature, echo.Text ?? TextFormat, echo.ToolChoice ?? Auto, echo.Tools ?? NoTools, echo.TopP, "disabled", usage, echo.User, echo.Metadata ?? Empty);
         }
