@@ -47,13 +47,20 @@ public sealed partial class BatchRunner(
     private readonly Dictionary<string, IBatchEndpoint> _endpoints = endpoints.ToDictionary(e => e.Url, StringComparer.Ordinal);
     private readonly SemaphoreSlim _validate = new(0);
     private readonly SemaphoreSlim _run = new(0);
+    private readonly SemaphoreSlim _finalize = new(0);
     private readonly ConcurrentDictionary<string, CancellationTokenSource> _running = new(StringComparer.Ordinal);
 
     /// <summary>Signals new work (a created batch).</summary>
     public void Wake()
     {
-        if (_validate.CurrentCount == 0) _validate.Release();
-        if (_run.CurrentCount == 0) _run.Release();
+        Signal(_validate);
+        Signal(_run);
+        Signal(_finalize);
+    }
+
+    private static void Signal(SemaphoreSlim signal)
+    {
+        if (signal.CurrentCount == 0) signal.Release();
     }
 
     /// <summary>Stops the batch's requests in flight (it has been marked <c>cancelling</c>); the runner then finalizes it.</summary>
@@ -67,11 +74,17 @@ public sealed partial class BatchRunner(
     {
         _validate.Dispose();
         _run.Dispose();
+        _finalize.Dispose();
         base.Dispose();
     }
 
+    /// <summary>
+    /// Three loops over disjoint work, so none waits on another: validation; execution of one batch at a time; and
+    /// the end of batches no execution holds (finished, cancelled, or expired — a waiting one expires on time too).
+    /// </summary>
     protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
-        Task.WhenAll(Task.Run(() => ValidateLoop(stoppingToken), CancellationToken.None), Task.Run(() => RunLoop(stoppingToken), CancellationToken.None));
+        Task.WhenAll(Task.Run(() => ValidateLoop(stoppingToken), CancellationToken.None), Task.Run(() => ExecuteLoop(stoppingToken), CancellationToken.None),
+            Task.Run(() => FinalizeLoop(stoppingToken), CancellationToken.None));
 
     private async Task ValidateLoop(CancellationToken stoppingToken)
     {
@@ -100,15 +113,15 @@ public sealed partial class BatchRunner(
         }
     }
 
-    private async Task RunLoop(CancellationToken stoppingToken)
+    private async Task ExecuteLoop(CancellationToken stoppingToken)
     {
         while (!stoppingToken.IsCancellationRequested)
         {
-            var next = batches.WithStatus(BatchStatus.InProgress, BatchStatus.Finalizing, BatchStatus.Cancelling).FirstOrDefault();
+            var next = batches.WithStatus(BatchStatus.InProgress).FirstOrDefault(b => !Expired(b));
             try
             {
                 if (next is null) await _run.WaitAsync(TimeSpan.FromSeconds(30), stoppingToken);
-                else await Advance(next, stoppingToken);
+                else await Execute(next, stoppingToken);
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
             {
@@ -116,19 +129,59 @@ public sealed partial class BatchRunner(
             }
             catch (Exception e)
             {
-                // A batch the runner cannot take further would block every batch behind it: it fails, with the reason.
-                LogBatchFailed(logger, next?.Id ?? "?", e);
-                if (next is not null)
-                {
-                    batches.Transition(next.Id, [next.Status], new BatchChanges(BatchStatus.Failed)
-                    {
-                        FailedAt = time.GetUtcNow().ToUnixTimeSeconds(),
-                        Errors = ErrorsJson([new BatchInputError("server_error", $"The batch could not be run: {e.Message}", null, null)]),
-                    });
-                    metrics.Batches.WithLabels(BatchStatus.Failed).Inc();
-                }
+                Broken(next, e);
             }
         }
+    }
+
+    private async Task FinalizeLoop(CancellationToken stoppingToken)
+    {
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            var due = batches.WithStatus(BatchStatus.Cancelling, BatchStatus.Finalizing, BatchStatus.InProgress)
+                .Where(b => !_running.ContainsKey(b.Id) && (b.Status != BatchStatus.InProgress || Expired(b)));
+            foreach (var batch in due)
+            {
+                try
+                {
+                    await Finalize(batch, batch.Status switch
+                    {
+                        BatchStatus.Cancelling => BatchStatus.Cancelled,
+                        BatchStatus.Finalizing => BatchStatus.Completed,
+                        _ => BatchStatus.Expired,
+                    }, stoppingToken);
+                }
+                catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+                {
+                    return;
+                }
+                catch (Exception e)
+                {
+                    Broken(batch, e);
+                }
+            }
+            try
+            {
+                await _finalize.WaitAsync(TimeSpan.FromSeconds(30), stoppingToken);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+    }
+
+    /// <summary>A batch the runner cannot take further would block every batch behind it: it fails, with the reason.</summary>
+    private void Broken(BatchRecord? batch, Exception e)
+    {
+        LogBatchFailed(logger, batch?.Id ?? "?", e);
+        if (batch is null) return;
+        batches.Transition(batch.Id, [batch.Status], new BatchChanges(BatchStatus.Failed)
+        {
+            FailedAt = time.GetUtcNow().ToUnixTimeSeconds(),
+            Errors = ErrorsJson([new BatchInputError("server_error", $"The batch could not be run: {e.Message}", null, null)]),
+        });
+        metrics.Batches.WithLabels(BatchStatus.Failed).Inc();
     }
 
     private void Validate(BatchRecord batch)
@@ -156,7 +209,7 @@ public sealed partial class BatchRunner(
         });
         if (started is null) return; // cancelled meanwhile
         LogValidated(logger, batch.Id, input.Requests.Count);
-        if (_run.CurrentCount == 0) _run.Release();
+        Signal(_run);
     }
 
     private void Fail(BatchRecord batch, IReadOnlyList<BatchInputError> errors)
@@ -177,25 +230,6 @@ public sealed partial class BatchRunner(
         using (content) return BatchInput.Read(content, batch.Endpoint);
     }
 
-    private async Task Advance(BatchRecord batch, CancellationToken stoppingToken)
-    {
-        switch (batch.Status)
-        {
-            case BatchStatus.Cancelling:
-                await Finalize(batch, BatchStatus.Cancelled, stoppingToken);
-                break;
-            case BatchStatus.Finalizing:
-                await Finalize(batch, BatchStatus.Completed, stoppingToken);
-                break;
-            case BatchStatus.InProgress when Expired(batch):
-                await Finalize(batch, BatchStatus.Expired, stoppingToken);
-                break;
-            case BatchStatus.InProgress:
-                await Execute(batch, stoppingToken);
-                break;
-        }
-    }
-
     private bool Expired(BatchRecord batch) => time.GetUtcNow().ToUnixTimeSeconds() >= batch.ExpiresAt;
 
     /// <summary>Runs the requests the journal lacks, then hands the batch to finalization (unless gpud is stopping).</summary>
@@ -205,9 +239,10 @@ public sealed partial class BatchRunner(
         var input = ReadInput(batch);
         using var cancel = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
         _running[batch.Id] = cancel;
+        var complete = false;
         try
         {
-            // A cancel that landed before the batch was registered: leave it to the next turn of the loop.
+            // A cancel that landed before the batch was registered: the finalize loop ends it.
             if (batches.Get(batch.Id) is not { Status: BatchStatus.InProgress }) return;
             using var journal = BatchJournal.Open(settings.JournalPath(batch.Id));
             var progress = new Progress(batches, journal, batch.Id);
@@ -230,24 +265,17 @@ public sealed partial class BatchRunner(
             }
             await Task.WhenAll(inFlight);
             progress.Report(force: true);
+            complete = input.Requests.All(r => journal.Has(r.Index));
         }
         finally
         {
             _running.TryRemove(batch.Id, out _);
         }
         if (stoppingToken.IsCancellationRequested) return; // resumed from the journal at the next start
-        var now = batches.Get(batch.Id)!;
-        if (now.Status != BatchStatus.InProgress) return; // cancelling: the loop finalizes it
-        if (Expired(now))
-        {
-            await Finalize(now, BatchStatus.Expired, stoppingToken);
-            return;
-        }
-        var finalizing = batches.Transition(batch.Id, [BatchStatus.InProgress], new BatchChanges(BatchStatus.Finalizing)
-        {
-            FinalizingAt = time.GetUtcNow().ToUnixTimeSeconds(),
-        });
-        if (finalizing is not null) await Finalize(finalizing, BatchStatus.Completed, stoppingToken);
+        // Every request answered: finalizing. Cancelled or expired first: the finalize loop ends it as such.
+        if (complete)
+            batches.Transition(batch.Id, [BatchStatus.InProgress], new BatchChanges(BatchStatus.Finalizing) { FinalizingAt = time.GetUtcNow().ToUnixTimeSeconds() });
+        Signal(_finalize);
     }
 
     /// <summary>Answers one request and journals the answer; a request stopped by cancel or shutdown leaves nothing.</summary>

@@ -176,6 +176,23 @@ public sealed class BatchesApiTests
     }
 
     [Fact]
+    public async Task A_batch_waiting_behind_another_is_cancelled_at_once()
+    {
+        using var gpud = new GpudFactory(OneAtATime);
+        var client = gpud.Client();
+        var lines = Enumerable.Range(0, Long).Select(i => Line($"q{i}", "/v1/completions", new { model = "gpud-tiny", prompt = $"n {i}", max_tokens = 64 })).ToList();
+        var running = (await CreateAsync(client, await UploadAsync(client, lines), "/v1/completions")).GetProperty("id").GetString()!;
+        var waiting = (await CreateAsync(client, await UploadAsync(client, lines.Take(3)), "/v1/completions")).GetProperty("id").GetString()!;
+        await WaitAsync(client, waiting, "in_progress");
+
+        await client.PostAsync($"/v1/batches/{waiting}/cancel", null);
+        var cancelled = await WaitAsync(client, waiting, "cancelled");
+        Assert.Equal(0, cancelled.GetProperty("request_counts").GetProperty("completed").GetInt32());
+        Assert.Equal(JsonValueKind.Null, cancelled.GetProperty("output_file_id").ValueKind);
+        Assert.Equal("in_progress", (await (await client.GetAsync($"/v1/batches/{running}")).Json()).GetProperty("status").GetString());
+    }
+
+    [Fact]
     public async Task After_a_restart_a_batch_goes_on_where_it_stopped_and_answers_every_line_once()
     {
         using var dir = new TempDir();

@@ -171,7 +171,6 @@ internal static class TextGenerationEndpoints
         JsonSerializerOptions json, Action<ChatCompletionResponse> save, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         var tokenizer = request.Model.Base.Tokenizer;
-        int? completionTokens = request.IncludeUsage ? 0 : null;
         var generated = 0;
         var whole = request.Store ? new StreamedChoice[request.N] : null; // what a stored completion keeps of the stream
         string Chunk(ChatChunkChoice choice) => JsonSerializer.Serialize(new ChatCompletionChunk(id, "chat.completion.chunk", created, request.Model.Id, Fingerprint, [choice], null), json);
@@ -190,7 +189,6 @@ internal static class TextGenerationEndpoints
             var ev = e.Event!;
             if (ev.Kind == GenerationEventKind.Token)
             {
-                completionTokens++;
                 generated++;
                 var logprobs = request.Logprobs is { } k && ev.Logprob is { } lp ? new ChatLogprobs([ChatLogprob(tokenizer, lp, k)], null) : null;
                 if (whole is not null && logprobs is not null) (whole[ev.Choice] ??= new()).Logprobs.AddRange(logprobs.Content);
@@ -230,8 +228,8 @@ internal static class TextGenerationEndpoints
             var choices = whole.Select((c, i) => new ChatChoice(i, c.Message!, request.Logprobs is null ? null : new ChatLogprobs(c.Logprobs, null), c.FinishReason!)).ToList();
             save(new ChatCompletionResponse(id, "chat.completion", created, request.Model.Id, Fingerprint, choices, UsageOf(request, generated)));
         }
-        if (completionTokens is { } completed)
-            yield return JsonSerializer.Serialize(new ChatCompletionChunk(id, "chat.completion.chunk", created, request.Model.Id, Fingerprint, [], UsageOf(request, completed)), json);
+        if (request.IncludeUsage)
+            yield return JsonSerializer.Serialize(new ChatCompletionChunk(id, "chat.completion.chunk", created, request.Model.Id, Fingerprint, [], UsageOf(request, generated)), json);
     }
 
     /// <summary>A streamed choice as a stored completion keeps it: its whole message (as a non-streamed answer gives it), logprobs, finish reason.</summary>
