@@ -8,29 +8,14 @@ using Gpud.Services.Ids;
 using Gpud.Storage.Batches;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
-using Prometheus;
 
 namespace Gpud.Services.Batches;
 
-/// <summary>Where batches keep their journals, and how many of a batch's requests run at once.</summary>
-public sealed record BatchSettings(string DataDir, int RequestsInFlight)
-{
-    public string JournalPath(string batchId) => Path.Combine(DataDir, "batches", batchId, "results.jsonl");
-}
-
-/// <summary>Batch API metrics for Prometheus (the endpoint and outcome label a request; a batch id never does).</summary>
-public sealed class BatchMetrics(IMetricFactory factory)
-{
-    public Counter Requests { get; } = factory.CreateCounter("gpud_batch_requests_total", "Batch API requests answered, by endpoint and outcome.", ["endpoint", "outcome"]);
-
-    public Counter Batches { get; } = factory.CreateCounter("gpud_batches_total", "Batches that ended, by status.", ["status"]);
-}
-
 /// <summary>
 /// Runs batches in creation order, one at a time, up to <see cref="BatchSettings.RequestsInFlight"/> of its requests at
-/// once, each queued behind interactive traffic. Validation runs alongside, so a new batch learns its request count
-/// (or its input errors) while another runs. A restart resumes a batch from its journal; nothing is kept in memory
-/// that the database and the journal do not hold.
+/// once, each queued behind interactive traffic. Validation and the end of batches (their files, a cancel, an expiry)
+/// run alongside, so neither waits for the running batch. A restart resumes a batch from its journal; nothing is kept
+/// in memory that the database and the journal do not hold.
 /// </summary>
 public sealed partial class BatchRunner(
     BatchRepository batches,
@@ -66,7 +51,17 @@ public sealed partial class BatchRunner(
     /// <summary>Stops the batch's requests in flight (it has been marked <c>cancelling</c>); the runner then finalizes it.</summary>
     public void Stop(string batchId)
     {
-        if (_running.TryGetValue(batchId, out var running)) running.Cancel();
+        if (_running.TryGetValue(batchId, out var running))
+        {
+            try
+            {
+                running.Cancel();
+            }
+            catch (ObjectDisposedException)
+            {
+                // Its execution ended meanwhile.
+            }
+        }
         Wake();
     }
 
