@@ -294,6 +294,10 @@ public sealed class JsonSchemaConstraintTests
     [Theory]
     [InlineData("""{"type": "string", "pattern": "^(ab|cdef)$", "minLength": 3}""", "cdef", "ab=>|cde=>cde")] // "ab" could never reach 3
     [InlineData("""{"type": "string", "format": "email", "maxLength": 9, "minLength": 8}""", "ab@cd.ef|a@bcd.efg", "a@b.cd=>a@b.cd|ab@cd.efgh=>ab@cd.efg")]
+    // Lengths with gaps: from "a" the matches have 3, 5, 6, … characters, never 4, so with exactly 4 allowed 'a' is a
+    // dead end from the start; after "de", so is 'a' (5 or more).
+    [InlineData("""{"type": "string", "pattern": "^(abc|de)+$", "minLength": 4, "maxLength": 4}""", "dede", "abcde=>|deabc=>de")]
+    [InlineData("""{"type": "string", "pattern": "^(ab)+$", "minLength": 3, "maxLength": 5}""", "abab", "ab=>ab|ababab=>abab")]
     public void A_minLength_and_a_pattern_are_met_together(string value, string valid, string invalid) => AssertValues(value, valid, invalid, quoted: true);
 
     [Theory]
@@ -367,6 +371,7 @@ public sealed class JsonSchemaConstraintTests
     [InlineData("""{"type": "object", "properties": {"p": {"type": "string", "pattern": "^a(?<=a)"}}}""", "#/properties/p/pattern", "lookaround is not supported")]
     [InlineData("""{"type": "object", "properties": {"p": {"type": "string", "pattern": "^\\d{5}$", "maxLength": 3}}}""", "#/properties/p/pattern", "its shortest match has 5 characters, more than 'maxLength' (3)")]
     [InlineData("""{"type": "object", "properties": {"p": {"type": "string", "pattern": "^[A-Z]{2}$", "minLength": 3}}}""", "#/properties/p/pattern", "its longest match has 2 characters, fewer than 'minLength' (3)")]
+    [InlineData("""{"type": "object", "properties": {"p": {"type": "string", "pattern": "^(ab)+$", "minLength": 3, "maxLength": 3}}}""", "#/properties/p/pattern", "no match has between 3 and 3 characters")]
     [InlineData("""{"type": "object", "properties": {"p": {"type": "string", "format": "date", "pattern": "^x"}}}""", "#/properties/p", "no string matches everything it asks together")]
     [InlineData("""{"type": "object", "properties": {"p": {"type": "string", "pattern": "^(?=a)b"}}}""", "#/properties/p/pattern", "no string matches everything it asks together")]
     [InlineData("""{"type": "object", "properties": {"p": {"type": "string", "pattern": "(a)\\1"}}}""", "#/properties/p/pattern", "backreferences are not supported")]

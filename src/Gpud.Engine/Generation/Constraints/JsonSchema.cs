@@ -288,6 +288,9 @@ public sealed class JsonSchema
             }
             if (pattern is not null && min > 0 && pattern.Longest(pattern.Start) is var longest && longest != StringPattern.Unbounded && longest < min)
                 throw new JsonSchemaException(at + (expressions.Count == 1 && schema.TryGetProperty("pattern", out _) ? "/pattern" : ""), $"its longest match has {longest} characters, fewer than 'minLength' ({min})");
+            if (pattern is not null && min > 0 && max is { } most && !pattern.Viable(pattern.Start, most, min))
+                throw new JsonSchemaException(at + (expressions.Count == 1 && schema.TryGetProperty("pattern", out _) ? "/pattern" : ""),
+                    $"no match has between {min} and {most} characters ('minLength' and 'maxLength')");
             return min == 0 && max is null && pattern is null ? _string : new StringNode(min, max, pattern);
         }
 

@@ -303,8 +303,7 @@ internal sealed class SchemaFrame : IEquatable<SchemaFrame>
         SchemaFrame? After(int codePoint)
         {
             var matched = f.Matched;
-            if (node.Pattern is { } pattern && ((matched = pattern.Step(f.Matched!, codePoint)) is null || budget != StringPattern.Unreachable && pattern.Distance(matched) > budget
-                                                || need > 0 && pattern.Longest(matched) < need))
+            if (node.Pattern is { } pattern && ((matched = pattern.Step(f.Matched!, codePoint)) is null || !pattern.Viable(matched, budget, need)))
                 return null;
             var sub = (node.CountCap > 0 ? Math.Min(count + 1, node.CountCap) : count) << 3;
             return sub == f.Sub && f.Index == 0 && Equals(matched, f.Matched) ? f : new SchemaFrame(node, 0, 0, sub, 0, f.Parent, matched: matched);

@@ -107,7 +107,7 @@ internal sealed class StringPattern
         var can = false;
         foreach (var c in Representatives(states, lo, hi))
         {
-            if (Step(states, c) is { } next && (budget == Unreachable || Distance(next) <= budget) && (need <= 0 || Longest(next) >= need))
+            if (Step(states, c) is { } next && Viable(next, budget, need))
             {
                 can = true;
                 break;
@@ -147,6 +147,101 @@ internal sealed class StringPattern
             if (cut <= hi && Matches(Writable, false, cut)) representatives.Add(cut);
         }
         return representatives;
+    }
+
+    /// <summary>
+    /// The expressions can still accept after between <paramref name="need"/> and <paramref name="budget"/> more
+    /// characters (<see cref="Unreachable"/>: no upper bound). With both bounds the lengths themselves are checked, not
+    /// only the shortest and the longest: <c>^(ab)+$</c> with 3 characters to go has matches of 2 and 4, none of 3.
+    /// </summary>
+    public bool Viable(PatternStates states, int budget, int need)
+    {
+        if (budget != Unreachable && Distance(states) > budget) return false;
+        if (need <= 0) return true;
+        if (Longest(states) < need) return false;
+        return budget == Unreachable || Lengths(states) is not { } lengths || lengths.Any(need, budget);
+    }
+
+    /// <summary>Sets of sets a <see cref="Lengths"/> walk may hold per level, and levels it may take; past them: unknown (hopeful).</summary>
+    private const int MaxLevels = 2048;
+
+    /// <summary>
+    /// The numbers of characters after which the expressions can accept, from <paramref name="from"/>: walked one
+    /// length at a time over the sets of sets reachable, until a level repeats (from there the lengths repeat with it);
+    /// null when the walk grows past its bounds.
+    /// </summary>
+    private AcceptedLengths? Lengths(PatternStates from)
+    {
+        if (_lengths.TryGetValue(from, out var known)) return known;
+        if (_lengths.Count >= MaxRemembered) _lengths.Clear();
+        var seen = new Dictionary<Level, int>();
+        var accepts = new List<bool>();
+        var level = new Level([from]);
+        AcceptedLengths? lengths = null;
+        while (true)
+        {
+            if (level.Sets.Count == 0)
+            {
+                lengths = new AcceptedLengths([.. accepts], []);
+                break;
+            }
+            if (seen.TryGetValue(level, out var start))
+            {
+                lengths = new AcceptedLengths([.. accepts[..start]], [.. accepts[start..]]);
+                break;
+            }
+            if (accepts.Count == MaxLevels || level.Sets.Count > MaxSearch) break;
+            seen[level] = accepts.Count;
+            accepts.Add(level.Sets.Any(Accepts));
+            var next = new HashSet<PatternStates>();
+            foreach (var set in level.Sets)
+            {
+                foreach (var c in Representatives(set, 0, 0x10FFFF))
+                {
+                    if (Advance(set, c) is { } after) next.Add(after);
+                }
+            }
+            level = new Level(next);
+        }
+        _lengths[from] = lengths;
+        return lengths;
+    }
+
+    /// <summary>The sets of states reachable in exactly some number of characters (equal when they hold the same sets).</summary>
+    private sealed class Level(HashSet<PatternStates> sets) : IEquatable<Level>
+    {
+        private readonly int _hash = sets.Aggregate(sets.Count, (h, s) => h ^ s.GetHashCode() * 31);
+
+        public HashSet<PatternStates> Sets => sets;
+
+        public bool Equals(Level? other) => other is not null && _hash == other._hash && sets.SetEquals(other.Sets);
+
+        public override bool Equals(object? obj) => Equals(obj as Level);
+
+        public override int GetHashCode() => _hash;
+    }
+
+    /// <summary>Accepting lengths: <see cref="Prefix"/>[k] for k below its length, then <see cref="Cycle"/> over and over (empty: no more).</summary>
+    private sealed record AcceptedLengths(bool[] Prefix, bool[] Cycle)
+    {
+        public bool Any(int lo, int hi)
+        {
+            for (var k = Math.Max(lo, 0); k <= hi; k++)
+            {
+                if (k < Prefix.Length)
+                {
+                    if (Prefix[k]) return true;
+                    continue;
+                }
+                if (Cycle.Length == 0) return false;
+                for (var j = k; j <= hi && j < k + Cycle.Length; j++)
+                {
+                    if (Cycle[(j - Prefix.Length) % Cycle.Length]) return true;
+                }
+                return false;
+            }
+            return false;
+        }
     }
 
     /// <summary>No string completes the expressions together (<see cref="Distance"/>).</summary>
@@ -275,6 +370,7 @@ internal sealed class StringPattern
     private readonly System.Collections.Concurrent.ConcurrentDictionary<(PatternStates, int, int, int, int), bool> _canStep = new();
     private readonly System.Collections.Concurrent.ConcurrentDictionary<PatternStates, int> _distance = new();
     private readonly System.Collections.Concurrent.ConcurrentDictionary<PatternStates, int> _longest = new();
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<PatternStates, AcceptedLengths?> _lengths = new();
     private readonly System.Collections.Concurrent.ConcurrentDictionary<PatternStates, PatternStates> _interned = new();
 
     /// <summary>
