@@ -65,3 +65,27 @@ test('a wrong key is an AuthenticationError when keys are configured', { skip: !
   assert.ok(err instanceof AuthenticationError);
   assert.equal(err.code, 'invalid_api_key');
 });
+
+test('uploads: a file sent in parts (out of order), completed with its md5, becomes a checked file', async () => {
+  const { createHash } = await import('node:crypto');
+  const bytes = Buffer.from(chat(15), 'utf8');
+  const upload = await client.uploads.create({ filename: 'big.jsonl', purpose: 'fine-tune', bytes: bytes.length, mime_type: 'application/jsonl' });
+  assert.equal(upload.status, 'pending');
+  const cut = Math.floor(bytes.length / 2);
+  const [second, first] = await Promise.all([
+    client.uploads.parts.create(upload.id, { data: await toFile(bytes.subarray(cut), 'p2') }),
+    client.uploads.parts.create(upload.id, { data: await toFile(bytes.subarray(0, cut), 'p1') }),
+  ]);
+  assert.equal(first.object, 'upload.part');
+  const md5 = createHash('md5').update(bytes).digest('hex');
+  const done = await client.uploads.complete(upload.id, { part_ids: [first.id, second.id], md5 });
+  assert.equal(done.status, 'completed');
+  assert.equal(done.file.status, 'processed');
+  assert.deepEqual(Buffer.from(await (await client.files.content(done.file.id)).arrayBuffer()), bytes);
+
+  const other = await client.uploads.create({ filename: 'x.jsonl', purpose: 'fine-tune', bytes: 10, mime_type: 'application/jsonl' });
+  assert.equal((await client.uploads.cancel(other.id)).status, 'cancelled');
+  const err = await client.uploads.complete(other.id, { part_ids: [first.id] }).catch((e) => e);
+  assert.ok(err instanceof BadRequestError);
+  assert.equal(err.code, 'invalid_upload_state');
+});

@@ -168,6 +168,32 @@ public static class Schema
             ALTER TABLE responses ADD COLUMN background_status TEXT;
             CREATE INDEX responses_by_background_status ON responses (background_status) WHERE background_status IS NOT NULL;
             """),
+        new(10, "uploads in parts (the Uploads API)", """
+            CREATE TABLE uploads (
+                seq                INTEGER PRIMARY KEY AUTOINCREMENT,
+                id                 TEXT    NOT NULL UNIQUE,
+                project            TEXT    NOT NULL,
+                filename           TEXT    NOT NULL,
+                purpose            TEXT    NOT NULL,
+                bytes              INTEGER NOT NULL,
+                mime_type          TEXT    NOT NULL,
+                created_at         INTEGER NOT NULL,
+                expires_at         INTEGER NOT NULL,
+                file_expires_after INTEGER,
+                status             TEXT    NOT NULL,
+                file_id            TEXT
+            );
+            CREATE INDEX uploads_by_status ON uploads (status, expires_at);
+
+            CREATE TABLE upload_parts (
+                seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+                id         TEXT    NOT NULL UNIQUE,
+                upload_id  TEXT    NOT NULL REFERENCES uploads (id),
+                created_at INTEGER NOT NULL,
+                bytes      INTEGER NOT NULL
+            );
+            CREATE INDEX upload_parts_by_upload ON upload_parts (upload_id, seq);
+            """),
     ];
 
     public static int LatestVersion => Migrations[^1].Version;

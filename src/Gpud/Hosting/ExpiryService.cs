@@ -5,10 +5,11 @@ using Gpud.Services.Responses;
 namespace Gpud.Hosting;
 
 /// <summary>
-/// Every few minutes, removes what has expired: files' bytes, stored responses' and stored chat completions' rows (all
-/// are hidden from the API the moment they expire).
+/// Every few minutes, removes what has expired: files' bytes, pending uploads' parts, stored responses' and stored chat
+/// completions' rows (all are hidden from the API the moment they expire).
 /// </summary>
-internal sealed class ExpiryService(FilesService files, ResponseStore responses, ChatCompletionStore completions, TimeProvider time) : BackgroundService
+internal sealed class ExpiryService(FilesService files, UploadsService uploads, ResponseStore responses, ChatCompletionStore completions, TimeProvider time)
+    : BackgroundService
 {
     private static readonly TimeSpan Interval = TimeSpan.FromMinutes(5);
 
@@ -18,6 +19,7 @@ internal sealed class ExpiryService(FilesService files, ResponseStore responses,
         do
         {
             files.DeleteExpired();
+            uploads.DeleteExpired();
             responses.DeleteExpired();
             completions.DeleteExpired();
         }

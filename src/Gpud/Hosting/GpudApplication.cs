@@ -69,6 +69,7 @@ internal static class GpudApplication
             .WithMetadata(new ProducesResponseTypeMetadata(StatusCodes.Status500InternalServerError, typeof(ErrorResponse), ["application/json"]))
             .AddEndpointFilter(ServiceErrors.AsResults);
         v1.MapFiles();
+        v1.MapUploads();
         v1.MapFineTuning();
         v1.MapModels();
         v1.MapTextGeneration();

@@ -57,6 +57,8 @@ internal static class GpudServices
         services.AddSingleton<FileRepository>();
         services.AddSingleton(sp => new FilesLimits(sp.GetRequiredService<IOptions<GpudOptions>>().Value.MaxUploadBytes));
         services.AddSingleton<FilesService>();
+        services.AddSingleton<UploadRepository>();
+        services.AddSingleton<UploadsService>();
         services.AddSingleton<ComputeBackend>();
         services.AddSingleton(sp =>
         {

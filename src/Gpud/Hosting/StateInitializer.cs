@@ -8,7 +8,7 @@ namespace Gpud.Hosting;
 /// Brings the data dir to a consistent state before any request is served: applies schema migrations, then removes
 /// what an unclean stop (kill -9, power loss) may have left half-done.
 /// </summary>
-internal sealed partial class StateInitializer(GpudDatabase database, FilesService files, ILogger<StateInitializer> logger) : IHostedService
+internal sealed partial class StateInitializer(GpudDatabase database, FilesService files, UploadsService uploads, ILogger<StateInitializer> logger) : IHostedService
 {
     public Task StartAsync(CancellationToken cancellationToken)
     {
@@ -17,6 +17,7 @@ internal sealed partial class StateInitializer(GpudDatabase database, FilesServi
             var applied = database.Migrate();
             if (applied.Count > 0) LogMigrated(logger, database.Path, string.Join(", ", applied));
             files.Recover();
+            uploads.Recover();
             LogReady(logger, database.Path, database.SchemaVersion());
             return Task.CompletedTask;
         }

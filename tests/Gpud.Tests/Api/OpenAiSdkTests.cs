@@ -11,7 +11,7 @@ namespace Gpud.Tests.Api;
 public sealed class OpenAiSdkTests
 {
     [Fact]
-    public Task The_official_openai_node_sdk_drives_the_files_api() => RunAsync("files.test.mjs", passes: 4);
+    public Task The_official_openai_node_sdk_drives_the_files_api() => RunAsync("files.test.mjs", passes: 5);
 
     [Fact]
     public Task The_official_openai_node_sdk_drives_the_fine_tuning_workflow() => RunAsync("fine_tuning.test.mjs", passes: 3);

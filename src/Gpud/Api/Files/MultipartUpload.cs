@@ -31,23 +31,11 @@ internal sealed class MultipartUpload : IDisposable
 
     public static async Task<MultipartUpload> ReadAsync(HttpContext context, FilesService files)
     {
-        var request = context.Request;
-        if (!MediaTypeHeaderValue.TryParse(request.ContentType, out var mediaType)
-            || !"multipart/form-data".Equals(mediaType.MediaType.Value, StringComparison.OrdinalIgnoreCase))
-            throw new UnsupportedMediaTypeException(request.ContentType);
-        var boundary = HeaderUtilities.RemoveQuotes(mediaType.Boundary).Value;
-        if (string.IsNullOrEmpty(boundary))
-            throw GpudException.Invalid("The multipart Content-Type has no boundary.", null);
-
-        var limit = files.MaxUploadBytes + FormOverheadBytes;
-        if (request.ContentLength > limit) throw files.TooLarge(); // refuse before reading a byte
-        if (context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } bodySize)
-            bodySize.MaxRequestBodySize = limit;
-
+        ArgumentNullException.ThrowIfNull(files);
+        var reader = Open(context, files.MaxUploadBytes, files.TooLarge);
         var upload = new MultipartUpload();
         try
         {
-            var reader = new MultipartReader(boundary, request.Body) { BodyLengthLimit = null };
             while (await reader.ReadNextSectionAsync(context.RequestAborted) is { } section)
             {
                 if (!ContentDispositionHeaderValue.TryParse(section.ContentDisposition, out var disposition)
@@ -93,6 +81,51 @@ internal sealed class MultipartUpload : IDisposable
             upload.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// Reads an Uploads API part: the <c>data</c> field's bytes go to <paramref name="stage"/> as they arrive (other
+    /// fields are skipped); a body without one is a 400.
+    /// </summary>
+    public static async Task<T> ReadPartAsync<T>(HttpContext context, long maxBytes, Func<GpudException> tooLarge, Func<Stream, CancellationToken, Task<T>> stage)
+        where T : class
+    {
+        ArgumentNullException.ThrowIfNull(stage);
+        var reader = Open(context, maxBytes, tooLarge);
+        try
+        {
+            T? staged = null;
+            while (await reader.ReadNextSectionAsync(context.RequestAborted) is { } section)
+            {
+                if (staged is null && ContentDispositionHeaderValue.TryParse(section.ContentDisposition, out var disposition)
+                    && HeaderUtilities.RemoveQuotes(disposition.Name).Value == "data")
+                    staged = await stage(section.Body, context.RequestAborted);
+                else
+                    await section.Body.CopyToAsync(Stream.Null, context.RequestAborted);
+            }
+            return staged ?? throw GpudException.Invalid("Missing required parameter: 'data'.", "data", "missing_required_parameter");
+        }
+        catch (Exception e) when (IsMalformedMultipart(e) && !context.RequestAborted.IsCancellationRequested)
+        {
+            throw GpudException.Invalid($"The multipart body is malformed: {e.Message}", null);
+        }
+    }
+
+    /// <summary>A reader over a multipart/form-data body of at most <paramref name="maxBytes"/> plus the form's overhead.</summary>
+    private static MultipartReader Open(HttpContext context, long maxBytes, Func<GpudException> tooLarge)
+    {
+        var request = context.Request;
+        if (!MediaTypeHeaderValue.TryParse(request.ContentType, out var mediaType)
+            || !"multipart/form-data".Equals(mediaType.MediaType.Value, StringComparison.OrdinalIgnoreCase))
+            throw new UnsupportedMediaTypeException(request.ContentType);
+        var boundary = HeaderUtilities.RemoveQuotes(mediaType.Boundary).Value;
+        if (string.IsNullOrEmpty(boundary))
+            throw GpudException.Invalid("The multipart Content-Type has no boundary.", null);
+        var limit = maxBytes + FormOverheadBytes;
+        if (request.ContentLength > limit) throw tooLarge(); // refuse before reading a byte
+        if (context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } bodySize)
+            bodySize.MaxRequestBodySize = limit;
+        return new MultipartReader(boundary, request.Body) { BodyLengthLimit = null };
     }
 
     public void Dispose() => File?.Dispose();
