@@ -89,16 +89,8 @@ public sealed class BatchRepository(GpudDatabase database)
         command.ExecuteNonQuery();
     }
 
-    public BatchRecord? Find(string project, string id)
-    {
-        using var connection = database.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = $"SELECT {Columns} FROM batches WHERE id = $id AND project = $project";
-        command.Parameters.AddWithValue("$id", id);
-        command.Parameters.AddWithValue("$project", project);
-        using var reader = command.ExecuteReader();
-        return reader.Read() ? Read(reader) : null;
-    }
+    /// <summary>The batch, if it belongs to <paramref name="project"/>.</summary>
+    public BatchRecord? Find(string project, string id) => Get(id) is { } batch && batch.Project == project ? batch : null;
 
     public BatchRecord? Get(string id)
     {

@@ -66,15 +66,7 @@ public sealed class ChatCompletionRepository(GpudDatabase database)
             where += " AND model = $model";
             command.Parameters.AddWithValue("$model", model);
         }
-        var i = 0;
-        foreach (var (key, value) in metadata)
-        {
-            // json_extract paths need quoting for keys with dots or spaces; the key itself is a bound parameter.
-            where += $" AND json_extract(metadata, '$.\"' || $k{i} || '\"') = $v{i}";
-            command.Parameters.AddWithValue($"$k{i}", key.Replace("\"", "\\\"", StringComparison.Ordinal));
-            command.Parameters.AddWithValue($"$v{i}", value);
-            i++;
-        }
+        where += MetadataFilter.Where(command, metadata);
         command.CommandText = $"SELECT {Columns} FROM chat_completions WHERE {where} ORDER BY seq {(ascending ? "ASC" : "DESC")} LIMIT $take";
         command.Parameters.AddWithValue("$project", project);
         command.Parameters.AddWithValue("$createdAfter", createdAfter);

@@ -92,15 +92,7 @@ public sealed class JobRepository(GpudDatabase database)
             where += " AND seq < $cursor";
             command.Parameters.AddWithValue("$cursor", seq);
         }
-        var i = 0;
-        foreach (var (key, value) in metadata ?? new Dictionary<string, string>())
-        {
-            // json_extract paths need quoting for keys with dots or spaces; the key itself is a bound parameter.
-            where += $" AND json_extract(metadata, '$.\"' || $k{i} || '\"') = $v{i}";
-            command.Parameters.AddWithValue($"$k{i}", key.Replace("\"", "\\\"", StringComparison.Ordinal));
-            command.Parameters.AddWithValue($"$v{i}", value);
-            i++;
-        }
+        where += MetadataFilter.Where(command, metadata);
         command.CommandText = $"SELECT {Columns} FROM fine_tuning_jobs WHERE {where} ORDER BY seq DESC LIMIT $take";
         command.Parameters.AddWithValue("$project", project);
         return Keyset.ReadPage(command, limit, Read);
