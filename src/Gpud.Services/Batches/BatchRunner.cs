@@ -287,8 +287,9 @@ public sealed partial class BatchRunner(
                 {
                     answer = await endpoint.AnswerAsync(batch.Project, request.Body, cancellationToken);
                 }
-                catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+                catch (OperationCanceledException)
                 {
+                    // Cancelled, or the model server is shutting down under it: not an answer; it runs again (or not at all).
                     return;
                 }
                 catch (Exception e)

@@ -125,9 +125,7 @@ public sealed class BatchRepository(GpudDatabase database)
         ArgumentNullException.ThrowIfNull(statuses);
         using var connection = database.Open();
         using var command = connection.CreateCommand();
-        var names = statuses.Select((_, i) => $"$s{i}").ToList();
-        command.CommandText = $"SELECT {Columns} FROM batches WHERE status IN ({string.Join(", ", names)}) ORDER BY seq";
-        for (var i = 0; i < statuses.Length; i++) command.Parameters.AddWithValue(names[i], statuses[i]);
+        command.CommandText = $"SELECT {Columns} FROM batches WHERE status IN {SqlList.Bind(command, "s", statuses)} ORDER BY seq";
         var batches = new List<BatchRecord>();
         using var reader = command.ExecuteReader();
         while (reader.Read()) batches.Add(Read(reader));
@@ -159,10 +157,8 @@ public sealed class BatchRepository(GpudDatabase database)
         Set("cancelled_at", changes.CancelledAt);
         Set("total", changes.Total);
         Set("errors", changes.Errors);
-        var names = from.Select((_, i) => $"$from{i}").ToList();
-        foreach (var (status, i) in from.Select((s, i) => (s, i))) command.Parameters.AddWithValue(names[i], status);
         command.Parameters.AddWithValue("$id", id);
-        command.CommandText = $"UPDATE batches SET {string.Join(", ", sets)} WHERE id = $id AND status IN ({string.Join(", ", names)})";
+        command.CommandText = $"UPDATE batches SET {string.Join(", ", sets)} WHERE id = $id AND status IN {SqlList.Bind(command, "from", from)}";
         return command.ExecuteNonQuery() == 1 ? Get(id) : null;
     }
 

@@ -103,9 +103,7 @@ public sealed class JobRepository(GpudDatabase database)
     {
         using var connection = database.Open();
         using var command = connection.CreateCommand();
-        var names = statuses.Select((_, i) => $"$s{i}").ToList();
-        command.CommandText = $"SELECT {Columns} FROM fine_tuning_jobs WHERE status IN ({string.Join(", ", names)}) ORDER BY COALESCE(queue_order, 0), seq";
-        for (var i = 0; i < statuses.Length; i++) command.Parameters.AddWithValue(names[i], statuses[i]);
+        command.CommandText = $"SELECT {Columns} FROM fine_tuning_jobs WHERE status IN {SqlList.Bind(command, "s", statuses)} ORDER BY COALESCE(queue_order, 0), seq";
         var jobs = new List<JobRecord>();
         using var reader = command.ExecuteReader();
         while (reader.Read()) jobs.Add(Read(reader));
@@ -208,10 +206,7 @@ public sealed class JobRepository(GpudDatabase database)
         command.Parameters.AddWithValue("$id", id);
         if (whenStatusIn is not null)
         {
-            var names = whenStatusIn.Select((_, i) => $"$when{i}").ToList();
-            where += $" AND status IN ({string.Join(", ", names)})";
-            var i = 0;
-            foreach (var status in whenStatusIn) command.Parameters.AddWithValue($"$when{i++}", status);
+            where += $" AND status IN {SqlList.Bind(command, "when", whenStatusIn)}";
         }
         command.CommandText = sets.Count == 0
             ? $"SELECT {Columns} FROM fine_tuning_jobs WHERE {where}"

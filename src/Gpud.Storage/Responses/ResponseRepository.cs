@@ -1,3 +1,4 @@
+using Gpud.Storage.Common;
 using Gpud.Storage.Sqlite;
 using Microsoft.Data.Sqlite;
 
@@ -51,9 +52,7 @@ public sealed class ResponseRepository(GpudDatabase database)
         ArgumentNullException.ThrowIfNull(from);
         using var connection = database.Open();
         using var command = connection.CreateCommand();
-        var names = from.Select((_, i) => $"$from{i}").ToList();
-        command.CommandText = $"UPDATE responses SET background_status = $status, response = $response WHERE id = $id AND background_status IN ({string.Join(", ", names)})";
-        foreach (var (state, i) in from.Select((f, i) => (f, i))) command.Parameters.AddWithValue(names[i], state);
+        command.CommandText = $"UPDATE responses SET background_status = $status, response = $response WHERE id = $id AND background_status IN {SqlList.Bind(command, "from", from)}";
         command.Parameters.AddWithValue("$id", id);
         command.Parameters.AddWithValue("$status", status);
         command.Parameters.AddWithValue("$response", response);
@@ -66,9 +65,7 @@ public sealed class ResponseRepository(GpudDatabase database)
         ArgumentNullException.ThrowIfNull(statuses);
         using var connection = database.Open();
         using var command = connection.CreateCommand();
-        var names = statuses.Select((_, i) => $"$s{i}").ToList();
-        command.CommandText = $"SELECT {Columns} FROM responses WHERE background_status IN ({string.Join(", ", names)})";
-        for (var i = 0; i < statuses.Length; i++) command.Parameters.AddWithValue(names[i], statuses[i]);
+        command.CommandText = $"SELECT {Columns} FROM responses WHERE background_status IN {SqlList.Bind(command, "s", statuses)}";
         var records = new List<ResponseRecord>();
         using var reader = command.ExecuteReader();
         while (reader.Read()) records.Add(Read(reader));

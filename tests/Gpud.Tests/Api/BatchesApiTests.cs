@@ -157,7 +157,7 @@ public sealed class BatchesApiTests
     {
         using var gpud = new GpudFactory(OneAtATime);
         var client = gpud.Client();
-        var file = await UploadAsync(client, Enumerable.Range(0, Long).Select(i => Line($"q{i}", "/v1/completions", new { model = "gpud-tiny", prompt = $"n {i}", max_tokens = 64 })));
+        var file = await UploadAsync(client, LongLines());
         var id = (await CreateAsync(client, file, "/v1/completions")).GetProperty("id").GetString()!;
         await WaitAsync(client, id, "in_progress", b => b.GetProperty("request_counts").GetProperty("completed").GetInt32() >= 2);
 
@@ -180,7 +180,7 @@ public sealed class BatchesApiTests
     {
         using var gpud = new GpudFactory(OneAtATime);
         var client = gpud.Client();
-        var lines = Enumerable.Range(0, Long).Select(i => Line($"q{i}", "/v1/completions", new { model = "gpud-tiny", prompt = $"n {i}", max_tokens = 64 })).ToList();
+        var lines = LongLines().ToList();
         var running = (await CreateAsync(client, await UploadAsync(client, lines), "/v1/completions")).GetProperty("id").GetString()!;
         var waiting = (await CreateAsync(client, await UploadAsync(client, lines.Take(3)), "/v1/completions")).GetProperty("id").GetString()!;
         await WaitAsync(client, waiting, "in_progress");
@@ -201,7 +201,7 @@ public sealed class BatchesApiTests
         using (var first = new GpudFactory(OneAtATime, dir.Path))
         {
             var client = first.Client();
-            var file = await UploadAsync(client, Enumerable.Range(0, Long).Select(i => Line($"q{i}", "/v1/completions", new { model = "gpud-tiny", prompt = $"n {i}", max_tokens = 64 })));
+            var file = await UploadAsync(client, LongLines());
             id = (await CreateAsync(client, file, "/v1/completions")).GetProperty("id").GetString()!;
             await WaitAsync(client, id, "in_progress", b => b.GetProperty("request_counts").GetProperty("completed").GetInt32() >= 3);
         }
@@ -213,6 +213,7 @@ public sealed class BatchesApiTests
         using var second = new GpudFactory(OneAtATime, dir.Path);
         var again = second.Client();
         var batch = await WaitAsync(again, id, "completed");
+        if (batch.GetProperty("error_file_id").GetString() is { } errors) Assert.Fail($"lines failed: {await again.GetStringAsync($"/v1/files/{errors}/content")}");
         Assert.Equal(Long, batch.GetProperty("request_counts").GetProperty("completed").GetInt32());
         var output = await LinesOf(again, batch.GetProperty("output_file_id").GetString()!);
         Assert.Equal(Enumerable.Range(0, Long).Select(i => $"q{i}"), output.Select(l => l.GetProperty("custom_id").GetString()));
@@ -225,7 +226,7 @@ public sealed class BatchesApiTests
         var time = new ManualTime(DateTimeOffset.UtcNow);
         using var gpud = new GpudFactory(OneAtATime, time: time);
         var client = gpud.Client();
-        var file = await UploadAsync(client, Enumerable.Range(0, Long).Select(i => Line($"q{i}", "/v1/completions", new { model = "gpud-tiny", prompt = $"n {i}", max_tokens = 64 })));
+        var file = await UploadAsync(client, LongLines());
         var id = (await CreateAsync(client, file, "/v1/completions")).GetProperty("id").GetString()!;
         await WaitAsync(client, id, "in_progress", b => b.GetProperty("request_counts").GetProperty("completed").GetInt32() >= 1);
         time.Advance(TimeSpan.FromHours(24));
@@ -251,7 +252,7 @@ public sealed class BatchesApiTests
         // One row: every batch request in flight waits for it; a live request must not wait behind them.
         using var gpud = new GpudFactory(new Dictionary<string, string?> { ["Gpud:Inference:MaxBatchSize"] = "1", ["Gpud:Inference:BatchRequestsInFlight"] = "8" });
         var client = gpud.Client();
-        var file = await UploadAsync(client, Enumerable.Range(0, 24).Select(i => Line($"q{i}", "/v1/completions", new { model = "gpud-tiny", prompt = $"n {i}", max_tokens = 64 })));
+        var file = await UploadAsync(client, LongLines());
         var id = (await CreateAsync(client, file, "/v1/completions")).GetProperty("id").GetString()!;
         await WaitAsync(client, id, "in_progress", b => b.GetProperty("request_counts").GetProperty("completed").GetInt32() >= 1);
 
@@ -270,6 +271,13 @@ public sealed class BatchesApiTests
         return metrics.Split('\n').Where(l => l.StartsWith("gpud_batch_requests_total{", StringComparison.Ordinal))
             .Sum(l => double.Parse(l[(l.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture));
     }
+
+    /// <summary>
+    /// <see cref="Long"/> lines of 64 tokens each: greedy, since gpud-tiny's random weights then repeat a token rather
+    /// than end early, so the batch takes seconds and can be seen part-way.
+    /// </summary>
+    private static IEnumerable<string> LongLines() =>
+        Enumerable.Range(0, Long).Select(i => Line($"q{i}", "/v1/completions", new { model = "gpud-tiny", prompt = $"n {i}", max_tokens = 64, temperature = 0 }));
 
     private static string Line(string customId, string url, object body) =>
         JsonSerializer.Serialize(new { custom_id = customId, method = "POST", url, body });
