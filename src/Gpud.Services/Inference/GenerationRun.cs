@@ -47,9 +47,9 @@ public sealed class GenerationRun
     private int _firstToken;
 
     internal GenerationRun(string modelLabel, IReadOnlyList<GenerationInput> inputs, TextTokenizer tokenizer, InferenceMetrics metrics, CancellationToken cancellationToken,
-        bool background = false)
+        bool batchPriority = false)
     {
-        Background = background;
+        BatchPriority = batchPriority;
         _metrics = metrics;
         _label = modelLabel;
         _generated = metrics.GenerationTokens.WithLabels(modelLabel);
@@ -62,7 +62,7 @@ public sealed class GenerationRun
     }
 
     /// <summary>A Batch API request: it waits behind every interactive request for a free row.</summary>
-    public bool Background { get; }
+    public bool BatchPriority { get; }
 
     public IReadOnlyList<GenerationInput> Inputs { get; }
 

@@ -33,13 +33,13 @@ public sealed class InferenceService(
     }
 
     /// <summary>
-    /// Queues a request's prompts; read the returned run's events for the output. A <paramref name="background"/> run
+    /// Queues a request's prompts; read the returned run's events for the output. A <paramref name="batchPriority"/> run
     /// (the Batch API) is admitted only when no interactive request is waiting.
     /// </summary>
-    public GenerationRun Submit(ServedModel model, IReadOnlyList<GenerationInput> inputs, CancellationToken cancellationToken, bool background = false)
+    public GenerationRun Submit(ServedModel model, IReadOnlyList<GenerationInput> inputs, CancellationToken cancellationToken, bool batchPriority = false)
     {
         ArgumentNullException.ThrowIfNull(model);
-        var run = new GenerationRun(model.Base.Name, inputs, model.Base.Tokenizer, metrics, cancellationToken, background);
+        var run = new GenerationRun(model.Base.Name, inputs, model.Base.Tokenizer, metrics, cancellationToken, batchPriority);
         Server(model.Base).Submit(run, model.AdapterDirectory);
         return run;
     }

@@ -172,12 +172,13 @@ internal sealed partial class ModelServer : IDisposable
     {
         lock (_gate)
         {
-            // Interactive requests queue ahead of every background (Batch API) one, in arrival order among themselves.
-            var firstBackground = _queue.FindIndex(p => p.Run.Background);
+            // Interactive requests queue ahead of every Batch API one, in arrival order among themselves. The queue is
+            // searched only when one arrives, not on every step of the serving loop.
+            var firstBatch = _incoming.Count > 0 && _incoming.Exists(p => !p.Run.BatchPriority) ? _queue.FindIndex(p => p.Run.BatchPriority) : -1;
             foreach (var pending in _incoming)
             {
-                if (pending.Run.Background || firstBackground < 0) _queue.Add(pending);
-                else _queue.Insert(firstBackground++, pending);
+                if (pending.Run.BatchPriority || firstBatch < 0) _queue.Add(pending);
+                else _queue.Insert(firstBatch++, pending);
             }
             _incoming.Clear();
             foreach (var directory in _forget)

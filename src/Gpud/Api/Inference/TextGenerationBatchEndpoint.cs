@@ -17,7 +17,7 @@ internal sealed class TextGenerationBatchEndpoint(TextGenerationKind kind, Model
     {
         var request = TextGenerationRequest.Parse(kind, body, name => models.Resolve(project, name), inference);
         if (request.Stream) throw BatchAnswers.NoStreaming();
-        var run = inference.Submit(request.Model, request.Inputs, cancellationToken, background: true);
+        var run = inference.Submit(request.Model, request.Inputs, cancellationToken, batchPriority: true);
         var result = await TextGenerationEndpoints.Collect(run, request, cancellationToken);
         var created = time.GetUtcNow().ToUnixTimeSeconds();
         var usage = result.Usage(request);
