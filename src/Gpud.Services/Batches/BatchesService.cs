@@ -35,16 +35,16 @@ public sealed partial class BatchesService(
     public BatchRecord Create(string project, JsonElement body)
     {
         var fields = RequestFields.Known(body, Fields);
-        var inputFileId = Required(fields, "input_file_id");
-        var endpoint = Required(fields, "endpoint");
+        var inputFileId = RequestFields.RequiredString(fields, "input_file_id");
+        var endpoint = RequestFields.RequiredString(fields, "endpoint");
         if (!_urls.Contains(endpoint, StringComparer.Ordinal))
             throw GpudException.Invalid($"Invalid value for 'endpoint': gpud runs batches of {string.Join(", ", _urls)} (got '{endpoint}').",
                 "endpoint", "invalid_value");
-        var window = Required(fields, "completion_window");
+        var window = RequestFields.RequiredString(fields, "completion_window");
         if (window != CompletionWindow)
             throw GpudException.Invalid($"Invalid value for 'completion_window': it must be '{CompletionWindow}'.", "completion_window", "invalid_value");
         var metadata = fields.TryGetValue("metadata", out var m) ? RequestFields.Metadata(m) : null;
-        var outputExpiresAfter = fields.TryGetValue("output_expires_after", out var e) ? OutputExpiresAfter(e) : (long?)null;
+        var outputExpiresAfter = fields.TryGetValue("output_expires_after", out var e) ? RequestFields.ExpiresAfter(e, "output_expires_after") : (long?)null;
 
         Storage.Files.FileRecord file;
         try
@@ -99,30 +99,6 @@ public sealed partial class BatchesService(
     }
 
     public static GpudException NotFound(string id) => GpudException.NotFound($"No such batch: {id}", "id");
-
-    private static string Required(Dictionary<string, JsonElement> fields, string name)
-    {
-        if (!fields.TryGetValue(name, out var value))
-            throw GpudException.Invalid($"Missing required parameter: '{name}'.", name, "missing_required_parameter");
-        if (value.ValueKind != JsonValueKind.String || value.GetString() is not { Length: > 0 } text)
-            throw RequestFields.Invalid(name, "must be a non-empty string", "invalid_type");
-        return text;
-    }
-
-    /// <summary><c>{"anchor": "created_at", "seconds": 3600..2592000}</c>: the output and error files expire that long after they are written.</summary>
-    private static long OutputExpiresAfter(JsonElement value)
-    {
-        const string param = "output_expires_after";
-        if (value.ValueKind != JsonValueKind.Object) throw RequestFields.Invalid(param, "must be an object with anchor and seconds", "invalid_type");
-        if (!value.TryGetProperty("anchor", out var anchor) || anchor.ValueKind != JsonValueKind.String || anchor.GetString() != "created_at")
-            throw RequestFields.Invalid($"{param}.anchor", "must be 'created_at'");
-        if (!value.TryGetProperty("seconds", out var seconds))
-            throw GpudException.Invalid($"Missing required parameter: '{param}.seconds'.", $"{param}.seconds", "missing_required_parameter");
-        var n = RequestFields.Integer(seconds, $"{param}.seconds", (int)FilesService.MinExpirySeconds, (int)FilesService.MaxExpirySeconds);
-        if (value.EnumerateObject().Select(p => p.Name).FirstOrDefault(name => name is not ("anchor" or "seconds")) is { } unknown)
-            throw GpudException.Invalid($"Unrecognized request argument supplied: {param}.{unknown}", $"{param}.{unknown}", "unknown_parameter");
-        return n;
-    }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Batch {BatchId} created in project {Project}: {Endpoint} over file {InputFileId}")]
     private static partial void LogCreated(ILogger logger, string batchId, string project, string endpoint, string inputFileId);

@@ -50,6 +50,36 @@ public static class RequestFields
         return metadata;
     }
 
+    /// <summary>A required field of a <see cref="Known"/> body: a non-empty string.</summary>
+    public static string RequiredString(Dictionary<string, JsonElement> fields, string name)
+    {
+        ArgumentNullException.ThrowIfNull(fields);
+        if (!fields.TryGetValue(name, out var value))
+            throw GpudException.Invalid($"Missing required parameter: '{name}'.", name, "missing_required_parameter");
+        return value.ValueKind == JsonValueKind.String && value.GetString() is { Length: > 0 } text
+            ? text
+            : throw Invalid(name, "must be a non-empty string", "invalid_type");
+    }
+
+    public const int MinExpirySeconds = 3600;
+    public const int MaxExpirySeconds = 2_592_000;
+
+    /// <summary>
+    /// OpenAI's <c>expires_after</c> for a file gpud writes: <c>{"anchor": "created_at", "seconds": 3600..2592000}</c>;
+    /// returns the seconds.
+    /// </summary>
+    public static int ExpiresAfter(JsonElement value, string param)
+    {
+        if (value.ValueKind != JsonValueKind.Object) throw Invalid(param, "must be an object with anchor and seconds", "invalid_type");
+        if (value.EnumerateObject().Select(p => p.Name).FirstOrDefault(name => name is not ("anchor" or "seconds")) is { } unknown)
+            throw GpudException.Invalid($"Unrecognized request argument supplied: {param}.{unknown}", $"{param}.{unknown}", "unknown_parameter");
+        if (!value.TryGetProperty("anchor", out var anchor) || anchor.ValueKind != JsonValueKind.String || anchor.GetString() != "created_at")
+            throw Invalid($"{param}.anchor", "must be 'created_at'");
+        if (!value.TryGetProperty("seconds", out var seconds))
+            throw GpudException.Invalid($"Missing required parameter: '{param}.seconds'.", $"{param}.seconds", "missing_required_parameter");
+        return Integer(seconds, $"{param}.seconds", MinExpirySeconds, MaxExpirySeconds);
+    }
+
     public static int Integer(JsonElement value, string param, int min, int max)
     {
         if (value.ValueKind != JsonValueKind.Number || !value.TryGetInt64(out var n))

@@ -24,8 +24,8 @@ public sealed partial class FilesService(
     ILogger<FilesService> logger)
 {
     public const int MaxFilenameLength = 512;
-    public const long MinExpirySeconds = 3600;
-    public const long MaxExpirySeconds = 2_592_000;
+    public const long MinExpirySeconds = RequestFields.MinExpirySeconds;
+    public const long MaxExpirySeconds = RequestFields.MaxExpirySeconds;
     public const int MaxListLimit = 10_000;
 
     public long MaxUploadBytes => limits.MaxUploadBytes;

@@ -29,29 +29,20 @@ public sealed partial class UploadsService(
     public UploadRecord Create(string project, JsonElement body)
     {
         var fields = RequestFields.Known(body, CreateFields);
-        var filename = Text(fields, "filename");
+        var filename = RequestFields.RequiredString(fields, "filename");
         if (filename.Length > FilesService.MaxFilenameLength)
             throw RequestFields.Invalid("filename", $"must be at most {FilesService.MaxFilenameLength} characters", "string_above_max_length");
-        var purpose = Text(fields, "purpose");
+        var purpose = RequestFields.RequiredString(fields, "purpose");
         if (!FilePurposes.Uploadable.Contains(purpose))
             throw RequestFields.Invalid("purpose", $"must be one of {string.Join(", ", FilePurposes.Uploadable.Order().Select(p => $"'{p}'"))}");
-        var mimeType = Text(fields, "mime_type");
+        var mimeType = RequestFields.RequiredString(fields, "mime_type");
         if (!fields.TryGetValue("bytes", out var bytesField))
             throw GpudException.Invalid("Missing required parameter: 'bytes'.", "bytes", "missing_required_parameter");
         if (bytesField.ValueKind != JsonValueKind.Number || !bytesField.TryGetInt64(out var bytes))
             throw RequestFields.Invalid("bytes", "must be an integer", "invalid_type");
         if (bytes < 1 || bytes > files.MaxUploadBytes)
             throw RequestFields.Invalid("bytes", $"must be between 1 and {files.MaxUploadBytes} (Gpud:MaxUploadBytes)", "integer_out_of_range");
-        long? fileExpiresAfter = null;
-        if (fields.TryGetValue("expires_after", out var expires))
-        {
-            if (expires.ValueKind != JsonValueKind.Object || !expires.TryGetProperty("anchor", out var anchor) || anchor.ValueKind != JsonValueKind.String
-                || anchor.GetString() != "created_at")
-                throw RequestFields.Invalid("expires_after.anchor", "must be 'created_at'");
-            if (!expires.TryGetProperty("seconds", out var seconds))
-                throw GpudException.Invalid("Missing required parameter: 'expires_after.seconds'.", "expires_after.seconds", "missing_required_parameter");
-            fileExpiresAfter = RequestFields.Integer(seconds, "expires_after.seconds", (int)FilesService.MinExpirySeconds, (int)FilesService.MaxExpirySeconds);
-        }
+        var fileExpiresAfter = fields.TryGetValue("expires_after", out var expires) ? RequestFields.ExpiresAfter(expires, "expires_after") : (long?)null;
         var now = time.GetUtcNow().ToUnixTimeSeconds();
         var upload = new UploadRecord(ResourceId.New("upload_"), project, filename, purpose, bytes, mimeType, now, now + (long)Lifetime.TotalSeconds,
             fileExpiresAfter, "pending", null);
@@ -186,15 +177,6 @@ public sealed partial class UploadsService(
     private void DeleteParts(string uploadId)
     {
         foreach (var part in uploads.Parts(uploadId)) blobs.Delete(UploadRecord.PartKey(uploadId, part.Id));
-    }
-
-    private static string Text(Dictionary<string, JsonElement> fields, string name)
-    {
-        if (!fields.TryGetValue(name, out var value))
-            throw GpudException.Invalid($"Missing required parameter: '{name}'.", name, "missing_required_parameter");
-        return value.ValueKind == JsonValueKind.String && value.GetString() is { Length: > 0 } text
-            ? text
-            : throw RequestFields.Invalid(name, "must be a non-empty string", "invalid_type");
     }
 
     /// <summary>The parts' bytes one after another, hashed (MD5) as they pass; one part open at a time.</summary>
