@@ -72,10 +72,7 @@ public sealed partial class BatchesService(
 
     public Page<BatchRecord> List(string project, int? limit, string? after)
     {
-        var take = limit ?? 20;
-        if (take is < 1 or > MaxListLimit)
-            throw GpudException.Invalid($"limit must be between 1 and {MaxListLimit}.", "limit", "integer_out_of_range");
-        return batches.List(project, take, after) ?? throw GpudException.Invalid($"No such batch: {after} (the 'after' cursor).", "after");
+        return batches.List(project, RequestFields.ListLimit(limit, 20, MaxListLimit), after) ?? throw GpudException.Invalid($"No such batch: {after} (the 'after' cursor).", "after");
     }
 
     /// <summary>

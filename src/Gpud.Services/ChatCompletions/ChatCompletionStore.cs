@@ -112,18 +112,7 @@ public sealed class ChatCompletionStore(ChatCompletionRepository completions, Ti
         return view;
     }
 
-    private static int Limit(int? limit)
-    {
-        var take = limit ?? 20;
-        if (take is < 1 or > MaxListLimit)
-            throw GpudException.Invalid($"limit must be between 1 and {MaxListLimit}.", "limit", "integer_out_of_range");
-        return take;
-    }
+    private static int Limit(int? limit) => RequestFields.ListLimit(limit, 20, MaxListLimit);
 
-    private static bool Ascending(string? order) => order switch
-    {
-        null or "asc" => true,
-        "desc" => false,
-        _ => throw GpudException.Invalid("order must be 'asc' or 'desc'.", "order"),
-    };
+    private static bool Ascending(string? order) => RequestFields.Ascending(order, fallback: true);
 }

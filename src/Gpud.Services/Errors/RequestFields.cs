@@ -61,6 +61,24 @@ public static class RequestFields
             : throw Invalid(name, "must be a non-empty string", "invalid_type");
     }
 
+    /// <summary>A list endpoint's <c>limit</c>: <paramref name="fallback"/> when absent, else 1 to <paramref name="max"/>.</summary>
+    public static int ListLimit(int? limit, int fallback, int max)
+    {
+        var take = limit ?? fallback;
+        return take is >= 1 && take <= max
+            ? take
+            : throw GpudException.Invalid($"limit must be between 1 and {max}.", "limit", "integer_out_of_range");
+    }
+
+    /// <summary>A list endpoint's <c>order</c> (<c>asc</c> or <c>desc</c>): true for ascending, <paramref name="fallback"/> when absent.</summary>
+    public static bool Ascending(string? order, bool fallback) => order switch
+    {
+        null => fallback,
+        "asc" => true,
+        "desc" => false,
+        _ => throw GpudException.Invalid("order must be 'asc' or 'desc'.", "order"),
+    };
+
     public const int MinExpirySeconds = 3600;
     public const int MaxExpirySeconds = 2_592_000;
 

@@ -136,15 +136,8 @@ public sealed partial class FilesService(
 
     public Page<FileRecord> List(string project, string? purpose, int? limit, string? order, string? after)
     {
-        var take = limit ?? MaxListLimit;
-        if (take is < 1 or > MaxListLimit)
-            throw GpudException.Invalid($"limit must be between 1 and {MaxListLimit}.", "limit", "integer_out_of_range");
-        var ascending = order switch
-        {
-            null or "desc" => false,
-            "asc" => true,
-            _ => throw GpudException.Invalid("order must be 'asc' or 'desc'.", "order"),
-        };
+        var take = RequestFields.ListLimit(limit, MaxListLimit, MaxListLimit);
+        var ascending = RequestFields.Ascending(order, fallback: false);
         return files.List(project, string.IsNullOrEmpty(purpose) ? null : purpose, take, ascending, after, time.GetUtcNow().ToUnixTimeSeconds())
                ?? throw GpudException.Invalid($"No such File object: {after} (the 'after' cursor).", "after");
     }

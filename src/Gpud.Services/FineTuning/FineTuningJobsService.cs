@@ -168,13 +168,7 @@ public sealed partial class FineTuningJobsService(
     private static GpudException InvalidState(Storage.FineTuning.JobRecord job, string action) => GpudException.Invalid(
         $"Cannot {action} job {job.Id}: its status is '{job.Status}'.", "id", "invalid_job_state");
 
-    private static int Limit(int? limit, int fallback)
-    {
-        var take = limit ?? fallback;
-        if (take is < 1 or > MaxListLimit)
-            throw GpudException.Invalid($"limit must be between 1 and {MaxListLimit}.", "limit", "integer_out_of_range");
-        return take;
-    }
+    private static int Limit(int? limit, int fallback) => RequestFields.ListLimit(limit, fallback, MaxListLimit);
 
     private void CheckFile(string project, string id, string param)
     {

@@ -181,9 +181,7 @@ internal static class ResponsesEndpoints
         string? limit, string? order, string? after)
     {
         if (!ListQuery.TryParseLimit(limit, out var take, out var error)) return error;
-        if (take is < 1 or > 100) return ApiErrors.Result(400, "limit must be between 1 and 100.", "limit", "integer_out_of_range");
-        if (order is not (null or "asc" or "desc")) return ApiErrors.Result(400, "order must be 'asc' or 'desc'.", "order");
-        var (items, more) = store.InputItems(user.Project(), response_id, take ?? 20, order == "asc", after);
+        var (items, more) = store.InputItems(user.Project(), response_id, RequestFields.ListLimit(take, 20, 100), RequestFields.Ascending(order, fallback: false), after);
         string? Id(JsonElement item) => item.TryGetProperty("id", out var id) ? id.GetString() : null;
         return TypedResults.Ok(new ResponseItemList("list", items, items.Count > 0 ? Id(items[0]) : null, items.Count > 0 ? Id(items[^1]) : null, more));
     }
