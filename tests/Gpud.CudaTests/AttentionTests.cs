@@ -15,11 +15,11 @@ public sealed class AttentionTests
         Assert.True(backends.cuda.flash_sdp_enabled(), "libtorch's flash SDPA backend is disabled");
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        using var generator = new Generator(7, device);
+        using var generator = new Generator(7); // CPU: TorchSharp's generators are CPU-only
         // [batch, heads, seq, head_dim] as gpud's attention passes them (GQA already expanded).
-        var q = randn([2, 16, 1024, 64], ScalarType.BFloat16, device, generator: generator);
-        var k = randn([2, 16, 1024, 64], ScalarType.BFloat16, device, generator: generator);
-        var v = randn([2, 16, 1024, 64], ScalarType.BFloat16, device, generator: generator);
+        var q = randn([2, 16, 1024, 64], generator: generator).to(ScalarType.BFloat16, device);
+        var k = randn([2, 16, 1024, 64], generator: generator).to(ScalarType.BFloat16, device);
+        var v = randn([2, 16, 1024, 64], generator: generator).to(ScalarType.BFloat16, device);
 
         var flash = nn.functional.scaled_dot_product_attention(q, k, v, null, 0.0, true);
         Tensor math;
@@ -49,10 +49,10 @@ public sealed class AttentionTests
         var device = Gpu.Require();
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        using var generator = new Generator(11, device);
-        var q = randn([1, 8, 300, 64], ScalarType.BFloat16, device, generator: generator);
-        var k = randn([1, 8, 300, 64], ScalarType.BFloat16, device, generator: generator);
-        var v = randn([1, 8, 300, 64], ScalarType.BFloat16, device, generator: generator);
+        using var generator = new Generator(11); // CPU: TorchSharp's generators are CPU-only
+        var q = randn([1, 8, 300, 64], generator: generator).to(ScalarType.BFloat16, device);
+        var k = randn([1, 8, 300, 64], generator: generator).to(ScalarType.BFloat16, device);
+        var v = randn([1, 8, 300, 64], generator: generator).to(ScalarType.BFloat16, device);
         // Left-padded by 44 positions, as a batch of unequal prompts is: the real rows must not see the padding.
         var padded = (Tensor x) => cat([zeros([1, 8, 44, 64], ScalarType.BFloat16, device), x], 2);
         var keep = ones(344, 344, ScalarType.Bool, device).tril();
@@ -69,17 +69,17 @@ public sealed class AttentionTests
     {
         var device = Gpu.Require();
         using var scope = NewDisposeScope();
-        using var generator = new Generator(13, device);
+        using var generator = new Generator(13); // CPU: TorchSharp's generators are CPU-only
         // Two packed training rows of 2048 positions (GQA 32/8 heads of 64, as a 1B Llama): sequences of mixed lengths.
         int[][] rows = [[700, 300, 1000, 48], [1500, 129, 200]];
         const long width = 2048, heads = 32, kvHeads = 8, headDim = 64;
-        Tensor Leaf(long h) => randn([rows.Length, h, width, headDim], ScalarType.BFloat16, device, generator: generator).requires_grad_(true);
+        Tensor Leaf(long h) => randn([rows.Length, h, width, headDim], generator: generator).to(ScalarType.BFloat16, device).requires_grad_(true);
         var (q, k, v) = (Leaf(heads), Leaf(kvHeads), Leaf(kvHeads));
         static Tensor RepeatKv(Tensor x) => x.repeat_interleave(heads / kvHeads, 1);
 
         using var segments = Gpud.Engine.Models.Layers.PackedSegments.Create(rows.Select(r => (IReadOnlyList<int>)r).ToList(), width, device);
         var actual = segments.Attend(q, k, v, RepeatKv);
-        var weights = randn([rows.Length, width, heads * headDim], ScalarType.Float32, device, generator: generator);
+        var weights = randn([rows.Length, width, heads * headDim], generator: generator).to(ScalarType.Float32, device);
         (actual.to(ScalarType.Float32) * weights).sum().backward();
 
         // Reference in float32 under the dense block-diagonal causal mask, on the same inputs.

@@ -47,7 +47,9 @@ public sealed class LoraAdapter : nn.Module
         }
         else
         {
-            a = normal(0, 1.0 / settings.Rank, [settings.Rank, layer.InFeatures], ScalarType.Float32, device, generator: generator);
+            // Drawn on the CPU (TorchSharp's generators are CPU-only), so a seed gives the same A on every device.
+            var drawn = normal(0, 1.0 / settings.Rank, [settings.Rank, layer.InFeatures], ScalarType.Float32, generator: generator);
+            a = device.type == DeviceType.CPU ? drawn : drawn.to(device, disposeAfter: true);
             b = zeros([layer.OutFeatures, settings.Rank], ScalarType.Float32, device);
         }
         A = new Parameter(a);
@@ -119,7 +121,7 @@ public sealed class LoraAdapter : nn.Module
 
     private Tensor Dropout(Tensor x)
     {
-        var keep = rand(x.shape, ScalarType.Float32, x.device, generator: DropoutGenerator) >= _dropout;
+        var keep = CounterRandom.Uniform(x.shape, x.device, DropoutGenerator) >= _dropout;
         return x * keep / (1 - _dropout);
     }
 

@@ -61,7 +61,7 @@ public static class LoraModel
         if (unknown.Count > 0)
             throw new ArgumentException($"Unknown target modules: {string.Join(", ", unknown)} (valid: {string.Join(", ", LoraSettings.AllLinear)}, all-linear).", nameof(targetModules));
 
-        using var generator = new Generator((ulong)seed, model.Device);
+        using var generator = new Generator((ulong)seed); // CPU-only in TorchSharp: draws are moved to the model's device
         var parameters = new List<Parameter>();
         foreach (var (_, name, layer) in Projections(model))
         {

@@ -159,7 +159,7 @@ public sealed partial class LoraTrainer(CausalLanguageModel model, IReadOnlyList
     private bool RunSteps(IObjective objective, ITrainingSink sink, string? resumeFrom, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(sink);
-        using var dropoutRng = new torch.Generator((ulong)options.Seed, model.Device);
+        using var dropoutRng = new torch.Generator((ulong)options.Seed); // CPU: it seeds CounterRandom on the device
         foreach (var (_, _, layer) in Lora.LoraModel.Projections(model))
         {
             if (layer.Adapter is { } adapter) adapter.DropoutGenerator = dropoutRng;

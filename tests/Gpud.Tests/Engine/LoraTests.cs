@@ -100,4 +100,25 @@ public sealed class LoraTests
         model.train();
         Assert.False(layer.forward(x).allclose(layer.forward(x)));
     }
+
+    [Fact]
+    public void Dropout_draws_are_uniform_uncorrelated_and_replayed_from_the_same_seed()
+    {
+        using var scope = NewDisposeScope();
+        using var first = new Generator(5);
+        using var same = new Generator(5);
+        var u = CounterRandom.Uniform([1000, 1000], CPU, first);
+
+        Assert.True(u.allclose(CounterRandom.Uniform([1000, 1000], CPU, same), 0, 0), "the same seed gave other numbers");
+        Assert.False(u.allclose(CounterRandom.Uniform([1000, 1000], CPU, first), 0, 0), "the next draw repeated the last");
+        Assert.True(u.min().item<float>() >= 0 && u.max().item<float>() < 1);
+        Assert.InRange(u.mean().item<float>(), 0.498, 0.502);
+        Assert.InRange((u < 0.1).to_type(ScalarType.Float32).mean().item<float>(), 0.098, 0.102);
+        // Neighbouring elements (a row's next feature, the next row) are independent: their correlation is ~0.
+        var flat = u.flatten() - 0.5;
+        var adjacent = (flat[..^1] * flat[1..]).mean().item<float>() / (1f / 12);
+        var nextRow = (u[..^1] - 0.5).mul(u[1..] - 0.5).mean().item<float>() / (1f / 12);
+        Assert.InRange(adjacent, -0.01, 0.01);
+        Assert.InRange(nextRow, -0.01, 0.01);
+    }
 }
