@@ -137,11 +137,11 @@ if (arguments.Get("structured", "false") == "true")
 }
 return 0;
 
-// VmHWM: the process's peak resident set so far (Linux).
+// VmHWM: the process's peak resident set so far (Linux): "VmHWM:<tab>[spaces]N kB", the spaces not always there.
 static double PeakRssMib() =>
     File.Exists("/proc/self/status")
         ? double.Parse(File.ReadLines("/proc/self/status").First(l => l.StartsWith("VmHWM:", StringComparison.Ordinal))
-            .Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) / 1024
+            .Split((char[])[' ', '\t'], StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) / 1024
         : double.NaN;
 
 double Best(int times, Action action)
