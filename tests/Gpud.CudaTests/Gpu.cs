@@ -3,6 +3,10 @@ using Gpud.Engine.Models;
 using TorchSharp;
 using static TorchSharp.torch;
 
+// One test at a time: the tests share one GPU, and the out-of-memory test fills it on purpose (a test running beside
+// it would fail for want of memory it did not cause).
+[assembly: CollectionBehavior(DisableTestParallelization = true)]
+
 namespace Gpud.CudaTests;
 
 /// <summary>

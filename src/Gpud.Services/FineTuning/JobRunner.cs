@@ -143,6 +143,14 @@ public sealed partial class JobRunner(
             Fail(job, new JobError("out_of_memory", $"{e.Message} (device {slot.Name})", null), sink);
             return 0;
         }
+        catch (System.Runtime.InteropServices.ExternalException e) when (OutOfDeviceMemoryException.Matches(e))
+        {
+            // Outside a training step (the trainer maps those): loading the model, attaching or saving the adapter, on a
+            // device whose memory another process or job holds.
+            Fail(job, new JobError("out_of_memory",
+                $"The device ran out of memory outside a training step (device {slot.Name}): {e.Message.Split('\n')[0]} Another process may hold its memory, or the model does not fit.", null), sink);
+            return 0;
+        }
         catch (TrainingDataException e)
         {
             Fail(job, new JobError(e.Code, e.Message, e.Param), sink);
