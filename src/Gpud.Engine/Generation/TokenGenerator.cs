@@ -3,8 +3,8 @@ using Gpud.Engine.Models;
 namespace Gpud.Engine.Generation;
 
 /// <summary>
-/// Generation of a fixed set of prompts to the end, for benchmarks, tests and offline use: every prompt is admitted to
-/// a <see cref="ContinuousBatcher"/> sized for exactly this batch, then decoded step by step until all finish. Each
+/// Generation of a fixed set of prompts to the end, for benchmarks, tests and offline use: the prompts are prefilled
+/// together into a <see cref="ContinuousBatcher"/> sized for exactly this batch, then decoded step by step until all finish. Each
 /// sequence has its own sampling parameters and RNG, so a prompt's output does not depend on what else is in the batch.
 /// </summary>
 public sealed class TokenGenerator(CausalLanguageModel model)
@@ -29,8 +29,9 @@ public sealed class TokenGenerator(CausalLanguageModel model)
         var capacity = prompts.Select((p, i) => p.Count + parameters[i].MaxTokens).Max() + 1;
         var collectors = prompts.Select((_, i) => new Collector(i, parameters[i].TopLogprobs is not null, stop, onToken)).ToList();
         using var batcher = new ContinuousBatcher(model, prompts.Count, capacity);
-        for (var i = 0; i < prompts.Count; i++)
-            batcher.Admit(new SequenceGroup(prompts[i], [parameters[i]], collectors[i], CancellationToken: cancellationToken));
+        // One prefill for the whole batch: admitted one by one, 32 prompts took 32 forward passes (0.23x transformers'
+        // prefill rate at batch 32 on an H200).
+        batcher.Admit(prompts.Select((p, i) => new SequenceGroup(p, [parameters[i]], collectors[i], CancellationToken: cancellationToken)).ToList());
         while (batcher.Running > 0) batcher.Step();
         return collectors.Select((c, i) => new GenerationResult(c.Tokens, c.Logprobs, c.Finish ?? FinishReason.Length, prompts[i].Count)).ToList();
     }
