@@ -16,14 +16,16 @@ public sealed class TrainingTests
 {
     private static readonly string ModelDir = Gpu.Fixture("models/gpud-tiny");
 
-    [Fact]
-    public void Float32_training_on_cuda_follows_the_cpu_loss_curve()
+    [Theory]
+    [InlineData(0.0)]
+    [InlineData(0.1)] // the dropout masks too: drawn on each device from the same seed, they are the same masks
+    public void Float32_training_on_cuda_follows_the_cpu_loss_curve(double dropout)
     {
         var device = Gpu.Require();
         var (_, _, data) = Dataset();
         var options = new TrainingOptions(Epochs: 3, BatchSize: 4, LearningRate: 5e-3, Seed: 1);
-        var cpu = Losses(CPU, ScalarType.Float32, data, options);
-        var gpu = Losses(device, ScalarType.Float32, data, options);
+        var cpu = Losses(CPU, ScalarType.Float32, data, options, dropout);
+        var gpu = Losses(device, ScalarType.Float32, data, options, dropout);
         Assert.Equal(cpu.Count, gpu.Count);
         for (var i = 0; i < cpu.Count; i++)
             Assert.True(Math.Abs(cpu[i] - gpu[i]) <= 2e-3 * Math.Abs(cpu[i]) + 1e-4, $"step {i + 1}: cpu {cpu[i]:F6}, cuda {gpu[i]:F6}");
@@ -79,10 +81,24 @@ public sealed class TrainingTests
 
     private static (TextTokenizer Tokenizer, ChatFormatter Chat, List<TrainingExample> Data) Dataset() => Capitals.Encode(ModelDir);
 
-    private static List<double> Losses(Device device, ScalarType dtype, List<TrainingExample> data, TrainingOptions options)
+    [Fact]
+    public void Dropout_draws_on_cuda_equal_the_cpu_ones()
+    {
+        var device = Gpu.Require();
+        using var scope = NewDisposeScope();
+        using var onCpu = new Generator(9);
+        using var onCuda = new Generator(9);
+        // 64-bit products must wrap on the GPU as on the CPU (SplitMix64 relies on it).
+        var expected = CounterRandom.Uniform([2, 2048, 4096], CPU, onCpu);
+        var actual = CounterRandom.Uniform([2, 2048, 4096], device, onCuda);
+        Assert.Equal(device.type, actual.device_type);
+        Assert.True(expected.equal(actual.cpu()).all().item<bool>(), "CounterRandom gave other numbers on CUDA");
+    }
+
+    private static List<double> Losses(Device device, ScalarType dtype, List<TrainingExample> data, TrainingOptions options, double dropout = 0)
     {
         using var model = CausalLanguageModel.Load(ModelDir, device, dtype);
-        var parameters = LoraModel.Attach(model, new LoraSettings(16, 32), ["all-linear"], seed: 1);
+        var parameters = LoraModel.Attach(model, new LoraSettings(16, 32, Dropout: dropout), ["all-linear"], seed: 1);
         var losses = new List<double>();
         new LoraTrainer(model, parameters, options).Train(data, p => losses.Add(p.TrainLoss), cancellationToken: TestContext.Current.CancellationToken);
         return losses;
