@@ -129,30 +129,87 @@ public sealed class ContinuousBatcher : IDisposable
     /// <summary>Decodes one token for every running sequence; sequences whose caller cancelled leave first.</summary>
     public void Step()
     {
+        LeaveCancelled();
+        if (_rows.Count == 0) return;
+        Forward([], 1);
+        RemoveFinished();
+    }
+
+    /// <summary>
+    /// Admits <paramref name="joining"/> and decodes one token for every running sequence in the same forward pass, as
+    /// vLLM mixes prefills into decode batches: each row's new tokens (a running row's next token, a joining prompt) are
+    /// right-padded to the longest and written to the cache from the row's own length. On a GPU a forward costs about
+    /// the same for a few hundred tokens as for one per row (the host's kernel launches dominate), so a request that
+    /// joins no longer costs every running stream a forward of its own. Returns false, having changed nothing, when the
+    /// groups cannot join this way (more than one choice, prompt logprobs, no rows, more than
+    /// <paramref name="maxTokens"/> padded tokens, or a running row without room for the padding); then
+    /// <see cref="Admit(IReadOnlyList{SequenceGroup})"/> and <see cref="Step"/> them apart.
+    /// </summary>
+    public bool TryStep(IReadOnlyList<SequenceGroup> joining, long maxTokens)
+    {
+        ArgumentNullException.ThrowIfNull(joining);
+        if (_rows.Count == 0 || joining.Count == 0 || joining.Count > FreeRows) return false;
+        if (joining.Any(g => g.Choices.Count != 1 || g.PromptLogprobs is not null || g.Prompt.Count == 0 || g.Prompt.Count >= ContextLength)) return false;
+        var width = joining.Max(g => g.Prompt.Count);
+        if ((long)(_rows.Count + joining.Count) * width > maxTokens || _rows.Any(r => r.Length + width > ContextLength)) return false;
+
+        LeaveCancelled();
+        var joined = joining.Select(g => new Sequence(g, 0, g.Choices[0], g.Prompt.Count)).ToList();
+        try
+        {
+            Forward(joined, width);
+        }
+        catch
+        {
+            foreach (var s in joined) s.Dispose();
+            _rows.RemoveAll(joined.Contains);
+            throw;
+        }
+        RemoveFinished();
+        return true;
+    }
+
+    private void LeaveCancelled()
+    {
         foreach (var sequence in _rows.Where(r => r.Group.CancellationToken.IsCancellationRequested)) Finish(sequence, FinishReason.Cancelled);
         RemoveFinished();
-        var n = _rows.Count;
-        if (n == 0) return;
+    }
 
+    /// <summary>One forward over the running rows (their next token) and <paramref name="joined"/> (their prompts), then a token for each.</summary>
+    private void Forward(List<Sequence> joined, int width)
+    {
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
-        var lengths = _rows.Select(r => (long)r.Length).ToArray();
-        var keyLength = lengths.Max() + 1;
-        var positions = tensor(lengths, device: _model.Device);
-        var ids = tensor(_rows.Select(r => (long)r.Next).ToArray(), device: _model.Device).unsqueeze(1);
-        // Row b sees its own positions 0..length_b (the token being written included) and nothing beyond.
-        var mask = arange(keyLength, ScalarType.Int64, _model.Device).view(1, 1, 1, keyLength) <= positions.view(n, 1, 1, 1);
-        var caches = _cache.ForDecode(n, positions, keyLength);
-        Tensor hidden;
-        using (var adapters = _adapters?.Select(_rows.Select(r => r.Group.AdapterSlot).ToList()))
+        var running = _rows.Count;
+        var n = running + joined.Count;
+        var ids = new long[n * width];
+        var starts = new long[n]; // where each row's new tokens go in the cache
+        var last = new long[n]; // the position whose hidden state predicts each row's next token
+        for (var b = 0; b < running; b++) (ids[b * width], starts[b]) = (_rows[b].Next, _rows[b].Length);
+        for (var g = 0; g < joined.Count; g++)
         {
-            hidden = _model.Hidden(ids, positions.unsqueeze(1), mask, caches, adapters);
+            var prompt = joined[g].Group.Prompt;
+            for (var t = 0; t < prompt.Count; t++) ids[(running + g) * width + t] = prompt[t];
+            last[running + g] = prompt.Count - 1;
         }
-        var logits = _model.Logits(hidden).squeeze(1);
+        var device = _model.Device;
+        var positions = tensor(starts, device: device).unsqueeze(1) + arange(width, ScalarType.Int64, device); // [n, width]
+        var keyLength = starts.Max() + width;
+        // Row b's query at position p sees that row's positions 0..p and nothing beyond (padding included).
+        var mask = arange(keyLength, ScalarType.Int64, device).view(1, 1, 1, keyLength) <= positions.view(n, 1, width, 1);
+        var caches = _cache.ForStep(n, positions, keyLength);
+        var sequences = _rows.Concat(joined).ToList();
+        Tensor hidden;
+        using (var adapters = _adapters?.Select(sequences.Select(r => r.Group.AdapterSlot).ToList()))
+        {
+            hidden = _model.Hidden(tensor(ids, device: device).view(n, width), positions, mask, caches, adapters);
+        }
+        var predicting = width == 1 ? hidden.squeeze(1) : hidden[arange(n, ScalarType.Int64, device), tensor(last, device: device)];
+        var logits = _model.Logits(predicting);
         foreach (var sequence in _rows) sequence.Length++;
-        var (tokens, logprobs) = TokenSampler.Choose(logits, _rows);
-        Deliver(_rows, tokens, logprobs);
-        RemoveFinished();
+        _rows.AddRange(joined);
+        var (tokens, logprobs) = TokenSampler.Choose(logits, sequences);
+        Deliver(sequences, tokens, logprobs);
     }
 
     /// <summary>Ends every running sequence without reporting (after a device failure the caller reports it).</summary>

@@ -6,8 +6,8 @@ namespace Gpud.Engine.Generation;
 
 /// <summary>
 /// The KV cache of a continuous batch: per layer, keys and values [rows, kv_heads, capacity, head_dim], one row per
-/// running sequence, each row with its own length. A prefill writes its rows from position 0; a decode step writes
-/// every row's new token at that row's own position (a scatter) and attends over the longest row with a length mask,
+/// running sequence, each row with its own length. A prefill writes its rows from position 0; a step writes every
+/// row's new tokens from that row's own length (a scatter) and attends over the longest row with a length mask,
 /// so sequences join and leave between steps without moving anyone else's cache.
 /// </summary>
 public sealed class SlotKvCache : IDisposable
@@ -45,12 +45,14 @@ public sealed class SlotKvCache : IDisposable
         _keys.Zip(_values).Select(kv => new LayerKvCache(kv.First.narrow(0, row, count), kv.Second.narrow(0, row, count))).ToList();
 
     /// <summary>
-    /// Per-layer caches for one decode step over rows [0, rows): each row's new key goes to its own position
-    /// (<paramref name="positions"/>, [rows] int64), and attention sees positions [0, keyLength).
+    /// Per-layer caches for one step over rows [0, rows): row b's new keys go to positions[b, ..] (<paramref name="positions"/>,
+    /// [rows, width] int64: one position per row when decoding; a joining prompt's from 0 in a mixed step), and attention
+    /// sees positions [0, keyLength).
     /// </summary>
-    internal IReadOnlyList<IKvCache> ForDecode(int rows, Tensor positions, long keyLength)
+    internal IReadOnlyList<IKvCache> ForStep(int rows, Tensor positions, long keyLength)
     {
-        var index = positions.view(rows, 1, 1, 1).expand(rows, _kvHeads, 1, _headDim).contiguous();
+        var width = positions.shape[1];
+        var index = positions.view(rows, 1, width, 1).expand(rows, _kvHeads, width, _headDim).contiguous();
         return _keys.Zip(_values).Select(kv => (IKvCache)new DecodeCache(kv.First.narrow(0, 0, rows), kv.Second.narrow(0, 0, rows), index, keyLength)).ToList();
     }
 

@@ -106,6 +106,61 @@ public sealed class ContinuousBatcherTests : IDisposable
     }
 
     [Fact]
+    public void Requests_that_join_a_running_batch_in_its_decode_step_each_match_that_request_alone()
+    {
+        string[] adapters = [Adapters.Write(_dir["a1"], ModelDir, 1), Adapters.Write(_dir["a2"], ModelDir, 2, new LoraSettings(2, 4, UseDora: true))];
+        using var pool = new AdapterPool(_model, slots: 2, maxRank: 8);
+        for (var i = 0; i < adapters.Length; i++)
+        {
+            using var weights = PeftAdapter.Read(adapters[i], _model.Config);
+            pool.Load(i + 1, weights);
+        }
+        var sampled = new SamplingParameters(9, Temperature: 1.0, Seed: 5);
+        // Eight requests over the base and both adapters (one sampled, on the base), joining two at a time while the earlier ones decode.
+        var requests = Enumerable.Range(0, 8).Select(i => (Prompt: Prompts[i % Prompts.Length], Slot: i % 3, Parameters: i == 6 ? sampled : SamplingParameters.Greedy(6 + i))).ToList();
+        var sinks = requests.Select(_ => new RecordingSink()).ToList();
+        SequenceGroup Group(int i) => new(requests[i].Prompt, [requests[i].Parameters], sinks[i], requests[i].Slot);
+        using (var batcher = new ContinuousBatcher(_model, 8, 64, pool))
+        {
+            batcher.Admit([Group(0), Group(1)]);
+            for (var i = 2; i < requests.Count; i += 2)
+            {
+                Assert.True(batcher.TryStep([Group(i), Group(i + 1)], maxTokens: 1024));
+                batcher.Step();
+            }
+            while (batcher.Running > 0) batcher.Step();
+        }
+
+        for (var i = 0; i < requests.Count; i++)
+        {
+            var (prompt, slot, parameters) = requests[i];
+            var expected = parameters.Temperature > 0
+                ? new TokenGenerator(_model).Generate([prompt], [parameters])[0].TokenIds.ToList()
+                : Reference(slot == 0 ? null : adapters[slot - 1], prompt, parameters.MaxTokens);
+            Assert.Equal(expected, sinks[i].Tokens[0]);
+            Assert.Equal(FinishReason.Length, sinks[i].Finish[0]);
+        }
+    }
+
+    [Fact]
+    public void A_request_that_cannot_join_a_decode_step_is_refused_and_changes_nothing()
+    {
+        var sink = new RecordingSink();
+        using var batcher = new ContinuousBatcher(_model, 4, 16);
+        var waiting = new SequenceGroup(Prompts[0], [SamplingParameters.Greedy(4)], new RecordingSink());
+        Assert.False(batcher.TryStep([waiting], maxTokens: 1024)); // nothing running: a plain prefill
+        batcher.Admit(new SequenceGroup(Prompts[2], [SamplingParameters.Greedy(20)], sink));
+        var twoChoices = new SequenceGroup(Prompts[0], [SamplingParameters.Greedy(4), SamplingParameters.Greedy(4)], new RecordingSink());
+        Assert.False(batcher.TryStep([twoChoices], maxTokens: 1024));
+        Assert.False(batcher.TryStep([waiting with { PromptLogprobs = 1 }], maxTokens: 1024));
+        Assert.False(batcher.TryStep([waiting], maxTokens: 2 * Prompts[0].Length - 1)); // two rows padded to 7 tokens
+        for (var i = 0; i < 6; i++) batcher.Step(); // the running row holds 4 + 6 positions: 7 more do not fit in 16
+        Assert.False(batcher.TryStep([waiting], maxTokens: 1024));
+        Assert.Equal(1, batcher.Running);
+        Assert.Equal(7, sink.Tokens[0].Count); // one from the prefill, six steps: no refused call decoded anything
+    }
+
+    [Fact]
     public void Rows_that_all_use_one_low_rank_adapter_match_it_attached_alone()
     {
         var adapter = Adapters.Write(_dir["only"], ModelDir, 4, new LoraSettings(2, 4, UseDora: true));

@@ -73,14 +73,18 @@ public sealed class Attention : nn.Module
         {
             merged = segments.Attend(q, k, v, RepeatKv);
         }
-        else if (seq == 1 && _heads != _kvHeads)
+        else if (cache is not null && mask is not null && _heads != _kvHeads)
         {
-            // One new token per row (decoding): fold each KV head's query group into that head's query positions
-            // instead of copying every cached key and value once per query head. [b, heads, 1, d] → [b, kv, group, d];
-            // a [b, 1, 1, keys] mask broadcasts over the group. Same dot products, no copy of the cache.
+            // New tokens against a cache (decoding; a mixed step's rows): fold each KV head's query group into that
+            // head's query positions instead of copying every cached key and value once per query head.
+            // [b, heads, s, d] → [b, kv, group·s, d]; each query position's mask row is repeated for the group's heads
+            // (a [b, 1, 1, keys] mask just broadcasts). Same dot products, no copy of the cache.
             var group = _heads / _kvHeads;
-            var grouped = q.reshape(batch, _kvHeads, group, _headDim);
-            merged = nn.functional.scaled_dot_product_attention(grouped, k, v, mask, 0.0, false).reshape(batch, 1, (long)_heads * _headDim);
+            var grouped = q.reshape(batch, _kvHeads, group * seq, _headDim);
+            var keys = mask.shape[^1];
+            var groupMask = seq == 1 ? mask : mask.unsqueeze(2).expand(batch, 1, group, seq, keys).reshape(batch, 1, group * seq, keys);
+            merged = nn.functional.scaled_dot_product_attention(grouped, k, v, groupMask, 0.0, false)
+                .reshape(batch, _heads, seq, _headDim).transpose(1, 2).reshape(batch, seq, (long)_heads * _headDim);
         }
         else
         {
