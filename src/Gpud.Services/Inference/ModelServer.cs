@@ -331,9 +331,10 @@ internal sealed partial class ModelServer : IDisposable
         return free;
     }
 
-    // Padded tokens a mixed step (joining prompts with a decode step) may carry on a GPU: there a 1B model's forward
-    // over this many tokens takes the GPU less time than the host takes to launch its kernels (H200, 2026-12-04:
-    // 12 ms a decode step at batch 1 and 15 ms at batch 32, nearly all of it launches).
+    // Padded tokens a mixed step (joining prompts with a decode step) may carry on a GPU. Both a forward's launch time
+    // and its compute grow with the layers: at 1B a forward over this many tokens computes for less time than its
+    // launches take (H200, 2026-12-04: 15 ms a batch-32 decode step, nearly all launches), and at 70B for about twice
+    // as long, which is what the separate prefill forward it replaces would have cost, so it never loses much.
     private const int MixedStepTokens = 1024;
 
     private sealed record Pending(GenerationRun Run, int Prompt, string? AdapterDirectory);
