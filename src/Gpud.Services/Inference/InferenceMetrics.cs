@@ -25,6 +25,10 @@ public sealed class InferenceMetrics(IMetricFactory factory)
 
     public Counter PromptTokens { get; } = factory.CreateCounter("gpud_prompt_tokens_total", "Prompt tokens prefilled.", ["model_name"]);
 
+    public Counter ForwardPasses { get; } = factory.CreateCounter("gpud_forward_passes_total",
+        "Forward passes of the serving loop by kind: 'decode' (one token per running sequence), 'prefill' (prompts alone), "
+        + "'mixed' (prompts that joined a decode step).", ["model_name", "kind"]);
+
     public Counter GenerationTokens { get; } = factory.CreateCounter("gpud_generation_tokens_total", "Tokens generated.", ["model_name"]);
 
     public Counter Requests { get; } = factory.CreateCounter("gpud_request_success_total", "Finished requests by finish reason.", ["model_name", "finished_reason"]);

@@ -162,6 +162,7 @@ internal sealed partial class ModelServer : IDisposable
         try
         {
             batcher.Step();
+            _metrics.ForwardPasses.WithLabels(_base.Name, "decode").Inc();
         }
         catch (Exception e)
         {
@@ -183,7 +184,9 @@ internal sealed partial class ModelServer : IDisposable
             : 2L * (batcher.Running + groups.Sum(g => g.Prompt.Count));
         try
         {
-            return batcher.TryStep(groups, budget);
+            if (!batcher.TryStep(groups, budget)) return false;
+            _metrics.ForwardPasses.WithLabels(_base.Name, "mixed").Inc();
+            return true;
         }
         catch (Exception e)
         {
@@ -280,6 +283,7 @@ internal sealed partial class ModelServer : IDisposable
         try
         {
             batcher.Admit(batch.Select(b => b.Group).ToList());
+            _metrics.ForwardPasses.WithLabels(_base.Name, "prefill").Inc();
         }
         catch (Exception e)
         {

@@ -169,6 +169,34 @@ public sealed class InferenceApiTests
     }
 
     [Fact]
+    public async Task A_prompt_that_arrives_while_another_decodes_joins_its_step_and_gets_the_answer_it_gets_alone()
+    {
+        using var dir = new TempDir();
+        var (model, settings) = ServedSetup(dir, adapters: 0);
+        using var factory = new GpudFactory(settings);
+        var client = factory.Client();
+        async Task<string> Complete() => (await (await client.PostAsJsonAsync("/v1/completions", new { model, prompt = "hi", max_tokens = 6, temperature = 0, logit_bias = NoEos })).Json())
+            .GetProperty("choices")[0].GetProperty("text").GetString()!;
+        var alone = await Complete();
+        Assert.Equal(0, await Metric(client, $"gpud_forward_passes_total{{model_name=\"{model}\",kind=\"mixed\"}}"));
+
+        using var cancel = new CancellationTokenSource();
+        using var running = new HttpRequestMessage(HttpMethod.Post, "/v1/completions")
+        {
+            Content = JsonContent.Create(new { model, prompt = "go", max_tokens = 2000, stream = true, logit_bias = NoEos }),
+        };
+        using var stream = await client.SendAsync(running, HttpCompletionOption.ResponseHeadersRead, cancel.Token);
+        var reader = new StreamReader(await stream.Content.ReadAsStreamAsync(cancel.Token));
+        Assert.StartsWith("data: {", await reader.ReadLineAsync(cancel.Token)); // decoding
+        var joined = await Complete();
+        await cancel.CancelAsync();
+
+        Assert.Equal(alone, joined);
+        Assert.True(await Metric(client, $"gpud_forward_passes_total{{model_name=\"{model}\",kind=\"mixed\"}}") >= 1, "the prompt did not join the decode step");
+        Assert.True(await Metric(client, $"gpud_forward_passes_total{{model_name=\"{model}\",kind=\"decode\"}}") >= 5);
+    }
+
+    [Fact]
     public async Task A_client_that_disconnects_mid_stream_frees_its_row_for_the_next_request()
     {
         using var dir = new TempDir();
