@@ -1,6 +1,7 @@
 using Gpud.Engine.Lora;
 using Gpud.Engine.Models.Layers;
 using Gpud.Engine.Weights;
+using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -78,6 +79,12 @@ public sealed class CausalLanguageModel : nn.Module
         {
             // A chunk appended to a cache: SDPA's is_causal would align the triangle top-left, so spell it out.
             mask = ones([seq, past + seq], ScalarType.Bool, Device).tril(past).view(1, 1, seq, past + seq);
+        }
+        if (mask is { dtype: ScalarType.Bool })
+        {
+            // SDPA turns a boolean mask into an additive one (0 / −∞) on every call: once per forward here, not per layer.
+            using var minusInfinity = double.NegativeInfinity.ToScalar();
+            mask = zeros(mask.shape, hidden.dtype, Device).masked_fill_(mask.logical_not(), minusInfinity);
         }
         for (var i = 0; i < Body.Layers.Count; i++)
             hidden = Body.Layers[i].Forward(hidden, cos, sin, mask, cache?[i], adapters, segments);

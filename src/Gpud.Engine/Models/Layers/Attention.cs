@@ -47,8 +47,8 @@ public sealed class Attention : nn.Module
     public RmsNorm? KNorm { get; }
 
     /// <param name="hidden">[batch, seq, hidden]</param>
-    /// <param name="mask">null for plain causal attention over <paramref name="hidden"/>; otherwise a boolean
-    /// [batch, 1, seq, keys] mask (true = may attend), for padding, packing or a KV cache.</param>
+    /// <param name="mask">null for plain causal attention over <paramref name="hidden"/>; otherwise a boolean (true = may
+    /// attend) or additive (0 / −∞) [batch, 1, seq, keys] mask, for padding, packing or a KV cache.</param>
     /// <param name="cache">This layer's key/value cache, or null.</param>
     /// <param name="adapters">Per-row serving adapters, or null.</param>
     /// <param name="segments">The sequences of packed rows (training), attended to one by one; then

@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Gpud.Engine.Models.Layers;
@@ -21,26 +22,33 @@ public sealed class RotaryEmbedding : IDisposable
         _invFreq = invFreq.to(device).MoveToOuterDisposeScope();
     }
 
-    /// <summary>cos and sin, each [batch, seq, head_dim], in <paramref name="dtype"/>.</summary>
+    /// <summary>
+    /// cos and a signed sin, each [batch, 1, seq, head_dim] (broadcast over heads), in <paramref name="dtype"/>: the
+    /// sin's first half is negated, so that rotating is x·cos + roll(x, half)·sin — transformers' rotate_half
+    /// (cat(−x₂, x₁)) folded into the angles, computed once per forward instead of in every layer for q and k.
+    /// </summary>
     public (Tensor Cos, Tensor Sin) Angles(Tensor positionIds, ScalarType dtype)
     {
         using var scope = NewDisposeScope();
         var freqs = positionIds.to_type(ScalarType.Float32).unsqueeze(-1) * _invFreq;
         var emb = cat([freqs, freqs], -1);
-        var cos = emb.cos().to_type(dtype);
-        var sin = emb.sin().to_type(dtype);
-        return (cos.MoveToOuterDisposeScope(), sin.MoveToOuterDisposeScope());
+        var cos = emb.cos().to_type(dtype).unsqueeze(1);
+        var sin = emb.sin();
+        var half = sin.shape[^1] / 2;
+        var signed = cat([-sin[.., .., ..(int)half], sin[.., .., (int)half..]], -1).to_type(dtype).unsqueeze(1);
+        return (cos.MoveToOuterDisposeScope(), signed.MoveToOuterDisposeScope());
     }
 
-    /// <summary>Rotates [batch, heads, seq, head_dim] queries or keys.</summary>
-    public static Tensor Apply(Tensor x, Tensor cos, Tensor sin)
+    /// <summary>Rotates [batch, heads, seq, head_dim] queries or keys with <see cref="Angles"/>' cos and signed sin.</summary>
+    /// <remarks>Three kernels (roll, mul, addcmul) and no views: decoding runs it twice per layer per token, and on a
+    /// GPU each op's launch, not its arithmetic, is the cost.</remarks>
+    public static Tensor Apply(Tensor x, Tensor cos, Tensor signedSin)
     {
-        using var scope = NewDisposeScope();
-        var c = cos.unsqueeze(1);
-        var s = sin.unsqueeze(1);
-        var half = x.shape[^1] / 2;
-        var rotated = cat([-x[.., .., .., (int)half..], x[.., .., .., ..(int)half]], -1);
-        return (x * c + rotated * s).MoveToOuterDisposeScope();
+        ArgumentNullException.ThrowIfNull(x);
+        using var rolled = x.roll(x.shape[^1] / 2, -1);
+        using var scaled = x * cos;
+        using var one = 1.0.ToScalar(); // explicit and alive until the call returns (see TokenSampler's −∞)
+        return scaled.addcmul(rolled, signedSin, one);
     }
 
     public void Dispose() => _invFreq.Dispose();
