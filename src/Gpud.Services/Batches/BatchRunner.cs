@@ -5,6 +5,7 @@ using System.Text.Json;
 using Gpud.Services.Errors;
 using Gpud.Services.Files;
 using Gpud.Services.Ids;
+using Gpud.Services.Models;
 using Gpud.Storage.Batches;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -20,6 +21,7 @@ namespace Gpud.Services.Batches;
 public sealed partial class BatchRunner(
     BatchRepository batches,
     FilesService files,
+    ModelCatalog models,
     IEnumerable<IBatchEndpoint> endpoints,
     BatchSettings settings,
     BatchMetrics metrics,
@@ -110,6 +112,19 @@ public sealed partial class BatchRunner(
 
     private async Task ExecuteLoop(CancellationToken stoppingToken)
     {
+        // Requests name models: none runs before the catalog has checked them at start-up, or a batch resumed after a
+        // restart answers model_not_found for models about to be served.
+        while (!models.Loaded)
+        {
+            try
+            {
+                await Task.Delay(100, stoppingToken);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
         while (!stoppingToken.IsCancellationRequested)
         {
             var next = batches.WithStatus(BatchStatus.InProgress).FirstOrDefault(b => !Expired(b));
