@@ -99,21 +99,9 @@ public sealed class TrainingTests
                 // float32, so that only what the checkpoint carries (adapter, optimizer moments, RNG, data position) can differ.
                 using var model = CausalLanguageModel.Load(ModelDir, device, ScalarType.Float32);
                 var parameters = LoraModel.Attach(model, settings, ["all-linear"], seed: 11);
-                var losses = new List<double>();
-                using var stop = new CancellationTokenSource();
-                try
-                {
-                    new LoraTrainer(model, parameters, options).Train(data, p =>
-                        {
-                            losses.Add(p.TrainLoss);
-                            if (p.Step == stopAfter) stop.Cancel();
-                        },
-                        checkpointTo, d => PeftAdapter.Save(d, model, settings, ["all-linear"], "gpud-tiny"), resumeFrom, cancellationToken: stop.Token);
-                }
-                catch (OperationCanceledException)
-                {
-                }
-                return losses;
+                var sink = new RecordingTrainingSink(checkpointTo, d => PeftAdapter.Save(d, model, settings, ["all-linear"], "gpud-tiny"), stopAfter);
+                new LoraTrainer(model, parameters, options).Train(data, sink, resumeFrom, cancellationToken: TestContext.Current.CancellationToken);
+                return sink.Steps.Select(p => p.TrainLoss).ToList();
             }
 
             var checkpoint = Path.Combine(dir, "ckpt-step-5");
