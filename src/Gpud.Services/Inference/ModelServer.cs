@@ -29,6 +29,7 @@ internal sealed partial class ModelServer : IDisposable
     private readonly SemaphoreSlim _wake = new(0);
     private readonly CancellationTokenSource _stop = new();
     private readonly Thread _thread;
+    private readonly Prometheus.Counter.Child _decodePasses, _prefillPasses, _mixedPasses; // looked up once, counted every step
     private int _waiting; // incoming + not yet admitted, for 429 and the gauge
     private Exception? _loadFailure;
 
@@ -47,6 +48,8 @@ internal sealed partial class ModelServer : IDisposable
         _metrics = metrics;
         _hostCache = hostCache;
         _logger = logger;
+        (_decodePasses, _prefillPasses, _mixedPasses) = (metrics.ForwardPasses.WithLabels(baseModel.Name, "decode"),
+            metrics.ForwardPasses.WithLabels(baseModel.Name, "prefill"), metrics.ForwardPasses.WithLabels(baseModel.Name, "mixed"));
         ContextLength = Math.Min(settings.MaxModelLength, baseModel.Config.MaxPositionEmbeddings);
         _thread = new Thread(Run) { IsBackground = true, Name = $"gpud-serve {baseModel.Name}" };
         _thread.Start();
@@ -162,7 +165,7 @@ internal sealed partial class ModelServer : IDisposable
         try
         {
             batcher.Step();
-            _metrics.ForwardPasses.WithLabels(_base.Name, "decode").Inc();
+            _decodePasses.Inc();
         }
         catch (Exception e)
         {
@@ -185,7 +188,7 @@ internal sealed partial class ModelServer : IDisposable
         try
         {
             if (!batcher.TryStep(groups, budget)) return false;
-            _metrics.ForwardPasses.WithLabels(_base.Name, "mixed").Inc();
+            _mixedPasses.Inc();
             return true;
         }
         catch (Exception e)
@@ -283,7 +286,7 @@ internal sealed partial class ModelServer : IDisposable
         try
         {
             batcher.Admit(batch.Select(b => b.Group).ToList());
-            _metrics.ForwardPasses.WithLabels(_base.Name, "prefill").Inc();
+            _prefillPasses.Inc();
         }
         catch (Exception e)
         {
