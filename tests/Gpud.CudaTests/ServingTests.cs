@@ -4,7 +4,8 @@ using static TorchSharp.torch;
 
 namespace Gpud.CudaTests;
 
-/// <summary>Multi-adapter batching on CUDA in bf16: each row of a mixed batch equals its adapter attached alone.</summary>
+/// <summary>Multi-adapter batching on CUDA in bf16: each row of a mixed batch equals its adapter attached alone, for a
+/// prompt (each row's matrices gathered) and for one token per row (a decode step over the whole pool).</summary>
 public sealed class ServingTests : IDisposable
 {
     private static readonly string ModelDir = Gpu.Fixture("models/llama3-tiny");
@@ -39,18 +40,26 @@ public sealed class ServingTests : IDisposable
         using var batch = pool.Select(slots);
         var batched = model.Logits(model.Hidden(ids, positions, adapters: batch));
 
+        // One token per row, the shape of a decode step: on CUDA the pool computes it over every slot at once, masked.
+        Assert.True(pool.WholePoolDecode);
+        var stepped = model.Logits(model.Hidden(ids[.., ..1], positions[.., ..1], adapters: batch));
+
         var alone = new Tensor[4];
+        var aloneStep = new Tensor[4];
         for (var slot = 0; slot < 4; slot++)
         {
             using var single = CausalLanguageModel.Load(ModelDir, device, ScalarType.BFloat16);
             if (slot > 0) PeftAdapter.Load(adapters[slot - 1], single);
             alone[slot] = single.Logits(single.Hidden(ids[..1], positions[..1]));
+            aloneStep[slot] = single.Logits(single.Hidden(ids[..1, ..1], positions[..1, ..1]));
         }
         for (var row = 0; row < slots.Length; row++)
         {
             var (maxAbs, agree) = Gpu.Compare(alone[slots[row]], batched[row..(row + 1)]);
             Assert.True(maxAbs < 0.1, $"row {row} (slot {slots[row]}): max |logit difference| = {maxAbs:g3}");
             Assert.True(agree >= 0.85, $"row {row} (slot {slots[row]}): top-1 agreement {agree:P0}");
+            var (stepMaxAbs, _) = Gpu.Compare(aloneStep[slots[row]], stepped[row..(row + 1)]);
+            Assert.True(stepMaxAbs < 0.1, $"row {row} (slot {slots[row]}), one token: max |logit difference| = {stepMaxAbs:g3}");
         }
         // The adapters change the output, else the comparison proves nothing.
         for (var slot = 1; slot < 4; slot++) Assert.True(Gpu.Compare(alone[0], alone[slot]).MaxAbs > 0.5, $"adapter {slot} changes nothing");

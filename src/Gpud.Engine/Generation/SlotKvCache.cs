@@ -51,7 +51,7 @@ public sealed class SlotKvCache : IDisposable
     /// </summary>
     internal IReadOnlyList<IKvCache> ForStep(int rows, Tensor positions, long keyLength)
     {
-        var width = positions.shape[1];
+        var width = positions.size(1);
         var index = positions.view(rows, 1, width, 1).expand(rows, _kvHeads, width, _headDim).contiguous();
         return _keys.Zip(_values).Select(kv => (IKvCache)new DecodeCache(kv.First.narrow(0, 0, rows), kv.Second.narrow(0, 0, rows), index, keyLength)).ToList();
     }

@@ -73,7 +73,7 @@ public sealed class CausalLanguageModel : nn.Module
         using var scope = NewDisposeScope();
         var hidden = Body.Embed(inputIds);
         var (cos, sin) = _rotary.Angles(positionIds, hidden.dtype);
-        var seq = inputIds.shape[1];
+        var seq = inputIds.size(1);
         var past = cache is { Count: > 0 } ? cache[0].Length : 0;
         if (mask is null && past > 0 && seq > 1)
         {
@@ -205,7 +205,7 @@ public sealed class DecoderStack : nn.Module
         ArgumentNullException.ThrowIfNull(inputIds);
         using var flat = inputIds.reshape(-1);
         using var rows = EmbedTokens.index_select(0, flat);
-        return rows.view([.. inputIds.shape, EmbedTokens.shape[1]]);
+        return rows.view(inputIds.size(0), inputIds.size(1), EmbedTokens.size(1));
     }
 
     private sealed class EmbeddingTable : nn.Module

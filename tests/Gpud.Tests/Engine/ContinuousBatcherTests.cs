@@ -20,8 +20,10 @@ public sealed class ContinuousBatcherTests : IDisposable
         _dir.Dispose();
     }
 
-    [Fact]
-    public void Rows_for_different_adapters_and_the_base_in_one_batch_each_match_that_adapter_attached_alone()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)] // decode steps over the whole pool, masked (CUDA's default)
+    public void Rows_for_different_adapters_and_the_base_in_one_batch_each_match_that_adapter_attached_alone(bool wholePoolDecode)
     {
         string[] adapters =
         [
@@ -29,7 +31,7 @@ public sealed class ContinuousBatcherTests : IDisposable
             Adapters.Write(_dir["a2"], ModelDir, 2, new LoraSettings(8, 4, UseRslora: true), ["q_proj", "v_proj", "down_proj"]),
             Adapters.Write(_dir["a3"], ModelDir, 3, new LoraSettings(2, 4, UseDora: true)),
         ];
-        using var pool = new AdapterPool(_model, slots: 3, maxRank: 8);
+        using var pool = new AdapterPool(_model, slots: 3, maxRank: 8, wholePoolDecode);
         for (var i = 0; i < adapters.Length; i++)
         {
             using var weights = PeftAdapter.Read(adapters[i], _model.Config);
@@ -160,11 +162,13 @@ public sealed class ContinuousBatcherTests : IDisposable
         Assert.Equal(7, sink.Tokens[0].Count); // one from the prefill, six steps: no refused call decoded anything
     }
 
-    [Fact]
-    public void Rows_that_all_use_one_low_rank_adapter_match_it_attached_alone()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Rows_that_all_use_one_low_rank_adapter_match_it_attached_alone(bool wholePoolDecode)
     {
         var adapter = Adapters.Write(_dir["only"], ModelDir, 4, new LoraSettings(2, 4, UseDora: true));
-        using var pool = new AdapterPool(_model, slots: 2, maxRank: 8); // rank 2 of 8: the padding must not matter
+        using var pool = new AdapterPool(_model, slots: 2, maxRank: 8, wholePoolDecode); // rank 2 of 8: the padding must not matter
         using (var weights = PeftAdapter.Read(adapter, _model.Config)) pool.Load(2, weights);
         var sinks = Prompts.Select(_ => new RecordingSink()).ToList();
         using (var batcher = new ContinuousBatcher(_model, 4, 64, pool))
@@ -175,6 +179,50 @@ public sealed class ContinuousBatcherTests : IDisposable
 
         for (var i = 0; i < Prompts.Length; i++) Assert.Equal(Reference(adapter, Prompts[i], 8), sinks[i].Tokens[0]);
         Assert.NotEqual(Reference(null, Prompts[0], 8), sinks[0].Tokens[0]);
+    }
+
+    [Fact]
+    public void A_decode_step_over_the_whole_pool_gives_each_row_its_own_adapters_logits()
+    {
+        // The two ways a pool computes one token per row (every slot at once and masked; each row's matrices gathered)
+        // give each row the logits of its adapter attached alone, DoRA, rsLoRA, other ranks and the base included.
+        string[] adapters =
+        [
+            Adapters.Write(_dir["a1"], ModelDir, 1),
+            Adapters.Write(_dir["a2"], ModelDir, 2, new LoraSettings(8, 4, UseRslora: true), ["q_proj", "v_proj", "down_proj"]),
+            Adapters.Write(_dir["a3"], ModelDir, 3, new LoraSettings(2, 4, UseDora: true)),
+        ];
+        int[] slots = [2, 0, 3, 1, 3];
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        var ids = tensor(new long[] { 17, 99, 5, 42, 200 }).unsqueeze(1); // [rows, 1]
+        var positions = zeros([slots.Length, 1], ScalarType.Int64);
+        var logits = new[] { true, false }.Select(wholePool =>
+        {
+            using var pool = new AdapterPool(_model, slots: 3, maxRank: 8, wholePool);
+            for (var i = 0; i < adapters.Length; i++)
+            {
+                using var weights = PeftAdapter.Read(adapters[i], _model.Config);
+                pool.Load(i + 1, weights);
+            }
+            using var batch = pool.Select(slots);
+            return _model.Logits(_model.Hidden(ids, positions, adapters: batch));
+        }).ToList();
+        var baseLogits = _model.Logits(_model.Hidden(ids, positions));
+
+        for (var row = 0; row < slots.Length; row++)
+        {
+            using var alone = CausalLanguageModel.Load(ModelDir, CPU, ScalarType.Float32);
+            if (slots[row] > 0) PeftAdapter.Load(adapters[slots[row] - 1], alone);
+            var expected = alone.Logits(alone.Hidden(ids[row..(row + 1)], positions[row..(row + 1)]));
+            foreach (var computed in logits)
+            {
+                var difference = (computed[row..(row + 1)] - expected).abs().max().item<float>();
+                Assert.True(difference < 1e-4, $"row {row} (slot {slots[row]}): max |logit difference| {difference:g3}");
+            }
+            // The adapters change the output, else the comparison proves nothing.
+            if (slots[row] > 0) Assert.True((expected - baseLogits[row..(row + 1)]).abs().max().item<float>() > 1e-2, $"adapter {slots[row]} changes nothing");
+        }
     }
 
     [Fact]

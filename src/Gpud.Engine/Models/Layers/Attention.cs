@@ -18,9 +18,9 @@ public sealed class Attention : nn.Module
         _heads = config.NumHeads;
         _kvHeads = config.NumKeyValueHeads;
         _headDim = config.HeadDim;
-        QProj = new BaseLinear(weights, $"{prefix}.q_proj", config.HiddenSize, (long)_heads * _headDim, config.QkvBias);
-        KProj = new BaseLinear(weights, $"{prefix}.k_proj", config.HiddenSize, (long)_kvHeads * _headDim, config.QkvBias);
-        VProj = new BaseLinear(weights, $"{prefix}.v_proj", config.HiddenSize, (long)_kvHeads * _headDim, config.QkvBias);
+        Qkv = new FusedLinear(weights,
+            [($"{prefix}.q_proj", (long)_heads * _headDim), ($"{prefix}.k_proj", (long)_kvHeads * _headDim), ($"{prefix}.v_proj", (long)_kvHeads * _headDim)],
+            config.HiddenSize, config.QkvBias);
         OProj = new BaseLinear(weights, $"{prefix}.o_proj", (long)_heads * _headDim, config.HiddenSize, config.OutputBias);
         register_module("q_proj", QProj);
         register_module("k_proj", KProj);
@@ -35,9 +35,12 @@ public sealed class Attention : nn.Module
         }
     }
 
-    public BaseLinear QProj { get; }
-    public BaseLinear KProj { get; }
-    public BaseLinear VProj { get; }
+    /// <summary>q_proj, k_proj and v_proj, projected in one matmul.</summary>
+    public FusedLinear Qkv { get; }
+
+    public BaseLinear QProj => Qkv.Members[0];
+    public BaseLinear KProj => Qkv.Members[1];
+    public BaseLinear VProj => Qkv.Members[2];
     public BaseLinear OProj { get; }
 
     /// <summary>Qwen3's RMSNorm over each query head (null for other families).</summary>
@@ -57,15 +60,23 @@ public sealed class Attention : nn.Module
         PackedSegments? segments = null)
     {
         using var scope = NewDisposeScope();
-        var batch = hidden.shape[0];
-        var seq = hidden.shape[1];
-        var q = QProj.Project(hidden, adapters).view(batch, seq, _heads, _headDim);
-        var k = KProj.Project(hidden, adapters).view(batch, seq, _kvHeads, _headDim);
-        if (QNorm is not null) (q, k) = (QNorm.forward(q), KNorm!.forward(k));
-        (q, k) = (q.transpose(1, 2), k.transpose(1, 2));
-        var v = VProj.Project(hidden, adapters).view(batch, seq, _kvHeads, _headDim).transpose(1, 2);
-        q = RotaryEmbedding.Apply(q, cos, sin);
-        k = RotaryEmbedding.Apply(k, cos, sin);
+        var batch = hidden.size(0);
+        var seq = hidden.size(1);
+        // [b, heads + 2·kv_heads, seq, d]: query heads, then key heads, then value heads (views of one matmul's output).
+        var heads = Qkv.Project(hidden, adapters).view(batch, seq, _heads + 2 * _kvHeads, _headDim).transpose(1, 2);
+        var v = heads.narrow(1, _heads + _kvHeads, _kvHeads);
+        Tensor q, k;
+        if (QNorm is null)
+        {
+            // Queries and keys share the angles: one rotation for both.
+            var rotated = RotaryEmbedding.Apply(heads.narrow(1, 0, _heads + _kvHeads), cos, sin);
+            (q, k) = (rotated.narrow(1, 0, _heads), rotated.narrow(1, _heads, _kvHeads));
+        }
+        else
+        {
+            q = RotaryEmbedding.Apply(QNorm.forward(heads.narrow(1, 0, _heads)), cos, sin);
+            k = RotaryEmbedding.Apply(KNorm!.forward(heads.narrow(1, _heads, _kvHeads)), cos, sin);
+        }
         if (cache is not null) (k, v) = cache.Append(k, v);
 
         Tensor merged;
@@ -81,7 +92,7 @@ public sealed class Attention : nn.Module
             // (a [b, 1, 1, keys] mask just broadcasts). Same dot products, no copy of the cache.
             var group = _heads / _kvHeads;
             var grouped = q.reshape(batch, _kvHeads, group * seq, _headDim);
-            var keys = mask.shape[^1];
+            var keys = mask.size(-1);
             var groupMask = seq == 1 ? mask : mask.unsqueeze(2).expand(batch, 1, group, seq, keys).reshape(batch, 1, group * seq, keys);
             merged = nn.functional.scaled_dot_product_attention(grouped, k, v, groupMask, 0.0, false)
                 .reshape(batch, _heads, seq, _headDim).transpose(1, 2).reshape(batch, seq, (long)_heads * _headDim);
@@ -94,10 +105,16 @@ public sealed class Attention : nn.Module
         return OProj.Project(merged, adapters).MoveToOuterDisposeScope();
     }
 
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) Qkv.Dispose();
+        base.Dispose(disposing);
+    }
+
     private Tensor RepeatKv(Tensor x)
     {
         if (_heads == _kvHeads) return x;
-        var (batch, keys) = (x.shape[0], x.shape[2]);
+        var (batch, keys) = (x.size(0), x.size(2));
         return x.unsqueeze(2).expand(batch, _kvHeads, _heads / _kvHeads, keys, _headDim).reshape(batch, _heads, keys, _headDim);
     }
 }

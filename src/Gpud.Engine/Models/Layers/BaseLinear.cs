@@ -25,6 +25,21 @@ public sealed class BaseLinear : nn.Module<Tensor, Tensor>
         }
     }
 
+    /// <summary>A projection over weights loaded elsewhere (a <see cref="FusedLinear"/>'s rows).</summary>
+    public BaseLinear(string prefix, Parameter weight, Parameter? bias) : base(prefix)
+    {
+        ArgumentNullException.ThrowIfNull(weight);
+        OutFeatures = weight.shape[0];
+        InFeatures = weight.shape[1];
+        Weight = weight;
+        register_parameter("weight", Weight);
+        if (bias is not null)
+        {
+            Bias = bias;
+            register_parameter("bias", Bias);
+        }
+    }
+
     public long InFeatures { get; }
 
     public long OutFeatures { get; }

@@ -45,7 +45,7 @@ public sealed class LayerKvCache : IKvCache, IDisposable
 
     public (Tensor Keys, Tensor Values) Append(Tensor keys, Tensor values)
     {
-        var added = keys.shape[2];
+        var added = keys.size(2);
         if (Length + added > Capacity)
             throw new InvalidOperationException($"KV cache overflow: {Length} + {added} > capacity {Capacity}.");
         using (var k = _keys.narrow(2, Length, added)) k.copy_(keys);

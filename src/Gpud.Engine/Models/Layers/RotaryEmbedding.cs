@@ -45,7 +45,7 @@ public sealed class RotaryEmbedding : IDisposable
     public static Tensor Apply(Tensor x, Tensor cos, Tensor signedSin)
     {
         ArgumentNullException.ThrowIfNull(x);
-        using var rolled = x.roll(x.shape[^1] / 2, -1);
+        using var rolled = x.roll(x.size(-1) / 2, -1);
         using var scaled = x * cos;
         using var one = 1.0.ToScalar(); // explicit and alive until the call returns (see TokenSampler's −∞)
         return scaled.addcmul(rolled, signedSin, one);
