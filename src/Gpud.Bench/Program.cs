@@ -7,7 +7,7 @@ using TorchSharp;
 using static TorchSharp.torch;
 
 // gpud-bench generate --model DIR|gpud-tiny [--batch 1] [--prompt-tokens 128] [--new-tokens 64] [--device cpu|cuda:0]
-//                     [--dtype float32|bfloat16|float16] [--repeat 3] [--structured true [--schema FILE]]
+//                     [--dtype float32|bfloat16|float16] [--repeat 3] [--structured true [--schema FILE]] [--adapters K [--rank 16]]
 // Prints prefill and decode tokens/s as key=value lines (the scripts parse them).
 var arguments = Arguments.Parse(args);
 if (arguments.Command == "serve") return await Gpud.Bench.ServeBenchmark.RunAsync(arguments);
@@ -17,7 +17,7 @@ if (arguments.Command == "make-model") return Gpud.Bench.RandomModel.Write(argum
 if (arguments.Command == "interop") return Gpud.Bench.Interop.Run(arguments);
 if (arguments.Command is not ("generate" or "train"))
 {
-    Console.Error.WriteLine("usage: gpud-bench generate --model DIR|gpud-tiny [--batch N] [--prompt-tokens N] [--new-tokens N] [--device cpu|cuda:0] [--dtype float32|bfloat16|float16] [--repeat N] [--structured true [--schema FILE]]");
+    Console.Error.WriteLine("usage: gpud-bench generate --model DIR|gpud-tiny [--batch N] [--prompt-tokens N] [--new-tokens N] [--device cpu|cuda:0] [--dtype float32|bfloat16|float16] [--repeat N] [--structured true [--schema FILE]] [--adapters K [--rank 16]]");
     Console.Error.WriteLine("       gpud-bench serve    --url URL --models a,b,c [--concurrency 16] [--requests N] [--max-tokens 64]");
     Console.Error.WriteLine("       gpud-bench adapters --model DIR --out DIR [--count 8] [--rank 16]");
     Console.Error.WriteLine("       gpud-bench train    --model DIR|gpud-tiny [--batch N] [--seq N] [--steps N] [--rank 16] [--device ...] [--dtype ...] [--peak-tflops N]");
@@ -111,6 +111,40 @@ Console.WriteLine(FormattableString.Invariant($"prefill_tokens_per_second={batch
 Console.WriteLine(FormattableString.Invariant($"decode_tokens_per_second={batch * (newTokens - 1) / decodeSeconds:F1}"));
 Console.WriteLine(FormattableString.Invariant($"generate_seconds={full:F3}"));
 if (gpuMemory.PeakBytes is { } generatePeak) Console.WriteLine(FormattableString.Invariant($"peak_gpu_memory_mib={generatePeak / 1048576.0:F0}"));
+
+var adapterCount = arguments.Int("adapters", 0);
+if (adapterCount > 0)
+{
+    // The same batch decoded with LoRA adapters (rank --rank, all linear projections) from a serving pool, rows spread
+    // round-robin over adapterCount distinct ones: what serving many fine-tuned models costs over the base model alone,
+    // with each way a pool can compute a decode step (each row's own matrices gathered; the whole pool at once, masked).
+    var rank = arguments.Int("rank", 16);
+    var slots = Enumerable.Range(0, batch).Select(i => 1 + i % adapterCount).ToList();
+    var baseDecode = batch * (newTokens - 1) / decodeSeconds;
+    Console.WriteLine(FormattableString.Invariant($"adapters={adapterCount} rank={rank}"));
+    foreach (var (wholePool, name) in new[] { (false, "gathered"), (true, "whole_pool") })
+    {
+        using var pool = new Gpud.Engine.Lora.AdapterPool(model, adapterCount, rank, wholePool);
+        using (var draws = new Generator(4321))
+        {
+            for (var slot = 1; slot <= adapterCount; slot++)
+            {
+                using var scope = NewDisposeScope();
+                var projections = Gpud.Engine.Lora.LoraModel.ProjectionShapes(model.Config).ToDictionary(p => p.Path,
+                    p => new Gpud.Engine.Lora.LoraProjection(p.Name, randn([rank, p.InFeatures], generator: draws) * 0.01, randn([p.OutFeatures, rank], generator: draws) * 0.01, null));
+                pool.Load(slot, new Gpud.Engine.Lora.LoraWeights(new Gpud.Engine.Lora.LoraSettings(rank, 2 * rank), projections, null));
+            }
+        }
+        var adapted = new TokenGenerator(model, pool);
+        adapted.Generate(prompts, prefillOnly, adapterSlots: slots);
+        var adaptedPrefill = Best(repeat, () => adapted.Generate(prompts, prefillOnly, adapterSlots: slots));
+        var adaptedFull = Best(repeat, () => adapted.Generate(prompts, greedy, adapterSlots: slots));
+        var adaptedDecode = batch * (newTokens - 1) / Math.Max(adaptedFull - adaptedPrefill, 1e-9);
+        if (!wholePool) Console.WriteLine(FormattableString.Invariant($"adapters_prefill_tokens_per_second={batch * promptTokens / adaptedPrefill:F1}"));
+        Console.WriteLine(FormattableString.Invariant($"adapters_{name}_decode_tokens_per_second={adaptedDecode:F1}"));
+        Console.WriteLine(FormattableString.Invariant($"ratio_adapters_{name}_over_base_decode={adaptedDecode / baseDecode:F2}"));
+    }
+}
 
 if (arguments.Get("structured", "false") == "true")
 {

@@ -7,17 +7,20 @@ namespace Gpud.Engine.Generation;
 /// together into a <see cref="ContinuousBatcher"/> sized for exactly this batch, then decoded step by step until all finish. Each
 /// sequence has its own sampling parameters and RNG, so a prompt's output does not depend on what else is in the batch.
 /// </summary>
-public sealed class TokenGenerator(CausalLanguageModel model)
+/// <param name="adapters">Serving adapters the prompts may use (see <c>adapterSlots</c> of <see cref="Generate"/>), or null.</param>
+public sealed class TokenGenerator(CausalLanguageModel model, Lora.AdapterPool? adapters = null)
 {
     /// <summary>Called after every token with each sequence's tokens so far; returning true stops that sequence.</summary>
     public delegate bool StopCondition(int sequence, IReadOnlyList<int> generated);
 
     /// <summary>Generates for every prompt. <paramref name="onToken"/> sees each new token as it is chosen (streaming).</summary>
+    /// <param name="adapterSlots">Each prompt's slot in the generator's adapter pool (0: the base model); null for the base model throughout.</param>
     public IReadOnlyList<GenerationResult> Generate(
         IReadOnlyList<IReadOnlyList<int>> prompts,
         IReadOnlyList<SamplingParameters> parameters,
         StopCondition? stop = null,
         Action<int, int>? onToken = null,
+        IReadOnlyList<int>? adapterSlots = null,
         CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(prompts);
@@ -25,13 +28,15 @@ public sealed class TokenGenerator(CausalLanguageModel model)
         if (prompts.Count == 0) return [];
         if (prompts.Count != parameters.Count) throw new ArgumentException("One SamplingParameters per prompt is needed.", nameof(parameters));
         if (prompts.Any(p => p.Count == 0)) throw new ArgumentException("A prompt needs at least one token.", nameof(prompts));
+        if (adapterSlots is not null && (adapterSlots.Count != prompts.Count || (adapters is null && adapterSlots.Any(s => s != 0))))
+            throw new ArgumentException("One adapter slot per prompt is needed, and slots other than 0 need an adapter pool.", nameof(adapterSlots));
 
         var capacity = prompts.Select((p, i) => p.Count + parameters[i].MaxTokens).Max() + 1;
         var collectors = prompts.Select((_, i) => new Collector(i, parameters[i].TopLogprobs is not null, stop, onToken)).ToList();
-        using var batcher = new ContinuousBatcher(model, prompts.Count, capacity);
+        using var batcher = new ContinuousBatcher(model, prompts.Count, capacity, adapters);
         // One prefill for the whole batch: admitted one by one, 32 prompts took 32 forward passes (0.23x transformers'
         // prefill rate at batch 32 on an H200).
-        batcher.Admit(prompts.Select((p, i) => new SequenceGroup(p, [parameters[i]], collectors[i], CancellationToken: cancellationToken)).ToList());
+        batcher.Admit(prompts.Select((p, i) => new SequenceGroup(p, [parameters[i]], collectors[i], adapterSlots?[i] ?? 0, CancellationToken: cancellationToken)).ToList());
         while (batcher.Running > 0) batcher.Step();
         return collectors.Select((c, i) => new GenerationResult(c.Tokens, c.Logprobs, c.Finish ?? FinishReason.Length, prompts[i].Count)).ToList();
     }
