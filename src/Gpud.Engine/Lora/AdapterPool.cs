@@ -146,7 +146,8 @@ public sealed class AdapterPool : IDisposable
     internal Projection Get(BaseLinear layer) => _projections[layer];
 
     /// <summary>The projections <paramref name="key"/> (a <see cref="FusedLinear"/> or an unfused <see cref="BaseLinear"/>) computes at once.</summary>
-    internal Unit UnitOf(object key) => _units[key];
+    internal Unit UnitOf(object key) => _units.TryGetValue(key, out var unit) ? unit
+        : throw new InvalidOperationException("A fused projection's member (q/k/v, gate/up) is applied through its FusedLinear, not alone.");
 
     private void CheckSlot(int slot)
     {
