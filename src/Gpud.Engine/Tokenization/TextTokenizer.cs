@@ -41,19 +41,19 @@ public sealed class TextTokenizer
     private readonly string[]? _pieces; // SentencePiece: id -> piece, for decoding exactly as tokenizer.json's decoder does
     private readonly bool _stripLeadingSpace;
     private readonly MergeRankBpe? _mergeBpe; // SentencePiece-converted tokenizer.json
-    private readonly bool _prependSpace;
+    private readonly PrependScheme _prepend; // when ▁ goes before a stretch of text (SentencePiece-style)
     private readonly bool _collapseWhitespace; // SentencePiece remove_extra_whitespaces
     private bool _cleanUpSpaces;
 
     private TextTokenizer(Tokenizer? inner, IReadOnlyDictionary<string, int> vocabulary, TokenizerKind kind, IReadOnlyList<AddedToken> added,
         int[] prefix, int[] suffix, int vocabSize, string[]? pieces = null, bool stripLeadingSpace = false, MergeRankBpe? mergeBpe = null,
-        bool prependSpace = false, bool collapseWhitespace = false)
+        PrependScheme prepend = PrependScheme.Never, bool collapseWhitespace = false)
     {
         _inner = inner;
         _collapseWhitespace = collapseWhitespace;
         _vocabulary = vocabulary;
         _mergeBpe = mergeBpe;
-        _prependSpace = prependSpace;
+        _prepend = prepend;
         _pieces = pieces;
         _stripLeadingSpace = stripLeadingSpace;
         Kind = kind;
@@ -110,7 +110,7 @@ public sealed class TextTokenizer
         ArgumentNullException.ThrowIfNull(text);
         var ids = new List<int>(text.Length / 3 + _prefix.Length + _suffix.Length);
         if (addSpecialTokens) ids.AddRange(_prefix);
-        EncodeSplit(text, parseSpecialTokens ? _allAdded : _nonSpecialAdded, ids, piece => EncodePlain(piece, ids, restore));
+        EncodeSplit(text, parseSpecialTokens ? _allAdded : _nonSpecialAdded, ids, (piece, atStart) => EncodePlain(piece, atStart, ids, restore));
         if (addSpecialTokens) ids.AddRange(_suffix);
         return ids;
     }
@@ -302,12 +302,11 @@ public sealed class TextTokenizer
             var unknown = model.TryGetProperty("unk_token", out var unk) && unk.ValueKind == JsonValueKind.String
                 ? vocab.FirstOrDefault(v => v.Key == unk.GetString()).Value
                 : 0;
-            var addDummyPrefix = JsonContains(root.TryGetProperty("normalizer", out var n) ? n : default, "Prepend")
-                                 || JsonContains(root.TryGetProperty("pre_tokenizer", out var pt) ? pt : default, "prepend_scheme");
+            var prepend = Prepend(root);
             var vocabulary = vocab.ToDictionary(v => v.Key, v => v.Value, StringComparer.Ordinal);
             return new TextTokenizer(null, vocabulary, TokenizerKind.SentencePiece, added, prefix, suffix, vocabSize, pieces,
-                JsonContains(root.TryGetProperty("decoder", out var decoder) ? decoder : default, "Strip") || addDummyPrefix,
-                new MergeRankBpe(vocabulary, Merges(model), unknown), addDummyPrefix);
+                JsonContains(root.TryGetProperty("decoder", out var decoder) ? decoder : default, "Strip") || prepend != PrependScheme.Never,
+                new MergeRankBpe(vocabulary, Merges(model), unknown), prepend);
         }
 
         var regex = SplitRegex(root.TryGetProperty("pre_tokenizer", out var preTokenizer) ? preTokenizer : default)
@@ -341,7 +340,7 @@ public sealed class TextTokenizer
         var bpe = new MergeRankBpe(vocabulary, spm.Pieces.Select(p => (p.Piece, p.Score, p.Type == SentencePieceModel.Normal)).ToList(), spm.UnknownId);
         return new TextTokenizer(null, vocabulary, TokenizerKind.SentencePiece, added,
             addBos && spm.BosId >= 0 ? [spm.BosId] : [], addEos && spm.EosId >= 0 ? [spm.EosId] : [], pieces.Length, pieces,
-            stripLeadingSpace: spm.AddDummyPrefix, mergeBpe: bpe, prependSpace: spm.AddDummyPrefix,
+            stripLeadingSpace: spm.AddDummyPrefix, mergeBpe: bpe, prepend: spm.AddDummyPrefix ? PrependScheme.Always : PrependScheme.Never,
             collapseWhitespace: spm.RemoveExtraWhitespaces);
     }
 
@@ -349,44 +348,102 @@ public sealed class TextTokenizer
     private static IEnumerable<string> Merges(JsonElement model) => model.GetProperty("merges").EnumerateArray()
         .Select(m => m.ValueKind == JsonValueKind.String ? m.GetString()! : $"{m[0].GetString()} {m[1].GetString()}");
 
-    /// <summary>Encodes the stretches between <paramref name="splitter"/>'s added tokens with <paramref name="encodePiece"/>.</summary>
-    private void EncodeSplit(string text, Regex? splitter, List<int> ids, Action<string> encodePiece)
+    /// <summary>
+    /// Encodes the stretches between <paramref name="splitter"/>'s added tokens with <paramref name="encodePiece"/>,
+    /// telling it whether the stretch starts the text.
+    /// </summary>
+    private void EncodeSplit(string text, Regex? splitter, List<int> ids, Action<string, bool> encodePiece)
     {
         var start = 0;
         if (splitter is not null)
         {
             foreach (Match match in splitter.Matches(text))
             {
-                if (match.Index > start) encodePiece(text[start..match.Index]);
+                if (match.Index > start) encodePiece(text[start..match.Index], start == 0);
                 ids.Add(_addedByContent[match.Value].Id);
                 start = match.Index + match.Length;
             }
         }
-        if (start < text.Length) encodePiece(start == 0 ? text : text[start..]);
+        if (start < text.Length) encodePiece(start == 0 ? text : text[start..], start == 0);
     }
 
-    private void EncodePlain(string text, List<int> ids, Func<string, string>? restore)
+    private void EncodePlain(string text, bool atStart, List<int> ids, Func<string, string>? restore)
     {
         if (restore is null)
         {
-            EncodeText(text, ids);
+            EncodeText(text, atStart, ids);
             return;
         }
         // Restored text may hold special-token text again: it must stay text, but non-special added tokens still split.
-        EncodeSplit(restore(text), _nonSpecialAdded, ids, piece => EncodeText(piece, ids));
+        EncodeSplit(restore(text), _nonSpecialAdded, ids, (piece, first) => EncodeText(piece, atStart && first, ids));
     }
 
-    private void EncodeText(string text, List<int> ids)
+    /// <param name="atStart">Whether the text starts the input (nothing, not even an added token, before it).</param>
+    private void EncodeText(string text, bool atStart, List<int> ids)
     {
         if (text.Length == 0) return;
         if (_mergeBpe is not null)
         {
-            // tokenizer.json's normalizer for these models: Prepend("▁") then Replace(" ", "▁"), per segment.
             if (_collapseWhitespace) text = string.Join(' ', text.Split(' ', StringSplitOptions.RemoveEmptyEntries));
-            _mergeBpe.Encode((_prependSpace ? "\u2581" : "") + text.Replace(' ', '\u2581'), ids);
+            var pieces = text.Replace(' ', '\u2581');
+            var prepend = _prepend switch
+            {
+                PrependScheme.Always => true,
+                PrependScheme.Metaspace => pieces[0] != '\u2581',
+                PrependScheme.MetaspaceFirst => atStart && pieces[0] != '\u2581',
+                _ => false,
+            };
+            _mergeBpe.Encode(prepend ? "\u2581" + pieces : pieces, ids);
             return;
         }
         ids.AddRange(_inner!.EncodeToIds(text));
+    }
+
+    /// <summary>When a SentencePiece-style tokenizer puts ▁ before a stretch of text between added tokens.</summary>
+    internal enum PrependScheme
+    {
+        Never,
+
+        /// <summary>Before every stretch: SentencePiece's add_dummy_prefix, or tokenizer.json's Prepend("▁") normalizer (legacy conversions, Llama 2).</summary>
+        Always,
+
+        /// <summary>A Metaspace pre-tokenizer with prepend_scheme "always": before every stretch that does not start with ▁ (a space) already.</summary>
+        Metaspace,
+
+        /// <summary>prepend_scheme "first" (transformers' non-legacy conversions, Mistral v0.3): only before the stretch that starts the input.</summary>
+        MetaspaceFirst,
+    }
+
+    /// <summary>tokenizer.json's prepend rule: a Prepend normalizer, or a Metaspace pre-tokenizer's prepend_scheme (add_prefix_space before tokenizers 0.15).</summary>
+    private static PrependScheme Prepend(JsonElement root)
+    {
+        if (JsonContains(root.TryGetProperty("normalizer", out var normalizer) ? normalizer : default, "\"Prepend\"")) return PrependScheme.Always;
+        if (!root.TryGetProperty("pre_tokenizer", out var preTokenizer) || FindByType(preTokenizer, "Metaspace") is not { } metaspace)
+            return PrependScheme.Never;
+        if (metaspace.TryGetProperty("prepend_scheme", out var scheme) && scheme.ValueKind == JsonValueKind.String)
+        {
+            return scheme.GetString() switch
+            {
+                "first" => PrependScheme.MetaspaceFirst,
+                "never" => PrependScheme.Never,
+                _ => PrependScheme.Metaspace,
+            };
+        }
+        return metaspace.TryGetProperty("add_prefix_space", out var add) && add.ValueKind == JsonValueKind.False ? PrependScheme.Never : PrependScheme.Metaspace;
+    }
+
+    /// <summary>The component of <paramref name="type"/> in a tokenizer.json pipeline entry, itself or inside a Sequence.</summary>
+    private static JsonElement? FindByType(JsonElement element, string type)
+    {
+        if (element.ValueKind != JsonValueKind.Object) return null;
+        if (element.TryGetProperty("type", out var t) && t.GetString() == type) return element;
+        foreach (var list in new[] { "pretokenizers", "normalizers", "decoders" })
+        {
+            if (!element.TryGetProperty(list, out var items) || items.ValueKind != JsonValueKind.Array) continue;
+            foreach (var item in items.EnumerateArray())
+                if (FindByType(item, type) is { } found) return found;
+        }
+        return null;
     }
 
     private void ApplyConfig(TokenizerConfig? config)
