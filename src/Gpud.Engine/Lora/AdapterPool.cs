@@ -284,7 +284,8 @@ public sealed class BatchLora : IDisposable
     {
         if (_masks.TryGetValue(members, out var mask)) return mask;
         using var scope = NewDisposeScope();
-        var columnSlot = arange(width, ScalarType.Int64, _slots.device).div_(_pool.MaxRank, RoundingMode.floor);
+        using var rank = _pool.MaxRank.ToScalar(); // explicit and alive until the call returns (see TokenSampler's −∞)
+        var columnSlot = arange(width, ScalarType.Int64, _slots.device).div_(rank, RoundingMode.floor);
         var one = columnSlot.unsqueeze(0).eq(_slots.unsqueeze(1)).to_type(_pool.Model.DType);
         mask = (members == 1 ? one : one.repeat(1, members)).DetachFromDisposeScope();
         _masks[members] = mask;
