@@ -181,38 +181,46 @@ public sealed class ContinuousBatcherTests : IDisposable
         Assert.NotEqual(Reference(null, Prompts[0], 8), sinks[0].Tokens[0]);
     }
 
-    [Fact]
-    public void A_decode_step_over_the_whole_pool_gives_each_row_its_own_adapters_logits()
+    [Theory]
+    [InlineData("llama3-tiny", 1)]
+    [InlineData("llama3-tiny", 3)]
+    [InlineData("qwen2-tiny", 1)] // q/k/v biases: added after DoRA's row scale
+    [InlineData("qwen2-tiny", 3)]
+    [InlineData("qwen3-tiny", 1)] // per-head q/k norms
+    public void Every_row_of_a_mixed_adapter_batch_gets_its_own_adapters_logits_both_ways_the_pool_computes(string fixture, int tokens)
     {
-        // The two ways a pool computes one token per row (every slot at once and masked; each row's matrices gathered)
-        // give each row the logits of its adapter attached alone, DoRA, rsLoRA, other ranks and the base included.
+        // The two ways a pool computes a batch (every slot at once and masked, used for one token per row on CUDA; each
+        // row's matrices gathered) give each row the logits of its adapter attached alone, the training way: DoRA,
+        // rsLoRA, other ranks, partial targets and the base model included.
+        var modelDir = Repo.File($"tests/fixtures/models/{fixture}");
+        using var model = CausalLanguageModel.Load(modelDir, CPU, ScalarType.Float32);
         string[] adapters =
         [
-            Adapters.Write(_dir["a1"], ModelDir, 1),
-            Adapters.Write(_dir["a2"], ModelDir, 2, new LoraSettings(8, 4, UseRslora: true), ["q_proj", "v_proj", "down_proj"]),
-            Adapters.Write(_dir["a3"], ModelDir, 3, new LoraSettings(2, 4, UseDora: true)),
+            Adapters.Write(_dir["a1"], modelDir, 1),
+            Adapters.Write(_dir["a2"], modelDir, 2, new LoraSettings(8, 4, UseRslora: true), ["q_proj", "v_proj", "down_proj"]),
+            Adapters.Write(_dir["a3"], modelDir, 3, new LoraSettings(2, 4, UseDora: true)),
         ];
         int[] slots = [2, 0, 3, 1, 3];
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        var ids = tensor(new long[] { 17, 99, 5, 42, 200 }).unsqueeze(1); // [rows, 1]
-        var positions = zeros([slots.Length, 1], ScalarType.Int64);
+        var ids = tensor(new long[] { 17, 99, 5, 42, 200, 7, 64, 3, 120, 33, 8, 250, 90, 11, 71 }).view(5, 3)[.., ..tokens];
+        var positions = arange(tokens, ScalarType.Int64).unsqueeze(0).expand(slots.Length, tokens);
         var logits = new[] { true, false }.Select(wholePool =>
         {
-            using var pool = new AdapterPool(_model, slots: 3, maxRank: 8, wholePool);
+            using var pool = new AdapterPool(model, slots: 3, maxRank: 8, wholePool);
             for (var i = 0; i < adapters.Length; i++)
             {
-                using var weights = PeftAdapter.Read(adapters[i], _model.Config);
+                using var weights = PeftAdapter.Read(adapters[i], model.Config);
                 pool.Load(i + 1, weights);
             }
             using var batch = pool.Select(slots);
-            return _model.Logits(_model.Hidden(ids, positions, adapters: batch));
+            return model.Logits(model.Hidden(ids, positions, adapters: batch));
         }).ToList();
-        var baseLogits = _model.Logits(_model.Hidden(ids, positions));
+        var baseLogits = model.Logits(model.Hidden(ids, positions));
 
         for (var row = 0; row < slots.Length; row++)
         {
-            using var alone = CausalLanguageModel.Load(ModelDir, CPU, ScalarType.Float32);
+            using var alone = CausalLanguageModel.Load(modelDir, CPU, ScalarType.Float32);
             if (slots[row] > 0) PeftAdapter.Load(adapters[slots[row] - 1], alone);
             var expected = alone.Logits(alone.Hidden(ids[row..(row + 1)], positions[row..(row + 1)]));
             foreach (var computed in logits)
