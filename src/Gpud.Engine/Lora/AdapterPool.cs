@@ -219,7 +219,7 @@ public sealed class BatchLora : IDisposable
     {
         ArgumentNullException.ThrowIfNull(layer);
         ArgumentNullException.ThrowIfNull(input);
-        return Apply(_pool.UnitOf(layer), input, layer.Weight, layer.Bias, [0]);
+        return Apply(_pool.UnitOf(layer), input, layer.Weight, layer.Bias, []);
     }
 
     /// <summary>
@@ -231,10 +231,11 @@ public sealed class BatchLora : IDisposable
     {
         ArgumentNullException.ThrowIfNull(group);
         ArgumentNullException.ThrowIfNull(input);
-        return Apply(_pool.UnitOf(group), input, group.Weight, group.Bias, Enumerable.Range(0, group.Members.Count).Select(group.Offset).ToArray());
+        return Apply(_pool.UnitOf(group), input, group.Weight, group.Bias, group.Offsets);
     }
 
-    private Tensor Apply(AdapterPool.Unit unit, Tensor input, Tensor weight, Tensor? bias, long[] offsets)
+    /// <param name="offsets">Each member's first output column (unused for a single projection).</param>
+    private Tensor Apply(AdapterPool.Unit unit, Tensor input, Tensor weight, Tensor? bias, IReadOnlyList<long> offsets)
     {
         using var scope = NewDisposeScope();
         // Sizes one at a time: every Tensor.shape is a native call and a new array, and this runs for every projection.

@@ -43,8 +43,8 @@ public sealed class FusedLinear : IDisposable
 
     internal Tensor? Bias { get; }
 
-    /// <summary>Member <paramref name="index"/>'s first column in <see cref="Project"/>'s output.</summary>
-    public long Offset(int index) => _offsets[index];
+    /// <summary>Each member's first column in <see cref="Project"/>'s output.</summary>
+    public IReadOnlyList<long> Offsets => _offsets;
 
     /// <summary>Every member's output side by side, [.., Σ out] in member order.</summary>
     /// <param name="adapters">Per-row serving adapters, or null.</param>
