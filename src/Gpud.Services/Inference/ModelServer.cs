@@ -108,7 +108,8 @@ internal sealed partial class ModelServer : IDisposable
             pool = new AdapterPool(model, _settings.MaxGpuAdapters, _settings.MaxLoraRank);
             batcher = new ContinuousBatcher(model, _settings.MaxBatchSize, ContextLength, pool);
             _metrics.ModelLoads.WithLabels(_base.Name).Inc();
-            LogLoaded(_logger, _base.Name, Device, model.DType.ToString(), batcher.CacheBytes / (1 << 20), pool.Bytes / (1 << 20));
+            LogLoaded(_logger, _base.Name, Device, model.DType.ToString(), batcher.CacheBytes / (1 << 20), pool.Bytes / (1 << 20), pool.Slots,
+                pool.MaxRank, pool.WholePoolDecode ? "the whole pool at once" : "each row's adapter gathered");
         }
         catch (Exception e)
         {
@@ -346,8 +347,8 @@ internal sealed partial class ModelServer : IDisposable
 
     private sealed record Pending(GenerationRun Run, int Prompt, string? AdapterDirectory);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Serving {Model} on {Device} ({DType}): KV cache {CacheMib} MiB, adapter pool {PoolMib} MiB")]
-    private static partial void LogLoaded(ILogger logger, string model, string device, string dtype, long cacheMib, long poolMib);
+    [LoggerMessage(Level = LogLevel.Information, Message = "Serving {Model} on {Device} ({DType}): KV cache {CacheMib} MiB, adapter pool {PoolMib} MiB ({Slots} slots up to rank {MaxRank}; decode steps apply {DecodeAdapters})")]
+    private static partial void LogLoaded(ILogger logger, string model, string device, string dtype, long cacheMib, long poolMib, int slots, int maxRank, string decodeAdapters);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Could not load {Model} on {Device} for serving")]
     private static partial void LogLoadFailed(ILogger logger, string model, string device, Exception exception);

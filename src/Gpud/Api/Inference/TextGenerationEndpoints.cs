@@ -25,8 +25,9 @@ namespace Gpud.Api.Inference;
 internal static class TextGenerationEndpoints
 {
     // OpenAI's system_fingerprint marks a backend whose seeded outputs may differ from before: it changes whenever
-    // gpud's sampling draw does (2: one uniform per row and step, inverse CDF on the device).
-    private const string Fingerprint = "fp_gpud_2";
+    // gpud's sampling draw or the forward pass's rounding does (2: one uniform per row and step, inverse CDF on the
+    // device; 3: fused q/k/v and gate/up matmuls, RMSNorm as one layer_norm).
+    private const string Fingerprint = "fp_gpud_3";
 
     public static RouteGroupBuilder MapTextGeneration(this RouteGroupBuilder v1)
     {
