@@ -72,7 +72,7 @@ public sealed class CausalLanguageModel : nn.Module
         ArgumentNullException.ThrowIfNull(inputIds);
         using var scope = NewDisposeScope();
         var hidden = Body.Embed(inputIds);
-        var (cos, sin) = _rotary.Angles(positionIds, hidden.dtype);
+        var angles = _rotary.Angles(positionIds, hidden.dtype);
         var seq = inputIds.size(1);
         var past = cache is { Count: > 0 } ? cache[0].Length : 0;
         if (mask is null && past > 0 && seq > 1)
@@ -87,7 +87,7 @@ public sealed class CausalLanguageModel : nn.Module
             mask = zeros(mask.shape, hidden.dtype, Device).masked_fill_(mask.logical_not(), minusInfinity);
         }
         for (var i = 0; i < Body.Layers.Count; i++)
-            hidden = Body.Layers[i].Forward(hidden, cos, sin, mask, cache?[i], adapters, segments);
+            hidden = Body.Layers[i].Forward(hidden, angles, mask, cache?[i], adapters, segments);
         return Body.Norm.forward(hidden).MoveToOuterDisposeScope();
     }
 
@@ -107,15 +107,15 @@ public sealed class CausalLanguageModel : nn.Module
         using var scope = NewDisposeScope();
         var inputs = new List<Tensor>(Body.Layers.Count + 1);
         var rngStates = new List<Tensor?>(Body.Layers.Count);
-        Tensor cos, sin;
+        RotaryAngles angles;
         using (no_grad())
         {
             inputs.Add(Body.Embed(inputIds));
-            (cos, sin) = _rotary.Angles(positionIds, inputs[0].dtype);
+            angles = _rotary.Angles(positionIds, inputs[0].dtype);
             for (var i = 0; i < Body.Layers.Count; i++)
             {
                 rngStates.Add(dropout?.get_state());
-                inputs.Add(Body.Layers[i].Forward(inputs[i], cos, sin, null, null, segments: segments));
+                inputs.Add(Body.Layers[i].Forward(inputs[i], angles, null, null, segments: segments));
             }
         }
         var afterForward = dropout?.get_state();
@@ -134,7 +134,7 @@ public sealed class CausalLanguageModel : nn.Module
             using var layerScope = NewDisposeScope();
             if (dropout is not null) dropout.set_state(rngStates[i]!);
             var input = inputs[i].detach().requires_grad_(true);
-            var output = Body.Layers[i].Forward(input, cos, sin, null, null, segments: segments);
+            var output = Body.Layers[i].Forward(input, angles, null, null, segments: segments);
             output.backward([gradient]);
             gradient = input.grad!.detach().MoveToOuterDisposeScope();
             inputs[i + 1].Dispose(); // no longer needed: free it as the walk goes down

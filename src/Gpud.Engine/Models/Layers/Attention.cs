@@ -56,7 +56,7 @@ public sealed class Attention : nn.Module
     /// <param name="adapters">Per-row serving adapters, or null.</param>
     /// <param name="segments">The sequences of packed rows (training), attended to one by one; then
     /// <paramref name="mask"/> and <paramref name="cache"/> are null.</param>
-    public Tensor Forward(Tensor hidden, Tensor cos, Tensor sin, Tensor? mask, IKvCache? cache, Lora.BatchLora? adapters = null,
+    public Tensor Forward(Tensor hidden, RotaryAngles angles, Tensor? mask, IKvCache? cache, Lora.BatchLora? adapters = null,
         PackedSegments? segments = null)
     {
         using var scope = NewDisposeScope();
@@ -69,13 +69,13 @@ public sealed class Attention : nn.Module
         if (QNorm is null)
         {
             // Queries and keys share the angles: one rotation for both.
-            var rotated = RotaryEmbedding.Apply(heads.narrow(1, 0, _heads + _kvHeads), cos, sin);
+            var rotated = angles.Rotate(heads.narrow(1, 0, _heads + _kvHeads));
             (q, k) = (rotated.narrow(1, 0, _heads), rotated.narrow(1, _heads, _kvHeads));
         }
         else
         {
-            q = RotaryEmbedding.Apply(QNorm.forward(heads.narrow(1, 0, _heads)), cos, sin);
-            k = RotaryEmbedding.Apply(KNorm!.forward(heads.narrow(1, _heads, _kvHeads)), cos, sin);
+            q = angles.Rotate(QNorm.forward(heads.narrow(1, 0, _heads)));
+            k = angles.Rotate(KNorm!.forward(heads.narrow(1, _heads, _kvHeads)));
         }
         if (cache is not null) (k, v) = cache.Append(k, v);
 

@@ -23,11 +23,11 @@ public sealed class DecoderLayer : nn.Module
     public RmsNorm PostAttentionLayernorm { get; }
     public Mlp Mlp { get; }
 
-    public Tensor Forward(Tensor hidden, Tensor cos, Tensor sin, Tensor? mask, IKvCache? cache, Lora.BatchLora? adapters = null,
+    public Tensor Forward(Tensor hidden, RotaryAngles angles, Tensor? mask, IKvCache? cache, Lora.BatchLora? adapters = null,
         PackedSegments? segments = null)
     {
         using var scope = NewDisposeScope();
-        var attended = hidden + SelfAttn.Forward(InputLayernorm.forward(hidden), cos, sin, mask, cache, adapters, segments);
+        var attended = hidden + SelfAttn.Forward(InputLayernorm.forward(hidden), angles, mask, cache, adapters, segments);
         return (attended + Mlp.Apply(PostAttentionLayernorm.forward(attended), adapters)).MoveToOuterDisposeScope();
     }
 }

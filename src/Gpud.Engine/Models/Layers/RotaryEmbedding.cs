@@ -23,20 +23,27 @@ public sealed class RotaryEmbedding : IDisposable
     }
 
     /// <summary>
-    /// cos and a signed sin, each [batch, 1, seq, head_dim] (broadcast over heads), in <paramref name="dtype"/>: the
-    /// sin's first half is negated, so that rotating is x·cos + roll(x, half)·sin — transformers' rotate_half
-    /// (cat(−x₂, x₁)) folded into the angles, computed once per forward instead of in every layer for q and k.
+    /// The angles of one forward pass for [batch, seq] positions, in <paramref name="dtype"/> (see <see cref="RotaryAngles"/>).
     /// </summary>
-    public (Tensor Cos, Tensor Sin) Angles(Tensor positionIds, ScalarType dtype)
+    public RotaryAngles Angles(Tensor positionIds, ScalarType dtype)
     {
+        ArgumentNullException.ThrowIfNull(positionIds);
         using var scope = NewDisposeScope();
         var freqs = positionIds.to_type(ScalarType.Float32).unsqueeze(-1) * _invFreq;
         var emb = cat([freqs, freqs], -1);
         var cos = emb.cos().to_type(dtype).unsqueeze(1);
         var sin = emb.sin();
-        var half = sin.shape[^1] / 2;
+        var half = sin.size(-1) / 2;
         var signed = cat([-sin[.., .., ..(int)half], sin[.., .., (int)half..]], -1).to_type(dtype).unsqueeze(1);
-        return (cos.MoveToOuterDisposeScope(), signed.MoveToOuterDisposeScope());
+        Tensor? rotation = null;
+        if (positionIds.size(1) == 1)
+        {
+            // One token per row (a decode step): R[i, j] = cos[j] where i = j, signed sin[j] where i = j + half (mod
+            // head_dim), so that x·R = x·cos + roll(x, half)·sin. Four kernels here, then one bmm per layer.
+            var (batch, dim) = (positionIds.size(0), cos.size(-1));
+            rotation = diag_embed(cos.view(batch, dim)).add_(diag_embed(signed.view(batch, dim)).roll(half, -2)).MoveToOuterDisposeScope();
+        }
+        return new RotaryAngles(cos.MoveToOuterDisposeScope(), signed.MoveToOuterDisposeScope(), rotation);
     }
 
     /// <summary>Rotates [batch, heads, seq, head_dim] queries or keys with <see cref="Angles"/>' cos and signed sin.</summary>
@@ -76,5 +83,33 @@ public sealed class RotaryEmbedding : IDisposable
             default:
                 return invFreq;
         }
+    }
+}
+
+/// <summary>
+/// One forward pass's rotary angles: cos and a signed sin, each [batch, 1, seq, head_dim] (broadcast over heads), whose
+/// first half is negated so that rotating is x·cos + roll(x, half)·sin (transformers' rotate_half, cat(−x₂, x₁), folded
+/// into the angles once per forward instead of in every layer). For one token per row there is also the rotation as a
+/// matrix [batch, head_dim, head_dim]: a decode step then rotates a layer's queries and keys with one batched matmul
+/// instead of three elementwise kernels, and on a GPU a decode step costs what its kernel launches cost.
+/// </summary>
+public sealed class RotaryAngles(Tensor cos, Tensor signedSin, Tensor? rotation)
+{
+    public Tensor Cos { get; } = cos;
+
+    public Tensor SignedSin { get; } = signedSin;
+
+    /// <summary>[batch, head_dim, head_dim] when every row has one token; otherwise null.</summary>
+    public Tensor? Rotation { get; } = rotation;
+
+    /// <summary>Rotates [batch, heads, seq, head_dim] queries or keys.</summary>
+    public Tensor Rotate(Tensor x)
+    {
+        ArgumentNullException.ThrowIfNull(x);
+        if (Rotation is null) return RotaryEmbedding.Apply(x, Cos, SignedSin);
+        // [batch, heads, 1, d] → [batch, heads, d]: a view (a size-1 dimension's stride does not matter), then x·R per row.
+        using var rows = x.view(x.size(0), x.size(1), x.size(3));
+        using var rotated = rows.bmm(Rotation);
+        return rotated.unsqueeze(2);
     }
 }
