@@ -26,11 +26,36 @@ public sealed class ForwardTests
     {
         var device = Gpu.Require();
         var (reference, logits) = Run(name, device, ScalarType.BFloat16);
-        var (maxAbs, agree) = Gpu.Compare(reference, logits);
+        var (maxAbs, _) = Gpu.Compare(reference, logits);
         using var spread = reference.abs().max();
-        // bf16 keeps 8 bits of mantissa: a few percent of the logits' range, and nearly always the same top token.
+        // bf16 keeps 8 bits of mantissa: a few percent of the logits' range.
         Assert.True(maxAbs < 0.05 * spread.item<float>() + 0.05, $"max |logit difference| = {maxAbs:g3} (logits up to {spread.item<float>():g3})");
-        Assert.True(agree >= 0.9, $"top-1 agreement {agree:P0}");
+
+        // The top token may differ only where the float32 logits nearly tie. The reference holds 6 positions, and
+        // random tiny models tie often (mistral-tiny's top two differ by 0.015 at 3 of them), so one flip there would
+        // say nothing: count over 512 positions of random text against float32 on the same device.
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        var vocab = reference.size(-1);
+        var generator = new TorchSharp.torch.Generator(7);
+        var ids = randint(0, vocab, [4, 128], generator: generator, dtype: ScalarType.Int64).to(device);
+        var exact = Logits(name, device, ScalarType.Float32, ids);
+        var rounded = Logits(name, device, ScalarType.BFloat16, ids);
+        var (_, agree) = Gpu.Compare(exact, rounded);
+        using var diff = (exact - rounded.to(ScalarType.Float32)).abs();
+        var meanAbs = diff.mean().item<float>();
+        var range = exact.abs().max().item<float>();
+        TestContext.Current.TestOutputHelper?.WriteLine($"{name}: mean |bf16 - f32| = {meanAbs:g3} (logits up to {range:g3}), top-1 agreement {agree:P1} over 512 positions");
+        Assert.True(meanAbs < 0.01 * range, $"mean |logit difference| = {meanAbs:g3} (logits up to {range:g3})");
+        Assert.True(agree >= 0.9, $"top-1 agreement {agree:P1} over 512 positions");
+    }
+
+    private static Tensor Logits(string name, Device device, ScalarType dtype, Tensor ids)
+    {
+        using var model = CausalLanguageModel.Load(Gpu.Fixture($"models/{name}"), device, dtype);
+        using var positions = arange(ids.size(1), ScalarType.Int64, device).unsqueeze(0).expand(ids.size(0), -1);
+        using var hidden = model.Hidden(ids, positions);
+        return model.Logits(hidden).to(ScalarType.Float32);
     }
 
     private static (Tensor Reference, Tensor Logits) Run(string name, Device device, ScalarType dtype)
