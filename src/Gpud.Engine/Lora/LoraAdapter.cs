@@ -86,13 +86,34 @@ public sealed class LoraAdapter : nn.Module
         ArgumentNullException.ThrowIfNull(layer);
         using var scope = NewDisposeScope();
         if (Magnitude is not null) return DoraForward(input, layer).MoveToOuterDisposeScope();
-
-        // The adapter path runs in the activations' dtype on casts of the float32 weights, as autocast runs a bf16 model:
-        // no float32 copy of each projection's input is made (and kept for backward), gradients still land in float32.
-        var dropped = training && _dropout > 0 ? Dropout(input) : input;
-        var lora = nn.functional.linear(nn.functional.linear(dropped, A.to_type(input.dtype)), B.to_type(input.dtype));
-        return nn.functional.linear(input, layer.Weight, layer.Bias).add_(lora, Settings.Scale).MoveToOuterDisposeScope();
+        return nn.functional.linear(input, layer.Weight, layer.Bias).add_(Delta(input), Settings.Scale).MoveToOuterDisposeScope();
     }
+
+    /// <summary>DoRA re-scales the whole output, so its adapter cannot be added as a separate term (<see cref="Delta"/>).</summary>
+    public bool IsAdditive => Magnitude is null;
+
+    /// <summary>
+    /// B(A(dropout(x))) in the activations' dtype, before the scale: what this adapter adds to the base output. As
+    /// autocast runs a bf16 model, no float32 copy of each projection's input is made (and kept for backward); gradients
+    /// still land in float32, through the casts or through the optimizer's compute copies.
+    /// </summary>
+    public Tensor Delta(Tensor input)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        if (!IsAdditive) throw new InvalidOperationException("A DoRA adapter has no additive delta.");
+        using var scope = NewDisposeScope();
+        var dropped = training && _dropout > 0 ? Dropout(input) : input;
+        var (a, b) = _computeCopies is { } copies && copies.A.dtype == input.dtype ? copies : (A.to_type(input.dtype), B.to_type(input.dtype));
+        return nn.functional.linear(nn.functional.linear(dropped, a), b).MoveToOuterDisposeScope();
+    }
+
+    private (Tensor A, Tensor B)? _computeCopies;
+
+    /// <summary>
+    /// Multiply by these copies of A and B (the optimizer's, in the compute dtype) instead of casting A and B in every
+    /// forward pass; null goes back to casting. The trainer sets them for a run and clears them after it.
+    /// </summary>
+    public void UseComputeCopies(Tensor? a, Tensor? b) => _computeCopies = a is not null && b is not null ? (a, b) : null;
 
     /// <summary>DoRA keeps the float32 arithmetic PEFT uses for it (its bf16 behaviour is not validated here).</summary>
     private Tensor DoraForward(Tensor input, BaseLinear layer)

@@ -23,7 +23,8 @@ public sealed partial class LoraTrainer
         void Prepare();
 
         /// <summary>Accumulates the gradient of the step's mean loss over <paramref name="items"/>.</summary>
-        StepResult Step(IReadOnlyList<int> items, Generator dropout, CancellationToken cancellationToken);
+        /// <param name="afterBackward">Called after each backward pass (the optimizer gathers the compute copies' gradients).</param>
+        StepResult Step(IReadOnlyList<int> items, Generator dropout, Action afterBackward, CancellationToken cancellationToken);
 
         /// <summary>Loss and accuracy over validation items (called without gradients, in eval mode).</summary>
         Evaluation Evaluate(IReadOnlyList<int> items);
@@ -46,7 +47,7 @@ public sealed partial class LoraTrainer
         {
         }
 
-        public StepResult Step(IReadOnlyList<int> items, Generator dropout, CancellationToken cancellationToken)
+        public StepResult Step(IReadOnlyList<int> items, Generator dropout, Action afterBackward, CancellationToken cancellationToken)
         {
             var options = trainer.Options;
             var stepSequences = items.Select(i => sequences[i]).ToList();
@@ -61,6 +62,7 @@ public sealed partial class LoraTrainer
                 using var batch = Batching.Collate(micro, trainer.Model.Device);
                 var result = TrainingLoss.Backward(trainer.Model, batch, 1.0 / Math.Max(stepTokens, 1), options.ActivationCheckpointing,
                     dropout, options.LogitChunkBytes);
+                afterBackward();
                 lossSum += result.LossSum;
                 correct += result.Correct;
                 tokens += batch.Tokens;
@@ -138,7 +140,7 @@ public sealed partial class LoraTrainer
             return scores;
         }
 
-        public StepResult Step(IReadOnlyList<int> items, Generator dropout, CancellationToken cancellationToken)
+        public StepResult Step(IReadOnlyList<int> items, Generator dropout, Action afterBackward, CancellationToken cancellationToken)
         {
             var options = trainer.Options;
             var scale = 1.0 / items.Count;
@@ -163,6 +165,7 @@ public sealed partial class LoraTrainer
                         }
                         return weights;
                     }, options.ActivationCheckpointing, dropout, options.LogitChunkBytes);
+                    afterBackward();
                     for (var k = 0; k < micro.Count; k++)
                     {
                         var pair = Pair(micro[k], scores.LogProbs[slots[2 * k]], scores.LogProbs[slots[2 * k + 1]], _reference);

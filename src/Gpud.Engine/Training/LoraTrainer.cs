@@ -148,7 +148,7 @@ public sealed partial class LoraTrainer(CausalLanguageModel model, IReadOnlyList
     {
         try
         {
-            return RunSteps(objective, sink, resumeFrom, cancellationToken);
+            return WithOptimizer(objective, sink, resumeFrom, cancellationToken);
         }
         catch (System.Runtime.InteropServices.ExternalException e) when (OutOfDeviceMemoryException.Matches(e))
         {
@@ -156,7 +156,7 @@ public sealed partial class LoraTrainer(CausalLanguageModel model, IReadOnlyList
         }
     }
 
-    private bool RunSteps(IObjective objective, ITrainingSink sink, string? resumeFrom, CancellationToken cancellationToken)
+    private bool WithOptimizer(IObjective objective, ITrainingSink sink, string? resumeFrom, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(sink);
         using var dropoutRng = new torch.Generator((ulong)options.Seed); // CPU: it seeds CounterRandom on the device
@@ -164,8 +164,23 @@ public sealed partial class LoraTrainer(CausalLanguageModel model, IReadOnlyList
         {
             if (layer.Adapter is { } adapter) adapter.DropoutGenerator = dropoutRng;
         }
-        using var optimizer = new FlatAdamW(parameters, options.Beta1, options.Beta2, options.Epsilon, options.WeightDecay);
+        using var optimizer = new FlatAdamW(parameters, options.Beta1, options.Beta2, options.Epsilon, options.WeightDecay, computeDtype: model.DType);
+        var adapters = Lora.LoraModel.Projections(model).Select(p => p.Layer.Adapter).OfType<Lora.LoraAdapter>().Where(a => a.IsAdditive).ToList();
+        foreach (var adapter in adapters) adapter.UseComputeCopies(optimizer.ComputeCopy(adapter.A), optimizer.ComputeCopy(adapter.B));
+        try
+        {
+            return RunSteps(objective, sink, resumeFrom, optimizer, dropoutRng, cancellationToken);
+        }
+        finally
+        {
+            // The copies die with the optimizer; the adapters go back to casting (evaluation, serving from this model).
+            foreach (var adapter in adapters) adapter.UseComputeCopies(null, null);
+        }
+    }
 
+    private bool RunSteps(IObjective objective, ITrainingSink sink, string? resumeFrom, FlatAdamW optimizer, torch.Generator dropoutRng,
+        CancellationToken cancellationToken)
+    {
         var total = TotalSteps(objective.Count);
         var watch = Stopwatch.StartNew();
         long trainedTokens = 0;
@@ -177,6 +192,7 @@ public sealed partial class LoraTrainer(CausalLanguageModel model, IReadOnlyList
         {
             objective.Load(resumeFrom);
             (step, resumeEpoch, resumeStart, trainedTokens) = Resume(resumeFrom, optimizer, dropoutRng);
+            optimizer.RefreshComputeCopies(); // the values were just read into the float32 parameters
         }
         else
         {
@@ -200,7 +216,7 @@ public sealed partial class LoraTrainer(CausalLanguageModel model, IReadOnlyList
                 Evaluation? sample = null, full = null;
                 using (sink.BeginStep(step))
                 {
-                    result = objective.Step(items, dropoutRng, cancellationToken);
+                    result = objective.Step(items, dropoutRng, optimizer.AccumulateComputeGradients, cancellationToken);
                     tokensSeen += result.Tokens;
                     if (result.TrainedTokens > 0)
                     {

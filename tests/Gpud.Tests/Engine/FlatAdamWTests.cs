@@ -114,4 +114,54 @@ public sealed class FlatAdamWTests
             File.Delete(path);
         }
     }
+    /// <summary>
+    /// bf16 training multiplies by the optimizer's bf16 copies instead of casting every matrix in every forward pass.
+    /// That must change nothing: two micro-batches a step (gradients gathered in float32 between them) over four steps
+    /// land on the weights that casting gives, bit for bit, and the copies are the casts of the updated weights.
+    /// </summary>
+    [Fact]
+    public void Bf16_compute_copies_follow_the_trajectory_of_casting_in_every_forward_pass_bit_for_bit()
+    {
+        using var generator = new Generator(3, CPU);
+        var start = new[] { randn([8, 32], generator: generator) * 0.1, randn([24, 8], generator: generator) * 0.1 };
+        var inputs = Enumerable.Range(0, 8).Select(_ => randn([16, 32], generator: generator).to_type(ScalarType.BFloat16)).ToList();
+        var targets = Enumerable.Range(0, 8).Select(_ => randn([16, 24], generator: generator).to_type(ScalarType.BFloat16)).ToList();
+
+        List<Parameter> Train(bool copies)
+        {
+            var parameters = start.Select(t => new Parameter(t.clone())).ToList();
+            using var optimizer = new FlatAdamW(parameters, computeDtype: copies ? ScalarType.BFloat16 : null);
+            var (a, b) = copies
+                ? ((Tensor)optimizer.ComputeCopy(parameters[0])!, (Tensor)optimizer.ComputeCopy(parameters[1])!)
+                : (null!, null!);
+            for (var step = 0; step < 4; step++)
+            {
+                for (var micro = 0; micro < 2; micro++)
+                {
+                    using var scope = NewDisposeScope();
+                    var (x, y) = (inputs[2 * step + micro], targets[2 * step + micro]);
+                    var output = copies
+                        ? nn.functional.linear(nn.functional.linear(x, a), b)
+                        : nn.functional.linear(nn.functional.linear(x, parameters[0].to_type(ScalarType.BFloat16)), parameters[1].to_type(ScalarType.BFloat16));
+                    (output - y).pow(2).sum().backward();
+                    optimizer.AccumulateComputeGradients();
+                }
+                FlatStep(optimizer, 0.01);
+            }
+            if (copies)
+            {
+                using var cast = parameters[1].to_type(ScalarType.BFloat16);
+                Assert.True(cast.equal(b).all().item<bool>(), "the copies are not the casts of the updated weights");
+            }
+            return parameters.Select(p => new Parameter(p.detach().clone())).ToList();
+        }
+
+        var casting = Train(copies: false);
+        var copied = Train(copies: true);
+        for (var i = 0; i < casting.Count; i++)
+        {
+            Assert.False(casting[i].equal(start[i]).all().item<bool>(), "the weights never moved");
+            Assert.True(casting[i].equal(copied[i]).all().item<bool>(), $"parameter {i} differs by {(casting[i] - copied[i]).abs().max().item<float>():g3}");
+        }
+    }
 }

@@ -121,4 +121,44 @@ public sealed class LoraTests
         Assert.InRange(adjacent, -0.01, 0.01);
         Assert.InRange(nextRow, -0.01, 0.01);
     }
+    /// <summary>
+    /// In training, q/k/v with LoRA on every member run one base matmul and add the members' deltas side by side. The
+    /// output and every gradient (A, B, the input's) must be those of each projection's own adapter forward, dropout
+    /// included (the members draw in the same order).
+    /// </summary>
+    [Fact]
+    public void A_fused_projection_group_trains_as_its_members_would_one_by_one()
+    {
+        using var model = Load(); // qwen2-tiny: q/k/v biases
+        var parameters = LoraModel.Attach(model, new LoraSettings(4, 8, Dropout: 0.2), ["all-linear"], seed: 5);
+        model.train();
+        var qkv = model.Body.Layers[0].SelfAttn.Qkv;
+        using var scope = NewDisposeScope();
+        using (no_grad()) foreach (var member in qkv.Members) member.Adapter!.B.normal_(0, 0.5); // B starts at zero
+        using var inputs = new Generator(9, CPU);
+        var x = randn([2, 5, qkv.Members[0].InFeatures], generator: inputs);
+
+        (Tensor Output, Tensor[] Gradients) Run(Func<Tensor, Tensor> forward)
+        {
+            using var dropout = new Generator(3);
+            foreach (var member in qkv.Members) member.Adapter!.DropoutGenerator = dropout;
+            foreach (var p in parameters) p.grad = null;
+            var input = x.detach().requires_grad_(true);
+            var output = forward(input);
+            output.pow(2).sum().backward();
+            var gradients = qkv.Members.SelectMany(m => new[] { m.Adapter!.A.grad!.clone(), m.Adapter.B.grad!.clone() }).Append(input.grad!.clone()).ToArray();
+            return (output.detach(), gradients);
+        }
+
+        var (fused, fusedGradients) = Run(input => qkv.Project(input, null));
+        var (separate, separateGradients) = Run(input => cat(qkv.Members.Select(m => m.forward(input)).ToList(), -1));
+
+        Assert.True(fused.allclose(separate, rtol: 1e-5, atol: 1e-5), $"outputs differ by {(fused - separate).abs().max().item<float>():g3}");
+        for (var i = 0; i < fusedGradients.Length; i++)
+        {
+            Assert.True(fusedGradients[i].abs().max().item<float>() > 0, $"gradient {i} is zero");
+            Assert.True(fusedGradients[i].allclose(separateGradients[i], rtol: 1e-4, atol: 1e-5),
+                $"gradient {i} differs by {(fusedGradients[i] - separateGradients[i]).abs().max().item<float>():g3}");
+        }
+    }
 }

@@ -51,13 +51,34 @@ public sealed class FusedLinear : IDisposable
     public Tensor Project(Tensor input, Lora.BatchLora? adapters)
     {
         ArgumentNullException.ThrowIfNull(input);
-        // Training: each member's adapter has its own forward (dropout, DoRA's weight norm) and gradient.
-        if (Members.Any(m => m.Adapter is not null))
+        if (TrainingAdapters() is not { } trained) return adapters?.Apply(this, input) ?? nn.functional.linear(input, Weight, Bias);
+
+        using var scope = NewDisposeScope();
+        // Training. Every member adds its own delta under one scale (the usual all-linear LoRA): the base is still one
+        // matmul, and its backward one matmul for the input's gradient.
+        if (trained.TrueForAll(a => a is { IsAdditive: true }) && trained.TrueForAll(a => a!.Settings.Scale == trained[0]!.Settings.Scale))
         {
-            using var scope = NewDisposeScope();
-            return cat(Members.Select(m => m.forward(input)).ToList(), -1).MoveToOuterDisposeScope();
+            var deltas = new List<Tensor>(trained.Count);
+            foreach (var adapter in trained) deltas.Add(adapter!.Delta(input)); // in member order: dropout draws as before
+            return nn.functional.linear(input, Weight, Bias).add_(cat(deltas, -1), trained[0]!.Settings.Scale).MoveToOuterDisposeScope();
         }
-        return adapters?.Apply(this, input) ?? nn.functional.linear(input, Weight, Bias);
+        // Otherwise (DoRA's re-scaled outputs, partial targets) each member has its own forward.
+        var outputs = new List<Tensor>(Members.Count);
+        foreach (var member in Members) outputs.Add(member.forward(input));
+        return cat(outputs, -1).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The members' training adapters in member order, or null when none has one.</summary>
+    private List<Lora.LoraAdapter?>? TrainingAdapters()
+    {
+        List<Lora.LoraAdapter?>? adapters = null;
+        for (var i = 0; i < Members.Count; i++)
+        {
+            if (Members[i].Adapter is not { } adapter) continue;
+            adapters ??= [.. Enumerable.Repeat<Lora.LoraAdapter?>(null, Members.Count)];
+            adapters[i] = adapter;
+        }
+        return adapters;
     }
 
     public void Dispose()
