@@ -26,15 +26,15 @@ public static class AutoHyperparameters
     public static int BatchSize(int examples) => Math.Clamp((int)Math.Ceiling(examples * 0.002), 1, MaxBatchSize);
 
     /// <summary>
-    /// Base LoRA learning rate by model size: 2e-4 up to 10B parameters (the common LoRA default), 1e-4 above;
-    /// models under 10M parameters (gpud-tiny and test models) train at 5e-3.
-    /// </summary>
-    /// <summary>
     /// DPO trains at a tenth of the supervised rate: it nudges a policy's preferences rather than teaching it new text,
     /// and LoRA DPO recipes run at 5e-6..5e-5 where supervised LoRA runs at 2e-4; larger steps collapse both answers' likelihood.
     /// </summary>
     public const double PreferenceRateFactor = 0.1;
 
+    /// <summary>
+    /// Base LoRA learning rate by model size: 2e-4 up to 10B parameters (the common LoRA default), 1e-4 above;
+    /// models under 10M parameters (gpud-tiny and test models) train at 5e-3.
+    /// </summary>
     public static double BaseLearningRate(long parameters) => parameters switch
     {
         < 10_000_000 => 5e-3,
