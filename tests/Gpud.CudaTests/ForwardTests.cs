@@ -7,7 +7,7 @@ namespace Gpud.CudaTests;
 /// <summary>The forward pass on CUDA against the float64 transformers reference logits the CPU tests also use.</summary>
 public sealed class ForwardTests
 {
-    public static TheoryData<string> Models => new() { "gpud-tiny", "llama3-tiny", "mistral-tiny", "qwen2-tiny", "qwen3-tiny" };
+    public static TheoryData<string> Models => new() { "gpud-tiny", "llama3-tiny", "mistral-tiny", "mistral-sw-tiny", "qwen2-tiny", "qwen3-tiny" };
 
     [Theory]
     [MemberData(nameof(Models))]

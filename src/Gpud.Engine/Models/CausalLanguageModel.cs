@@ -62,7 +62,8 @@ public sealed class CausalLanguageModel : nn.Module
     /// <summary>Final hidden states [batch, seq, hidden].</summary>
     /// <param name="inputIds">[batch, seq] int64 token ids.</param>
     /// <param name="positionIds">[batch, seq] int64 positions (restarting per packed example, offset by the cache).</param>
-    /// <param name="mask">null for plain causal attention, else a boolean [batch, 1, seq, keys] mask.</param>
+    /// <param name="mask">null for plain causal attention, else a boolean [batch, 1, seq, keys] mask in which key index k
+    /// holds position k (a sliding window is applied to it from <paramref name="positionIds"/>).</param>
     /// <param name="cache">One <see cref="IKvCache"/> per layer, or null.</param>
     /// <param name="adapters">Per-row LoRA adapters from an <see cref="AdapterPool"/>, or null for the base (and any attached adapter).</param>
     /// <param name="segments">For packed rows (no mask, no cache): the sequences each row holds, attended to one by one.</param>
@@ -75,20 +76,29 @@ public sealed class CausalLanguageModel : nn.Module
         var angles = _rotary.Angles(positionIds, hidden.dtype);
         var seq = inputIds.size(1);
         var past = cache is { Count: > 0 } ? cache[0].Length : 0;
-        if (mask is null && past > 0 && seq > 1)
+        var window = Config.SlidingWindow;
+        if (mask is null && segments is null && (past > 0 && seq > 1 || CausalMask.Windowed(window, past + seq)))
         {
-            // A chunk appended to a cache: SDPA's is_causal would align the triangle top-left, so spell it out.
-            mask = ones([seq, past + seq], ScalarType.Bool, Device).tril(past).view(1, 1, seq, past + seq);
+            // A chunk appended to a cache (SDPA's is_causal would align the triangle top-left), or more positions than
+            // the sliding window: spell the mask out.
+            mask = CausalMask.Causal(seq, past + seq, past, window, Device).view(1, 1, seq, past + seq);
         }
-        if (mask is { dtype: ScalarType.Bool })
+        else if (mask is not null && CausalMask.Windowed(window, mask.size(-1)))
         {
-            // SDPA turns a boolean mask into an additive one (0 / −∞) on every call: once per forward here, not per layer.
-            using var minusInfinity = double.NegativeInfinity.ToScalar();
-            mask = zeros(mask.shape, hidden.dtype, Device).masked_fill_(mask.logical_not(), minusInfinity);
+            mask = CausalMask.Window(mask, positionIds, window!.Value);
         }
+        mask = Additive(mask, hidden.dtype);
         for (var i = 0; i < Body.Layers.Count; i++)
             hidden = Body.Layers[i].Forward(hidden, angles, mask, cache?[i], adapters, segments);
         return Body.Norm.forward(hidden).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>SDPA turns a boolean mask into an additive one (0 / −∞) on every call: once per forward here, not per layer.</summary>
+    private Tensor? Additive(Tensor? mask, ScalarType dtype)
+    {
+        if (mask is not { dtype: ScalarType.Bool }) return mask;
+        using var minusInfinity = double.NegativeInfinity.ToScalar();
+        return zeros(mask.shape, dtype, Device).masked_fill_(mask.logical_not(), minusInfinity);
     }
 
     /// <summary>
@@ -108,14 +118,18 @@ public sealed class CausalLanguageModel : nn.Module
         var inputs = new List<Tensor>(Body.Layers.Count + 1);
         var rngStates = new List<Tensor?>(Body.Layers.Count);
         RotaryAngles angles;
+        Tensor? mask = null;
         using (no_grad())
         {
             inputs.Add(Body.Embed(inputIds));
             angles = _rotary.Angles(positionIds, inputs[0].dtype);
+            var seq = inputIds.size(1);
+            if (segments is null && CausalMask.Windowed(Config.SlidingWindow, seq))
+                mask = Additive(CausalMask.Causal(seq, seq, 0, Config.SlidingWindow, Device).view(1, 1, seq, seq), inputs[0].dtype);
             for (var i = 0; i < Body.Layers.Count; i++)
             {
                 rngStates.Add(dropout?.get_state());
-                inputs.Add(Body.Layers[i].Forward(inputs[i], angles, null, null, segments: segments));
+                inputs.Add(Body.Layers[i].Forward(inputs[i], angles, mask, null, segments: segments));
             }
         }
         var afterForward = dropout?.get_state();
@@ -134,7 +148,7 @@ public sealed class CausalLanguageModel : nn.Module
             using var layerScope = NewDisposeScope();
             if (dropout is not null) dropout.set_state(rngStates[i]!);
             var input = inputs[i].detach().requires_grad_(true);
-            var output = Body.Layers[i].Forward(input, angles, null, null, segments: segments);
+            var output = Body.Layers[i].Forward(input, angles, mask, null, segments: segments);
             output.backward([gradient]);
             gradient = input.grad!.detach().MoveToOuterDisposeScope();
             inputs[i + 1].Dispose(); // no longer needed: free it as the walk goes down

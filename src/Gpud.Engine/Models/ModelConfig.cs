@@ -43,6 +43,12 @@ public sealed record ModelConfig(
     /// <summary>Qwen3 normalises each head's queries and keys (RMSNorm over head_dim, <c>q_norm</c>/<c>k_norm</c>) before RoPE.</summary>
     public bool QkNorm => Architecture == ModelArchitecture.Qwen3;
 
+    /// <summary>
+    /// Mistral's sliding-window attention (<c>sliding_window</c>, Mistral 7B v0.1: 4096): a query at position p sees the
+    /// keys at p − window + 1 .. p, in every layer. Null for full causal attention.
+    /// </summary>
+    public int? SlidingWindow { get; init; }
+
     /// <summary>Parameters of the frozen base, for learning-rate and MFU figures.</summary>
     public long ParameterCount
     {
@@ -116,6 +122,18 @@ public sealed record ModelConfig(
         if (headDim % 2 != 0) throw new ModelLoadException($"{source}: head_dim ({headDim}) must be even for rotary embeddings.");
 
         var attentionBias = Bool("attention_bias", false);
+        int? slidingWindow = null;
+        if (architecture == ModelArchitecture.Mistral)
+        {
+            // As MistralConfig: absent means its default, 4096; null turns it off (Mistral v0.2 and later).
+            slidingWindow = root.TryGetProperty("sliding_window", out var window) ? (window.ValueKind == JsonValueKind.Null ? null : Int("sliding_window")) : 4096;
+            if (slidingWindow <= 0) throw new ModelLoadException($"{source}: 'sliding_window' must be positive or null.");
+        }
+        else if (Bool("use_sliding_window", false))
+        {
+            // Qwen2/Qwen3 window only the layers from max_window_layers on; no released checkpoint turns it on.
+            throw new ModelLoadException($"{source}: 'use_sliding_window' is true; gpud supports sliding-window attention for Mistral only.");
+        }
         return new ModelConfig(
             architecture,
             Int("vocab_size"),
@@ -135,7 +153,10 @@ public sealed record ModelConfig(
             MlpBias: Bool("mlp_bias", false),
             root.TryGetProperty("bos_token_id", out var bos) && bos.ValueKind == JsonValueKind.Number ? bos.GetInt32() : null,
             ParseTokenIds(root, "eos_token_id", source),
-            root.TryGetProperty("torch_dtype", out var dtype) && dtype.ValueKind == JsonValueKind.String ? dtype.GetString() : null);
+            root.TryGetProperty("torch_dtype", out var dtype) && dtype.ValueKind == JsonValueKind.String ? dtype.GetString() : null)
+        {
+            SlidingWindow = slidingWindow,
+        };
     }
 
     private static ModelArchitecture ParseArchitecture(JsonElement root, string source)

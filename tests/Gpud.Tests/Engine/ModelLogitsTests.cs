@@ -8,12 +8,12 @@ namespace Gpud.Tests.Engine;
 /// <summary>
 /// gpud's Llama-family forward pass against reference logits (scripts/fixtures/make_model_fixtures.py: a float64
 /// reference written from transformers' modeling code) for gpud-tiny, Llama 3 (llama3 RoPE scaling, bf16 on disk), Mistral
-/// (explicit head_dim, f16 on disk), Qwen2 (q/k/v bias, tied embeddings, sharded) and Qwen3 (per-head q/k RMSNorm,
+/// (explicit head_dim, f16 on disk; and with a 5-position sliding window over 12-token inputs), Qwen2 (q/k/v bias, tied embeddings, sharded) and Qwen3 (per-head q/k RMSNorm,
 /// explicit head_dim, bf16 on disk) checkpoints.
 /// </summary>
 public sealed class ModelLogitsTests
 {
-    public static TheoryData<string> Models => new() { "gpud-tiny", "llama3-tiny", "mistral-tiny", "qwen2-tiny", "qwen3-tiny" };
+    public static TheoryData<string> Models => new() { "gpud-tiny", "llama3-tiny", "mistral-tiny", "mistral-sw-tiny", "qwen2-tiny", "qwen3-tiny" };
 
     [Theory]
     [MemberData(nameof(Models))]

@@ -7,10 +7,13 @@ public sealed class PackedSegmentsTests
 {
     /// <summary>
     /// Per-sequence attention over packed rows must equal attention under the block-diagonal causal mask it replaces,
-    /// in the outputs of real tokens and in the gradients that reach queries, keys and values (what training uses).
+    /// in the outputs of real tokens and in the gradients that reach queries, keys and values (what training uses);
+    /// with a sliding window (Mistral), only the last <paramref name="window"/> positions of a token's own sequence.
     /// </summary>
-    [Fact]
-    public void Attending_sequence_by_sequence_equals_the_block_diagonal_mask_forward_and_backward()
+    [Theory]
+    [InlineData(null)]
+    [InlineData(3)]
+    public void Attending_sequence_by_sequence_equals_the_block_diagonal_mask_forward_and_backward(int? window)
     {
         using var scope = NewDisposeScope();
         var generator = new Generator(7);
@@ -33,11 +36,12 @@ public sealed class PackedSegmentsTests
         }
         var ids = tensor(segment);
         var mask = ((ids.unsqueeze(2) == ids.unsqueeze(1)) & ones([width, width], ScalarType.Bool).tril()).unsqueeze(1);
+        if (window is { } w) mask &= ones([width, width], ScalarType.Bool).triu(1 - w); // query i sees keys i - w + 1 .. i
         var expected = nn.functional.scaled_dot_product_attention(q1, RepeatKv(k1), RepeatKv(v1), mask, 0.0, false)
             .transpose(1, 2).reshape(rows.Length, width, heads * headDim);
 
         using var segments = PackedSegments.Create(rows.Select(r => (IReadOnlyList<int>)r).ToList(), width, CPU);
-        var actual = segments.Attend(q2, k2, v2, RepeatKv);
+        var actual = segments.Attend(q2, k2, v2, RepeatKv, window);
 
         var keep = tensor(real).unsqueeze(-1).to_type(ScalarType.Float32);
         Assert.True((actual * keep).allclose(expected * keep, rtol: 1e-5, atol: 1e-6));

@@ -11,6 +11,7 @@ public sealed class Attention : nn.Module
     private readonly int _heads;
     private readonly int _kvHeads;
     private readonly int _headDim;
+    private readonly int? _window;
 
     public Attention(ModelConfig config, WeightLoader weights, string prefix) : base(prefix)
     {
@@ -18,6 +19,7 @@ public sealed class Attention : nn.Module
         _heads = config.NumHeads;
         _kvHeads = config.NumKeyValueHeads;
         _headDim = config.HeadDim;
+        _window = config.SlidingWindow;
         Qkv = new FusedLinear(weights,
             [($"{prefix}.q_proj", (long)_heads * _headDim), ($"{prefix}.k_proj", (long)_kvHeads * _headDim), ($"{prefix}.v_proj", (long)_kvHeads * _headDim)],
             config.HiddenSize, config.QkvBias);
@@ -82,7 +84,7 @@ public sealed class Attention : nn.Module
         Tensor merged;
         if (segments is not null)
         {
-            merged = segments.Attend(q, k, v, RepeatKv);
+            merged = segments.Attend(q, k, v, RepeatKv, _window);
         }
         else if (cache is not null && mask is not null && _heads != _kvHeads)
         {

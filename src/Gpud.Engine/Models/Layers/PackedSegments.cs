@@ -84,8 +84,9 @@ public sealed class PackedSegments : IDisposable
     /// <param name="k">[batch, kvHeads, width, headDim].</param>
     /// <param name="v">[batch, kvHeads, width, headDim].</param>
     /// <param name="repeatKv">Expands key/value heads to the query heads.</param>
+    /// <param name="window">The model's sliding window (<see cref="ModelConfig.SlidingWindow"/>), or null.</param>
     /// <returns>[batch, width, heads × headDim], heads merged as the output projection expects.</returns>
-    public Tensor Attend(Tensor q, Tensor k, Tensor v, Func<Tensor, Tensor> repeatKv)
+    public Tensor Attend(Tensor q, Tensor k, Tensor v, Func<Tensor, Tensor> repeatKv, int? window = null)
     {
         ArgumentNullException.ThrowIfNull(q);
         ArgumentNullException.ThrowIfNull(k);
@@ -101,8 +102,10 @@ public sealed class PackedSegments : IDisposable
         foreach (var group in _groups)
         {
             Tensor Gathered(Tensor flat, long h) => flat.index_select(0, group.Gather).view(group.Count, group.Length, h, headDim).transpose(1, 2);
+            // Sequences longer than a sliding window need it spelled out; the others keep the plain causal path.
+            var mask = CausalMask.Windowed(window, group.Length) ? CausalMask.Causal(group.Length, group.Length, 0, window, q.device) : null;
             var attended = nn.functional.scaled_dot_product_attention(
-                Gathered(flatQ, heads), repeatKv(Gathered(flatK, kvHeads)), repeatKv(Gathered(flatV, kvHeads)), null, 0.0, true);
+                Gathered(flatQ, heads), repeatKv(Gathered(flatK, kvHeads)), repeatKv(Gathered(flatV, kvHeads)), mask, 0.0, mask is null);
             outputs.Add(attended.transpose(1, 2).reshape(group.Count * group.Length, heads * headDim).index_select(0, group.Real));
         }
         var real = outputs.Count == 1 ? outputs[0] : cat(outputs, 0);
