@@ -83,9 +83,9 @@ public sealed class CausalLanguageModel : nn.Module
             // the sliding window: spell the mask out.
             mask = CausalMask.Causal(seq, past + seq, past, window, Device).view(1, 1, seq, past + seq);
         }
-        else if (mask is not null && CausalMask.Windowed(window, mask.size(-1)))
+        else if (mask is not null && window is { } w && mask.size(-1) > w)
         {
-            mask = CausalMask.Window(mask, positionIds, window!.Value);
+            mask = CausalMask.Window(mask, positionIds, w);
         }
         mask = Additive(mask, hidden.dtype);
         for (var i = 0; i < Body.Layers.Count; i++)
