@@ -102,10 +102,16 @@ public sealed class LoraAdapter : nn.Module
         ArgumentNullException.ThrowIfNull(input);
         if (!IsAdditive) throw new InvalidOperationException("A DoRA adapter has no additive delta.");
         using var scope = NewDisposeScope();
-        var dropped = training && _dropout > 0 ? Dropout(input) : input;
-        var (a, b) = _computeCopies is { } copies && copies.A.dtype == input.dtype ? copies : (A.to_type(input.dtype), B.to_type(input.dtype));
-        return nn.functional.linear(nn.functional.linear(dropped, a), b).MoveToOuterDisposeScope();
+        var (a, b) = Weights(input.dtype);
+        return nn.functional.linear(nn.functional.linear(DropsOut ? Dropout(input) : input, a), b).MoveToOuterDisposeScope();
     }
+
+    /// <summary>Whether this forward pass draws a dropout mask (then the adapter's input differs from the base's).</summary>
+    public bool DropsOut => training && _dropout > 0;
+
+    /// <summary>A and B in <paramref name="dtype"/>: the optimizer's compute copies when they are in it, else casts.</summary>
+    public (Tensor A, Tensor B) Weights(ScalarType dtype) =>
+        _computeCopies is { } copies && copies.A.dtype == dtype ? copies : (A.to_type(dtype), B.to_type(dtype));
 
     private (Tensor A, Tensor B)? _computeCopies;
 

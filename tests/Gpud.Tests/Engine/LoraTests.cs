@@ -123,14 +123,16 @@ public sealed class LoraTests
     }
     /// <summary>
     /// In training, q/k/v with LoRA on every member run one base matmul and add the members' deltas side by side. The
-    /// output and every gradient (A, B, the input's) must be those of each projection's own adapter forward, dropout
-    /// included (the members draw in the same order).
+    /// output and every gradient (A, B, the input's) must be those of each projection's own adapter forward: without
+    /// dropout through one matmul by the stacked A matrices, with it member by member (drawing in the same order).
     /// </summary>
-    [Fact]
-    public void A_fused_projection_group_trains_as_its_members_would_one_by_one()
+    [Theory]
+    [InlineData(0.0)]
+    [InlineData(0.2)]
+    public void A_fused_projection_group_trains_as_its_members_would_one_by_one(double dropout)
     {
         using var model = Load(); // qwen2-tiny: q/k/v biases
-        var parameters = LoraModel.Attach(model, new LoraSettings(4, 8, Dropout: 0.2), ["all-linear"], seed: 5);
+        var parameters = LoraModel.Attach(model, new LoraSettings(4, 8, Dropout: dropout), ["all-linear"], seed: 5);
         model.train();
         var qkv = model.Body.Layers[0].SelfAttn.Qkv;
         using var scope = NewDisposeScope();
@@ -157,8 +159,9 @@ public sealed class LoraTests
         for (var i = 0; i < fusedGradients.Length; i++)
         {
             Assert.True(fusedGradients[i].abs().max().item<float>() > 0, $"gradient {i} is zero");
-            Assert.True(fusedGradients[i].allclose(separateGradients[i], rtol: 1e-4, atol: 1e-5),
-                $"gradient {i} differs by {(fusedGradients[i] - separateGradients[i]).abs().max().item<float>():g3}");
+            // Float rounding of sums taken in another order, relative to the gradient's scale (these reach ~10³).
+            var (difference, largest) = ((fusedGradients[i] - separateGradients[i]).abs().max().item<float>(), separateGradients[i].abs().max().item<float>());
+            Assert.True(difference <= 1e-5 * largest, $"gradient {i} differs by {difference:g3} (largest {largest:g3})");
         }
     }
 }

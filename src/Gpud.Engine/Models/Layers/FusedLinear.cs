@@ -58,9 +58,21 @@ public sealed class FusedLinear : IDisposable
         // matmul, and its backward one matmul for the input's gradient.
         if (trained.TrueForAll(a => a is { IsAdditive: true }) && trained.TrueForAll(a => a!.Settings.Scale == trained[0]!.Settings.Scale))
         {
+            var first = trained[0]!;
             var deltas = new List<Tensor>(trained.Count);
-            foreach (var adapter in trained) deltas.Add(adapter!.Delta(input)); // in member order: dropout draws as before
-            return nn.functional.linear(input, Weight, Bias).add_(cat(deltas, -1), trained[0]!.Settings.Scale).MoveToOuterDisposeScope();
+            if (!trained.Exists(a => a!.DropsOut) && trained.TrueForAll(a => a!.Settings.Rank == first.Settings.Rank))
+            {
+                // The members read the same input: one matmul by their stacked A matrices (one in backward for A's
+                // gradients, one for the input's), then each member's B on its own r columns.
+                var weights = trained.Select(a => a!.Weights(input.dtype)).ToList();
+                var lowRank = nn.functional.linear(input, cat(weights.Select(w => w.A).ToList(), 0)).split(first.Settings.Rank, -1);
+                for (var i = 0; i < weights.Count; i++) deltas.Add(nn.functional.linear(lowRank[i], weights[i].B));
+            }
+            else
+            {
+                foreach (var adapter in trained) deltas.Add(adapter!.Delta(input)); // in member order: dropout draws as before
+            }
+            return nn.functional.linear(input, Weight, Bias).add_(cat(deltas, -1), first.Settings.Scale).MoveToOuterDisposeScope();
         }
         // Otherwise (DoRA's re-scaled outputs, partial targets) each member has its own forward.
         var outputs = new List<Tensor>(Members.Count);
