@@ -164,6 +164,19 @@ public sealed class CausalLanguageModel : nn.Module
         return nn.functional.linear(hidden, weight).to_type(ScalarType.Float32).MoveToOuterDisposeScope();
     }
 
+    /// <summary>
+    /// What hidden states receive through <see cref="Logits"/> from a gradient on the logits [.., vocab] → [.., hidden],
+    /// computed as autograd computes it (the gradient cast to the model's dtype, times the head's weight), for losses
+    /// whose logit gradient is known in closed form.
+    /// </summary>
+    public Tensor HiddenGradient(Tensor logitsGradient)
+    {
+        ArgumentNullException.ThrowIfNull(logitsGradient);
+        using var scope = NewDisposeScope();
+        var weight = _lmHead?.Weight ?? Body.EmbedTokens;
+        return logitsGradient.to_type(weight.dtype).matmul(weight).MoveToOuterDisposeScope();
+    }
+
     /// <summary>A KV cache for <paramref name="batch"/> sequences of up to <paramref name="capacity"/> tokens.</summary>
     public IReadOnlyList<LayerKvCache> NewCache(long batch, long capacity) =>
         Enumerable.Range(0, Config.NumLayers)
