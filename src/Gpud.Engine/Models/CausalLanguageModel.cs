@@ -76,21 +76,26 @@ public sealed class CausalLanguageModel : nn.Module
         var angles = _rotary.Angles(positionIds, hidden.dtype);
         var seq = inputIds.size(1);
         var past = cache is { Count: > 0 } ? cache[0].Length : 0;
-        var window = Config.SlidingWindow;
-        if (mask is null && segments is null && (past > 0 && seq > 1 || CausalMask.Windowed(window, past + seq)))
-        {
-            // A chunk appended to a cache (SDPA's is_causal would align the triangle top-left), or more positions than
-            // the sliding window: spell the mask out.
-            mask = CausalMask.Causal(seq, past + seq, past, window, Device).view(1, 1, seq, past + seq);
-        }
-        else if (mask is not null && window is { } w && mask.size(-1) > w)
-        {
-            mask = CausalMask.Window(mask, positionIds, w);
-        }
-        mask = Additive(mask, hidden.dtype);
+        mask = mask is null
+            ? PlainMask(seq, past, segments, hidden.dtype)
+            : Additive(Config.SlidingWindow is { } w && mask.size(-1) > w ? CausalMask.Window(mask, positionIds, w) : mask, hidden.dtype);
         for (var i = 0; i < Body.Layers.Count; i++)
             hidden = Body.Layers[i].Forward(hidden, angles, mask, cache?[i], adapters, segments);
         return Body.Norm.forward(hidden).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// The additive mask for plain causal attention over <paramref name="seq"/> new positions after <paramref name="past"/>
+    /// cached ones, or null where SDPA's <c>is_causal</c> says it: spelled out for a chunk appended to a cache (is_causal
+    /// would align the triangle top-left) and for more positions than the sliding window. Packed rows attend sequence by
+    /// sequence instead (<see cref="PackedSegments"/>).
+    /// </summary>
+    private Tensor? PlainMask(long seq, long past, PackedSegments? segments, ScalarType dtype)
+    {
+        if (segments is not null || !(past > 0 && seq > 1 || CausalMask.Windowed(Config.SlidingWindow, past + seq))) return null;
+        using var causal = CausalMask.Causal(seq, past + seq, past, Config.SlidingWindow, Device);
+        using var view = causal.view(1, 1, seq, past + seq);
+        return Additive(view, dtype);
     }
 
     /// <summary>SDPA turns a boolean mask into an additive one (0 / −∞) on every call: once per forward here, not per layer.</summary>
@@ -123,9 +128,7 @@ public sealed class CausalLanguageModel : nn.Module
         {
             inputs.Add(Body.Embed(inputIds));
             angles = _rotary.Angles(positionIds, inputs[0].dtype);
-            var seq = inputIds.size(1);
-            if (segments is null && CausalMask.Windowed(Config.SlidingWindow, seq))
-                mask = Additive(CausalMask.Causal(seq, seq, 0, Config.SlidingWindow, Device).view(1, 1, seq, seq), inputs[0].dtype);
+            mask = PlainMask(inputIds.size(1), 0, segments, inputs[0].dtype);
             for (var i = 0; i < Body.Layers.Count; i++)
             {
                 rngStates.Add(dropout?.get_state());
